@@ -1,0 +1,37 @@
+# -*- test-case-name: tests -*-
+"""
+Migrate: session-layer mobility for Twisted.
+
+Wrap any protocol factory and its connections survive the loss of their TCP
+connections, changes of address and long absences::
+
+    from twisted.internet.endpoints import serverFromString
+    serverFromString(reactor, "migrate:tcp:7001").listen(factory)
+
+The public names are listed in C{__all__}; everything else is private.
+"""
+
+from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint
+from ._options import SessionOptions
+from ._server import MigrateServerFactory
+from .errors import (
+    BufferFull,
+    BufferOverflow,
+    HandshakeError,
+    PeerAborted,
+    SessionExpired,
+)
+from .interfaces import IMigrateTransport
+
+__all__ = [
+    "MigrateClientEndpoint",
+    "MigrateServerEndpoint",
+    "MigrateServerFactory",
+    "SessionOptions",
+    "IMigrateTransport",
+    "SessionExpired",
+    "BufferOverflow",
+    "BufferFull",
+    "PeerAborted",
+    "HandshakeError",
+]

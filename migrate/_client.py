@@ -1,0 +1,346 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+The client side: open a session through any inner endpoint, and keep it
+attached.
+
+A L{ClientConnector} makes one session.  Its first connection attempt opens
+the session (the connect Deferred fires with the application protocol once
+the server proved the new key, or fails cleanly).  Each time the session's
+carrier is lost it tries again at once, then with exponential backoff and
+jitter; every attempt (connection and handshake) has its own deadline, so no
+attempt waits on the kernel's SYN retries.  It stops when the session ends:
+expiry, a refused resume, a close or an abort.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import NoProtocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from . import _wire
+from ._core import ProtocolViolation
+from ._handshake import ClientHandshake, HandshakeFailed
+from ._options import SessionOptions
+from ._protocol import Carrier
+from ._session import Session
+from ._transport import MigrateTransport
+from .errors import HandshakeError, SessionExpired
+
+# Reject codes after which trying again cannot help.
+_FATAL = {
+    _wire.REJECT_UNKNOWN_SESSION,
+    _wire.REJECT_BAD_PROOF,
+    _wire.REJECT_STALE,
+    _wire.REJECT_VERSION,
+}
+
+
+class _CarrierFactory(Factory):
+    """
+    Builds the carrier of one connection attempt.
+    """
+
+    noisy = False
+
+    def __init__(self, connector: ClientConnector) -> None:
+        self._connector = connector
+
+    def buildProtocol(self, addr: IAddress) -> Carrier:
+        return Carrier(self._connector, self._connector.options.maxFrame)
+
+
+class ClientConnector:
+    """
+    Open one session and reconnect it until it ends.
+
+    @ivar session: the session once open.
+    @ivar attempts: connection attempts since the last success.
+    @ivar _opened: fires with the application protocol (first open only).
+    @ivar _connecting: the inner endpoint's pending connect, if any.
+    @ivar _carrier: the carrier of the attempt in its handshake, if any.
+    @ivar _handshake: that carrier's handshake.
+    @ivar _deadline: the current attempt's deadline.
+    @ivar _retryCall: the scheduled next attempt.
+    @ivar _generation: the last generation used in a resume attempt.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        endpoint: IStreamClientEndpoint,
+        appFactory: IProtocolFactory,
+        options: SessionOptions,
+        rng: random.Random,
+    ) -> None:
+        self.clock = clock
+        self.endpoint = endpoint
+        self.appFactory = appFactory
+        self.options = options
+        self.rng = rng
+        self.session: Session | None = None
+        self.attempts = 0
+        self._opened: Deferred[IProtocol] | None = None
+        self._connecting: Deferred[object] | None = None
+        self._carrier: Carrier | None = None
+        self._handshake: ClientHandshake | None = None
+        self._deadline: IDelayedCall | None = None
+        self._retryCall: IDelayedCall | None = None
+        self._generation = 0
+        self._stopped = False
+
+    def open(self) -> Deferred[IProtocol]:
+        """
+        Open the session.
+
+        @return: a Deferred firing with the application protocol once the
+            session is established, or failing with the inner endpoint's
+            error or a L{HandshakeError}.  Cancelling it stops the attempt.
+        """
+        self._opened = Deferred(lambda d: self._cancelOpen())
+        self._attempt()
+        return self._opened
+
+    def _cancelOpen(self) -> None:
+        self._stopped = True
+        self._abandonAttempt()
+
+    # Attempts
+
+    def _attempt(self) -> None:
+        self._retryCall = None
+        if self._stopped:
+            return
+        self.attempts += 1
+        self._deadline = self.clock.callLater(
+            self.options.connectTimeout, self._attemptTimedOut
+        )
+        d = self.endpoint.connect(_CarrierFactory(self))
+        self._connecting = d
+
+        def connected(carrier: object) -> None:
+            if self._connecting is d:
+                self._connecting = None
+
+        def failed(reason: Failure) -> None:
+            if self._connecting is not d:
+                # Abandoned (cancelled or timed out): already handled.
+                return
+            self._connecting = None
+            self._attemptFailed(reason.getErrorMessage(), reason)
+
+        d.addCallbacks(connected, failed)
+
+    def _attemptTimedOut(self) -> None:
+        self._deadline = None
+        self._abandonAttempt()
+        self._attemptFailed("connection attempt timed out", None)
+
+    def _abandonAttempt(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
+        carrier, self._carrier = self._carrier, None
+        self._handshake = None
+        if carrier is not None:
+            carrier.retire("attempt abandoned")
+
+    def _attemptFailed(self, reason: str, failure: Failure | None) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._carrier = None
+        self._handshake = None
+        if self.session is None:
+            opened, self._opened = self._opened, None
+            self._stopped = True
+            if opened is not None:
+                if failure is not None and not failure.check(HandshakeFailed):
+                    opened.errback(failure)
+                else:
+                    opened.errback(Failure(HandshakeError(reason)))
+            return
+        if self._stopped or self.session.ended:
+            return
+        self.log.debug(
+            "session {sid}: attempt {n} failed: {reason}",
+            sid=self.session.hexID,
+            n=self.attempts,
+            reason=reason,
+        )
+        self._scheduleRetry()
+
+    def _scheduleRetry(self) -> None:
+        if self._retryCall is not None or self._stopped:
+            return
+        n = self.attempts
+        if n == 0:
+            delay = 0.0
+        else:
+            delay = min(
+                self.options.reconnectMax,
+                self.options.reconnectInitial * 2 ** min(n - 1, 30),
+            ) * self.rng.uniform(0.5, 1.0)
+        self._retryCall = self.clock.callLater(delay, self._attempt)
+
+    # Handshaker
+
+    def carrierConnected(self, carrier: Carrier) -> None:
+        if self._stopped or self._carrier is not None:
+            carrier.retire("not wanted")
+            return
+        self._carrier = carrier
+
+    def carrierFailed(self, carrier: Carrier, reason: str) -> None:
+        if carrier is self._carrier:
+            self._carrier = None
+            self._attemptFailed("carrier lost during handshake: %s" % (reason,), None)
+
+    def handshakeFrame(self, carrier: Carrier, frameType: int, body: bytes) -> None:
+        if carrier is not self._carrier:
+            raise HandshakeFailed(_wire.REJECT_PROTOCOL, "stale carrier")
+        if frameType == _wire.SERVER_HELLO:
+            session = self.session
+            if session is None:
+                handshake = ClientHandshake.forOpen()
+            else:
+                self._generation = max(self._generation, session.generation) + 1
+                handshake = ClientHandshake.forResume(
+                    session.sessionID,
+                    session.key,
+                    self._generation,
+                    session.engine.received,
+                )
+            self._handshake = handshake
+            carrier.transport.write(handshake.receiveHello(body))
+            return
+        handshake = self._handshake
+        if handshake is None:
+            raise HandshakeFailed(_wire.REJECT_PROTOCOL, "no greeting")
+        if frameType == _wire.REJECT:
+            code, reason = _wire.decodeReject(body)
+            self._rejected(carrier, code, reason)
+        elif frameType == _wire.OPEN_ACCEPT and self.session is None:
+            confirm = handshake.receiveOpenAccept(body)
+            self._openAccepted(carrier, handshake, confirm)
+        elif frameType == _wire.RESUME_ACCEPT and self.session is not None:
+            received = handshake.receiveResumeAccept(body)
+            self._resumeAccepted(carrier, handshake, received)
+        else:
+            raise HandshakeFailed(
+                _wire.REJECT_PROTOCOL, "unexpected frame type 0x%02x" % (frameType,)
+            )
+
+    def _finishAttempt(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._carrier = None
+        self._handshake = None
+        self.attempts = 0
+
+    def _openAccepted(
+        self, carrier: Carrier, handshake: ClientHandshake, confirm: bytes
+    ) -> None:
+        self._finishAttempt()
+        opened, self._opened = self._opened, None
+        app = self.appFactory.buildProtocol(carrier.transport.getPeer())
+        if app is None:
+            self._stopped = True
+            carrier.transport.write(_wire.encodeAbort("application refused"))
+            carrier.retire("application refused", graceful=True)
+            if opened is not None:
+                opened.errback(Failure(NoProtocol()))
+            return
+        session = Session(self.clock, handshake.sessionID, handshake.key, True, self.options)
+        session.onCarrierLost = self._sessionDetached
+        session.onEnd = self._sessionEnded
+        self.session = session
+        carrier.transport.write(confirm)
+        session.attach(carrier, 0)
+        self.log.info("session {sid} opened", sid=session.hexID, event="opened")
+        session.connectApp(app, MigrateTransport(session))
+        if opened is not None:
+            opened.callback(app)
+
+    def _resumeAccepted(
+        self, carrier: Carrier, handshake: ClientHandshake, received: int
+    ) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            session.engine.checkResume(received)
+        except ProtocolViolation as e:
+            self._finishAttempt()
+            carrier.retire(str(e))
+            session._end(SessionExpired("server resumed at an impossible position"))
+            return
+        self._finishAttempt()
+        session.generation = handshake.generation
+        session.handoffs += 1
+        self.log.info(
+            "session {sid} resumed (generation {generation})",
+            sid=session.hexID,
+            generation=handshake.generation,
+            event="resumed",
+        )
+        session.attach(carrier, received)
+
+    def _rejected(self, carrier: Carrier, code: int, reason: str) -> None:
+        carrier.retire("refused: %s" % (reason,))
+        session = self.session
+        if session is None:
+            self._finishAttempt()
+            self._stopped = True
+            opened, self._opened = self._opened, None
+            if opened is not None:
+                opened.errback(Failure(HandshakeError("server refused: %s" % (reason,), code)))
+            return
+        if code in _FATAL:
+            self._finishAttempt()
+            self.log.info(
+                "session {sid}: server refused the resume: {reason}",
+                sid=session.hexID,
+                reason=reason,
+            )
+            session._end(SessionExpired("server refused the resume: %s" % (reason,)))
+            return
+        self._carrier = None
+        self._attemptFailed("server busy: %s" % (reason,), None)
+
+    # Session hooks
+
+    def _sessionDetached(self, session: Session) -> None:
+        if not self._stopped and self._carrier is None and self._connecting is None:
+            self._retryNow()
+
+    def _retryNow(self) -> None:
+        if self._retryCall is not None:
+            self._retryCall.cancel()
+            self._retryCall = None
+        self._attempt()
+
+    def _sessionEnded(self, session: Session) -> None:
+        self._stopped = True
+        if self._retryCall is not None:
+            self._retryCall.cancel()
+            self._retryCall = None
+        self._abandonAttempt()

@@ -1,0 +1,125 @@
+# -*- test-case-name: tests.test_options -*-
+"""
+Per-session options: timeouts, buffer limits, table limits.
+
+One frozen L{SessionOptions} value configures a server factory or a client
+endpoint.  Endpoint strings set the same fields by name
+(C{migrate:tcp:7001:sessionTimeout=60:highWater=1048576}); L{fromStrings}
+parses and checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """
+    Limits and timeouts of Migrate sessions.  All times are in seconds, all
+    sizes in bytes.
+
+    @ivar sessionTimeout: how long a detached session waits for a resume
+        before it expires.
+    @ivar handshakeTimeout: how long a new carrier may take to finish its
+        handshake (server side).
+    @ivar connectTimeout: how long one client connection attempt, handshake
+        included, may take.
+    @ivar closeTimeout: how long a close may wait for the peer's
+        acknowledgement (through detachments) before the session ends anyway.
+    @ivar closedLinger: how long a server remembers a cleanly closed session
+        so that a client whose last acknowledgement was lost can resume and
+        receive it.
+    @ivar highWater: unacknowledged bytes above which the application's
+        producer is paused; it is resumed below half of this.
+    @ivar hardCap: unacknowledged bytes a session may hold at most.
+    @ivar overflow: what a write past C{hardCap} does: C{"close"} ends the
+        session with L{migrate.errors.BufferOverflow}; C{"raise"} raises
+        L{migrate.errors.BufferFull} from C{write} and keeps the session.
+    @ivar ackEvery: received bytes after which a standalone acknowledgement
+        is sent at once.
+    @ivar ackDelay: the longest a received byte waits to be acknowledged.
+    @ivar maxFrame: the largest data payload accepted from the peer.
+    @ivar sendFrame: the largest data payload we put in one frame.
+    @ivar maxSessions: sessions a server holds at most; openings beyond are
+        refused as busy.
+    @ivar maxPending: carriers a server lets handshake at once.
+    @ivar maxPendingPerHost: carriers from one peer host that may handshake
+        at once.
+    @ivar maxDetachedPerHost: detached sessions a server keeps per peer host;
+        past this the longest-detached one of that host expires.
+    @ivar reconnectInitial: the client's first retry delay after the
+        immediate attempt.
+    @ivar reconnectMax: the client's longest retry delay.
+    """
+
+    sessionTimeout: float = 900.0
+    handshakeTimeout: float = 10.0
+    connectTimeout: float = 5.0
+    closeTimeout: float = 60.0
+    closedLinger: float = 60.0
+    highWater: int = 4 * 1024 * 1024
+    hardCap: int = 64 * 1024 * 1024
+    overflow: str = "close"
+    ackEvery: int = 128 * 1024
+    ackDelay: float = 0.05
+    maxFrame: int = 1024 * 1024
+    sendFrame: int = 256 * 1024
+    maxSessions: int = 10000
+    maxPending: int = 256
+    maxPendingPerHost: int = 32
+    maxDetachedPerHost: int = 64
+    reconnectInitial: float = 0.05
+    reconnectMax: float = 5.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "overflow":
+                if value not in ("close", "raise"):
+                    raise ValueError('overflow must be "close" or "raise"')
+            elif not value > 0:
+                raise ValueError("%s must be positive, not %r" % (f.name, value))
+        if self.hardCap < self.highWater:
+            raise ValueError("hardCap must be at least highWater")
+        if self.sendFrame > self.maxFrame:
+            raise ValueError("sendFrame must not exceed maxFrame")
+
+    @classmethod
+    def names(cls) -> set[str]:
+        """
+        The option names, as accepted in endpoint strings.
+        """
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def fromStrings(cls, values: Mapping[str, str]) -> SessionOptions:
+        """
+        Build options from endpoint-string keyword values.
+
+        @raise ValueError: an unknown name or a value of the wrong kind.
+        """
+        kinds = {f.name: f.type for f in fields(cls)}
+        converted: dict[str, object] = {}
+        for name, text in values.items():
+            kind = kinds.get(name)
+            if kind is None:
+                raise ValueError("unknown Migrate option %r" % (name,))
+            try:
+                if kind in ("int", int):
+                    converted[name] = int(text)
+                elif kind in ("float", float):
+                    converted[name] = float(text)
+                else:
+                    converted[name] = str(text)
+            except ValueError:
+                raise ValueError("bad value %r for Migrate option %r" % (text, name))
+        return cls(**converted)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> SessionOptions:
+        """
+        A copy with some fields changed.
+        """
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,243 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The server side: a wrapping protocol factory that keeps a table of sessions.
+
+L{MigrateServerFactory} wraps any protocol factory.  Each accepted
+connection becomes a L{Carrier}; the factory greets it, runs the handshake
+with the limits of its L{SessionOptions}, and either opens a new session
+(building the application protocol only after the client proved it holds the
+new key) or hands the carrier to the verified session it resumes.  A
+handshake that fails for any reason closes that carrier alone, with a logged
+reason and a reject frame; no session is touched before a proof verifies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from typing import Optional
+
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from . import _wire
+from ._core import ProtocolViolation
+from ._handshake import HandshakeFailed, ServerHandshake
+from ._options import SessionOptions
+from ._protocol import Carrier
+from ._session import Session, State
+from ._transport import MigrateTransport
+from .errors import SessionExpired
+
+
+def _hostOf(address: IAddress) -> str:
+    return str(getattr(address, "host", address))
+
+
+class _PendingCarrier:
+    """
+    Per-carrier handshake state kept by the server.
+
+    @ivar handshake: the sans-IO handshake.
+    @ivar host: the peer host it counts against.
+    @ivar deadline: the handshake deadline call.
+    """
+
+    def __init__(self, handshake: ServerHandshake, host: str, deadline: IDelayedCall):
+        self.handshake = handshake
+        self.host = host
+        self.deadline = deadline
+
+
+class MigrateServerFactory(Factory):
+    """
+    Wrap C{wrappedFactory} so every protocol it builds lives in a Migrate
+    session that survives the loss of its connections.
+
+    @ivar wrappedFactory: the application's factory.
+    @ivar clock: the clock for every timer.
+    @ivar options: limits and timeouts.
+    @ivar sessions: live and detached sessions by id.
+    @ivar _closed: cleanly closed sessions remembered for
+        C{options.closedLinger}, by id, oldest first, with their close time.
+    @ivar _pending: carriers still in their handshake.
+    @ivar _pendingPerHost: how many of them each peer host has.
+    @ivar _detachedByHost: detached sessions per peer host, oldest first.
+    """
+
+    log = Logger()
+    protocol = Carrier  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        wrappedFactory: IProtocolFactory,
+        clock: IReactorTime,
+        options: Optional[SessionOptions] = None,
+    ) -> None:
+        self.wrappedFactory = wrappedFactory
+        self.clock = clock
+        self.options = options if options is not None else SessionOptions()
+        self.sessions: dict[bytes, Session] = {}
+        self._closed: OrderedDict[bytes, tuple[float, Session]] = OrderedDict()
+        self._pending: dict[Carrier, _PendingCarrier] = {}
+        self._pendingPerHost: Counter[str] = Counter()
+        self._detachedByHost: dict[str, OrderedDict[bytes, Session]] = {}
+
+    def logPrefix(self) -> str:
+        return "Migrate(%s)" % (
+            getattr(self.wrappedFactory, "logPrefix", lambda: "?")(),
+        )
+
+    def doStart(self) -> None:
+        self.wrappedFactory.doStart()
+        Factory.doStart(self)
+
+    def doStop(self) -> None:
+        self.wrappedFactory.doStop()
+        Factory.doStop(self)
+
+    def buildProtocol(self, addr: IAddress) -> Carrier:
+        return Carrier(self, self.options.maxFrame)
+
+    # Handshaker
+
+    def carrierConnected(self, carrier: Carrier) -> None:
+        host = _hostOf(carrier.transport.getPeer())
+        if len(self._pending) >= self.options.maxPending:
+            carrier.reject(_wire.REJECT_BUSY, "too many handshakes in progress")
+            return
+        if self._pendingPerHost[host] >= self.options.maxPendingPerHost:
+            carrier.reject(_wire.REJECT_BUSY, "too many handshakes from %s" % (host,))
+            return
+        handshake = ServerHandshake()
+        deadline = self.clock.callLater(
+            self.options.handshakeTimeout, carrier.fail, "handshake timed out"
+        )
+        self._pending[carrier] = _PendingCarrier(handshake, host, deadline)
+        self._pendingPerHost[host] += 1
+        carrier.transport.write(handshake.hello())
+
+    def _donePending(self, carrier: Carrier) -> None:
+        state = self._pending.pop(carrier, None)
+        if state is None:
+            return
+        if state.deadline.active():
+            state.deadline.cancel()
+        self._pendingPerHost[state.host] -= 1
+        if not self._pendingPerHost[state.host]:
+            del self._pendingPerHost[state.host]
+
+    def carrierFailed(self, carrier: Carrier, reason: str) -> None:
+        self._donePending(carrier)
+
+    def handshakeFrame(self, carrier: Carrier, frameType: int, body: bytes) -> None:
+        state = self._pending.get(carrier)
+        if state is None:
+            raise HandshakeFailed(_wire.REJECT_PROTOCOL, "frame after handshake")
+        handshake = state.handshake
+        if frameType == _wire.OPEN:
+            self._purgeClosed()
+            if len(self.sessions) >= self.options.maxSessions:
+                raise HandshakeFailed(_wire.REJECT_BUSY, "too many sessions")
+            carrier.transport.write(handshake.receiveOpen(body))
+        elif frameType == _wire.OPEN_CONFIRM:
+            keys = handshake.receiveOpenConfirm(body)
+            self._donePending(carrier)
+            self._open(carrier, keys.sessionID, keys.key, state.host)
+        elif frameType == _wire.RESUME:
+            request = handshake.parseResume(body)
+            self._purgeClosed()
+            session = self.sessions.get(request.sessionID)
+            if session is None:
+                raise HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
+            handshake.verifyResume(request, session.key, session.generation)
+            try:
+                session.engine.checkResume(request.received)
+            except ProtocolViolation as e:
+                raise HandshakeFailed(_wire.REJECT_PROTOCOL, str(e))
+            self._donePending(carrier)
+            carrier.transport.write(
+                handshake.acceptResume(request, session.key, session.engine.received)
+            )
+            session.generation = request.generation
+            self._forgetDetached(session)
+            if session.state is not State.CLOSED:
+                session.handoffs += 1
+                session.peerHost = state.host
+                self.log.info(
+                    "session {sid} resumed from {peer} (generation {generation})",
+                    sid=session.hexID,
+                    peer=state.host,
+                    generation=request.generation,
+                    event="resumed",
+                )
+            session.attach(carrier, request.received)
+        else:
+            raise HandshakeFailed(
+                _wire.REJECT_PROTOCOL,
+                "unexpected frame type 0x%02x in handshake" % (frameType,),
+            )
+
+    def _open(self, carrier: Carrier, sessionID: bytes, key: bytes, host: str) -> None:
+        peer = carrier.transport.getPeer()
+        app = self.wrappedFactory.buildProtocol(peer)
+        if app is None:
+            self.log.info("{peer}: application factory refused the session", peer=host)
+            carrier.transport.write(_wire.encodeAbort("application refused"))
+            carrier.retire("application refused", graceful=True)
+            return
+        session = Session(self.clock, sessionID, key, False, self.options)
+        session.peerHost = host
+        session.onCarrierLost = self._sessionDetached
+        session.onEnd = self._sessionEnded
+        self.sessions[sessionID] = session
+        session.attach(carrier, 0)
+        self.log.info(
+            "session {sid} opened from {peer}", sid=session.hexID, peer=host, event="opened"
+        )
+        session.connectApp(app, MigrateTransport(session))
+
+    # The session table
+
+    def _sessionDetached(self, session: Session) -> None:
+        table = self._detachedByHost.setdefault(session.peerHost, OrderedDict())
+        table[session.sessionID] = session
+        while len(table) > self.options.maxDetachedPerHost:
+            _, oldest = table.popitem(last=False)
+            self.log.warn(
+                "session {sid} expired: more than {n} detached sessions from {host}",
+                sid=oldest.hexID,
+                n=self.options.maxDetachedPerHost,
+                host=session.peerHost,
+            )
+            oldest._end(SessionExpired("too many detached sessions from this host"))
+
+    def _forgetDetached(self, session: Session) -> None:
+        table = self._detachedByHost.get(session.peerHost)
+        if table is not None:
+            table.pop(session.sessionID, None)
+            if not table:
+                del self._detachedByHost[session.peerHost]
+
+    def _sessionEnded(self, session: Session) -> None:
+        self._forgetDetached(session)
+        self.sessions.pop(session.sessionID, None)
+        if session.engine.finished:
+            self._closed[session.sessionID] = (self.clock.seconds(), session)
+            self.sessions[session.sessionID] = session
+            self._purgeClosed()
+
+    def _purgeClosed(self) -> None:
+        """
+        Forget closed sessions older than the linger time (checked lazily,
+        so no timer outlives a session).
+        """
+        horizon = self.clock.seconds() - self.options.closedLinger
+        closed = self._closed
+        while closed:
+            sid, (when, session) = next(iter(closed.items()))
+            if when > horizon and len(closed) <= self.options.maxSessions:
+                break
+            closed.popitem(last=False)
+            if self.sessions.get(sid) is session:
+                del self.sessions[sid]

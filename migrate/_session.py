@@ -1,0 +1,668 @@
+# -*- test-case-name: tests.test_session -*-
+"""
+A session: one application protocol, many carriers over its lifetime.
+
+L{Session} joins the sans-IO L{StreamEngine} to the world: it writes the
+engine's frames to the current carrier, passes received payload to the
+application, keeps the timers (expiry while detached, delayed
+acknowledgement, close deadline) on an injected clock, and implements the
+producer/consumer rules of the wrapper:
+
+  - the session, never the application's producer, is registered as the
+    producer of every carrier, so a dying carrier cannot stop the
+    application's producer;
+  - the application's producer is paused for any of three reasons (the
+    carrier's buffer is full, the session is detached, too many bytes await
+    acknowledgement) and resumed only when none remains;
+  - an application that paused reading stays paused on every new carrier.
+
+States::
+
+    ATTACHED <--> DETACHED          (carrier lost / verified resume)
+        \\          /
+         -> CLOSED                  (clean close, expiry, abort, overflow)
+
+A close in progress is C{closing} as seen by the application, with the
+engine's FIN state saying how far it got.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Callable, Optional
+
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IProtocol,
+    IPullProducer,
+    IPushProducer,
+    IReactorTime,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from . import _wire
+from ._core import ProtocolViolation, StreamEngine
+from ._options import SessionOptions
+from .errors import BufferFull, BufferOverflow, PeerAborted, SessionExpired
+
+if TYPE_CHECKING:
+    from ._protocol import Carrier
+    from ._transport import MigrateTransport
+
+
+class State(enum.Enum):
+    """
+    Session lifecycle states.
+    """
+
+    ATTACHED = "attached"
+    DETACHED = "detached"
+    CLOSED = "closed"
+
+
+# Reasons the application's producer may be paused.
+_CARRIER = "carrier"
+_DETACHED = "detached"
+_BUFFER = "buffer"
+
+
+@implementer(IPushProducer)
+class _PullDriver:
+    """
+    Drive a pull producer as a push producer: call its C{resumeProducing}
+    once per reactor turn while not paused, on the injected clock.
+
+    @ivar _producer: the application's pull producer.
+    @ivar _onError: called (with no arguments) when the producer raises.
+    """
+
+    def __init__(
+        self, producer: IPullProducer, clock: IReactorTime, onError: Callable[[], None]
+    ) -> None:
+        self._producer = producer
+        self._clock = clock
+        self._onError = onError
+        self._paused = False
+        self._stopped = False
+        self._call: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """
+        Begin pulling.
+        """
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._call is None and not self._paused and not self._stopped:
+            self._call = self._clock.callLater(0, self._pull)
+
+    def _pull(self) -> None:
+        self._call = None
+        try:
+            self._producer.resumeProducing()
+        except BaseException:
+            Session.log.failure("pull producer raised; unregistering it")
+            self._cancel()
+            self._onError()
+            return
+        self._schedule()
+
+    def _cancel(self) -> None:
+        self._stopped = True
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._schedule()
+
+    def stopProducing(self) -> None:
+        self._cancel()
+        self._producer.stopProducing()
+
+    def halt(self) -> None:
+        """
+        Stop pulling without telling the producer (it was unregistered).
+        """
+        self._cancel()
+
+
+@implementer(IPushProducer)
+class Session:
+    """
+    The state of one session on one side.
+
+    @ivar sessionID: the 16-byte session id.
+    @ivar key: the 32-byte session key.
+    @ivar isClient: which side we are.
+    @ivar engine: positions and the retransmission buffer.
+    @ivar state: the lifecycle state.
+    @ivar generation: the generation of the current (or last) carrier.
+    @ivar handoffs: how many resumes succeeded.
+    @ivar carrier: the current carrier, or C{None} while detached.
+    @ivar app: the application protocol, once connected.
+    @ivar transport: what the application holds.
+    @ivar lastPeer: the peer address of the current or last carrier.
+    @ivar lastHost: our address on the current or last carrier.
+    @ivar peerHost: the host part of the peer address the server counts this
+        session under (server side).
+    @ivar detachedSince: clock time of the last detachment, or C{None}.
+    @ivar onCarrierLost: called (with the session) when the carrier goes;
+        the client's reconnector hooks in here.
+    @ivar onEnd: called (with the session) once when it ends.
+    @ivar _pauseReasons: why the application's producer is paused.
+    @ivar _producer: the application's producer as registered (for push) or
+        the driver that pulls it.
+    @ivar _appProducer: the application's own producer object.
+    @ivar _readPaused: the application paused reading.
+    @ivar _closeRequested: C{loseConnection} was called: no more data to the
+        application, FIN once the producer is gone.
+    @ivar _writeClosed: no more writes accepted (FIN requested).
+    @ivar _ended: C{connectionLost} was (or is being) delivered.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        sessionID: bytes,
+        key: bytes,
+        isClient: bool,
+        options: SessionOptions,
+    ) -> None:
+        self.clock = clock
+        self.sessionID = sessionID
+        self.key = key
+        self.isClient = isClient
+        self.options = options
+        self.engine = StreamEngine(options.sendFrame)
+        self.state = State.DETACHED
+        self.generation = 0
+        self.handoffs = 0
+        self.carrier: Carrier | None = None
+        self.app: IProtocol | None = None
+        self.transport: MigrateTransport | None = None
+        self.lastPeer: IAddress | None = None
+        self.lastHost: IAddress | None = None
+        self.peerHost = ""
+        self.detachedSince: float | None = None
+        self.onCarrierLost: Callable[[Session], None] = lambda s: None
+        self.onEnd: Callable[[Session], None] = lambda s: None
+        self._pauseReasons: set[str] = {_DETACHED}
+        self._producer: Optional[IPushProducer] = None
+        self._appProducer: object = None
+        self._pullDriver: _PullDriver | None = None
+        self._appPaused = False
+        self._readPaused = False
+        self._closeRequested = False
+        self._writeClosed = False
+        self._finPending = False
+        self._ended = False
+        self._expiryCall: IDelayedCall | None = None
+        self._ackCall: IDelayedCall | None = None
+        self._closeCall: IDelayedCall | None = None
+        self._lowWater = options.highWater // 2
+
+    @property
+    def hexID(self) -> str:
+        """
+        The session id as hex, for logs and the application.
+        """
+        return self.sessionID.hex()
+
+    # Starting
+
+    def connectApp(self, app: IProtocol, transport: MigrateTransport) -> None:
+        """
+        Connect the application protocol; it hears C{connectionMade}.
+        """
+        self.app = app
+        self.transport = transport
+        app.makeConnection(transport)
+
+    # Carriers
+
+    def attach(self, carrier: Carrier, peerReceived: int) -> None:
+        """
+        Make C{carrier} the session's carrier after a verified handshake, and
+        retransmit what the peer has not received.
+
+        @param peerReceived: how far the peer received our stream; it passed
+            L{StreamEngine.checkResume}.
+        """
+        old = self.carrier
+        if old is not None and old is not carrier:
+            old.retire("replaced by a resumed carrier")
+        wasDetached = self.state is State.DETACHED
+        self.carrier = carrier
+        carrier.adopt(self)
+        self.lastPeer = carrier.transport.getPeer()
+        self.lastHost = carrier.transport.getHost()
+        if self._expiryCall is not None:
+            self._expiryCall.cancel()
+            self._expiryCall = None
+        frames, resent = self.engine.resumeFrames(peerReceived)
+        if self.state is State.CLOSED:
+            # A lingering closed session: hand the peer what it missed and
+            # let the carrier go.
+            carrier.transport.writeSequence(frames)
+            carrier.retire("session already closed", graceful=True)
+            self.carrier = None
+            return
+        self.state = State.ATTACHED
+        self.detachedSince = None
+        carrier.transport.registerProducer(self, True)
+        if self._readPaused:
+            carrier.pauseReading()
+        if frames:
+            carrier.transport.writeSequence(frames)
+        if wasDetached:
+            self._resumeFor(_DETACHED)
+        self._checkBuffer()
+        self._checkFinished()
+
+    def carrierLost(self, carrier: Carrier) -> None:
+        """
+        A carrier's connection ended.  If it was the session's, detach.
+        """
+        if carrier is not self.carrier:
+            return
+        self.carrier = None
+        if self.state is not State.ATTACHED:
+            return
+        self.state = State.DETACHED
+        self.detachedSince = self.clock.seconds()
+        self._pauseReasons.discard(_CARRIER)
+        self._pauseFor(_DETACHED)
+        self._expiryCall = self.clock.callLater(
+            self.options.sessionTimeout, self._expire
+        )
+        self.log.info(
+            "session {sid} detached", sid=self.hexID, session=self.hexID, event="detached"
+        )
+        self.onCarrierLost(self)
+
+    def detach(self) -> None:
+        """
+        Drop the current carrier on purpose (the client does this before it
+        resumes on a new one, so the old one cannot deliver more).
+        """
+        carrier = self.carrier
+        if carrier is not None:
+            carrier.retire("detached for a resume")
+            self.carrierLost(carrier)
+
+    def _expire(self) -> None:
+        self._expiryCall = None
+        self._end(
+            SessionExpired(
+                "session detached for more than %g seconds"
+                % (self.options.sessionTimeout,)
+            )
+        )
+
+    # Frames from the carrier (the carrier's parser calls these directly)
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        """
+        A data frame's head: apply its acknowledgement.
+        """
+        if self.engine.dataStarted(ack, length):
+            self._acked()
+
+    def payloadReceived(self, payload: bytes) -> None:
+        """
+        Payload of a data frame: count it, acknowledge it in due time and
+        hand it to the application.
+        """
+        engine = self.engine
+        engine.received += len(payload)
+        if engine.received - engine.ackSent >= self.options.ackEvery:
+            self._sendAck()
+        elif self._ackCall is None:
+            self._ackCall = self.clock.callLater(self.options.ackDelay, self._ackTimer)
+        if not self._closeRequested and self.app is not None:
+            self.app.dataReceived(payload)
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        """
+        A control frame on an established carrier.
+
+        @raise ProtocolViolation: a frame that has no place here.
+        """
+        if frameType == _wire.ACK:
+            if self.engine.acknowledge(_wire.decodePosition(body)):
+                self._acked()
+        elif frameType == _wire.FIN:
+            self._finReceived(_wire.decodePosition(body))
+        elif frameType == _wire.ABORT:
+            reason = body.decode("utf-8", "replace")
+            self.log.info(
+                "session {sid} aborted by peer: {reason}", sid=self.hexID, reason=reason
+            )
+            carrier = self.carrier
+            self.carrier = None
+            if carrier is not None:
+                carrier.retire("peer aborted", graceful=True)
+            self._end(PeerAborted("peer aborted the session: %s" % (reason,)))
+        else:
+            raise ProtocolViolation("unexpected frame type 0x%02x" % (frameType,))
+
+    def _finReceived(self, ack: int) -> None:
+        self.engine.finArrived(ack)
+        self._acked()
+        app = self.app
+        if not self._closeRequested:
+            halfCloseable = IHalfCloseableProtocol(app, None)
+            if halfCloseable is not None:
+                self._sendAck()
+                try:
+                    halfCloseable.readConnectionLost()
+                except BaseException:
+                    self.log.failure("readConnectionLost raised")
+                    self.loseConnection()
+            else:
+                self.loseConnection()
+        if not self._ended:
+            if self.engine.unacknowledged:
+                self._sendAck()
+            self._checkFinished()
+
+    def _ackTimer(self) -> None:
+        self._ackCall = None
+        if self.engine.unacknowledged and self.carrier is not None:
+            self._sendAck()
+
+    def _sendAck(self) -> None:
+        carrier = self.carrier
+        if carrier is not None:
+            carrier.transport.write(self.engine.ackFrame())
+
+    def _acked(self) -> None:
+        if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
+            self._resumeFor(_BUFFER)
+        if self.engine.finSent:
+            self._checkFinished()
+
+    # The application's writes
+
+    def write(self, data: bytes) -> None:
+        """
+        Send application data (see L{MigrateTransport.write}).
+        """
+        if self._writeClosed or self._ended or not data:
+            return
+        engine = self.engine
+        if engine.buffered + len(data) > self.options.hardCap:
+            if self.options.overflow == "raise":
+                raise BufferFull(
+                    "session buffer at its hard cap of %d bytes" % (self.options.hardCap,)
+                )
+            self.log.warn(
+                "session {sid} closed: buffer passed its hard cap of {cap} bytes",
+                sid=self.hexID,
+                cap=self.options.hardCap,
+            )
+            self.abort(BufferOverflow("session buffer passed its hard cap"))
+            return
+        frames = engine.send(data)
+        carrier = self.carrier
+        if carrier is not None:
+            carrier.transport.writeSequence(frames)
+        if engine.sent - engine.acked > self.options.highWater:
+            self._checkBuffer()
+
+    def _checkBuffer(self) -> None:
+        if self.engine.buffered > self.options.highWater:
+            self._pauseFor(_BUFFER)
+
+    def loseWriteConnection(self) -> None:
+        """
+        End our direction once the producer, if any, is unregistered.
+        """
+        if self._writeClosed or self._ended:
+            return
+        self._writeClosed = True
+        if self._appProducer is None:
+            self._sendFin()
+        else:
+            self._finPending = True
+
+    def loseConnection(self) -> None:
+        """
+        Close cleanly: no more data to the application, FIN after every
+        byte written, the session ends when both FINs are acknowledged.
+        """
+        if self._closeRequested or self._ended:
+            return
+        self._closeRequested = True
+        if not self._writeClosed:
+            self.loseWriteConnection()
+        else:
+            self._checkFinished()
+
+    def _sendFin(self) -> None:
+        self._finPending = False
+        frame = self.engine.finish()
+        carrier = self.carrier
+        if carrier is not None:
+            carrier.transport.write(frame)
+        if self._closeCall is None:
+            self._closeCall = self.clock.callLater(
+                self.options.closeTimeout, self._closeTimedOut
+            )
+        self._checkFinished()
+
+    def _closeTimedOut(self) -> None:
+        self._closeCall = None
+        if self.engine.acked >= self.engine.sent:
+            reason: Exception = ConnectionDone("closed; the peer did not finish its close")
+        else:
+            reason = SessionExpired("close did not complete in time")
+        carrier = self.carrier
+        self.carrier = None
+        if carrier is not None:
+            carrier.retire("close timed out", graceful=True)
+        self._end(reason)
+
+    def _checkFinished(self) -> None:
+        if self._ended or not self.engine.finished:
+            return
+        carrier = self.carrier
+        self.carrier = None
+        if carrier is not None:
+            if self.engine.unacknowledged:
+                carrier.transport.write(self.engine.ackFrame())
+            carrier.retire("session closed", graceful=True)
+        self._end(ConnectionDone("session closed cleanly"))
+
+    def abort(self, reason: Exception | None = None) -> None:
+        """
+        End at once, dropping what is unsent; tell the peer if attached.
+        """
+        if self._ended:
+            return
+        carrier = self.carrier
+        self.carrier = None
+        if carrier is not None:
+            carrier.transport.write(
+                _wire.encodeAbort(
+                    "buffer overflow" if isinstance(reason, BufferOverflow) else "aborted"
+                )
+            )
+            carrier.retire("session aborted", graceful=True)
+        self._end(reason if reason is not None else ConnectionAborted())
+
+    def _end(self, reason: Exception) -> None:
+        """
+        End the session: cancel every timer, stop the producer, tell the
+        application once.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        self._writeClosed = self._closeRequested = True
+        self.state = State.CLOSED
+        for name in ("_expiryCall", "_ackCall", "_closeCall"):
+            call = getattr(self, name)
+            if call is not None:
+                call.cancel()
+                setattr(self, name, None)
+        carrier = self.carrier
+        if carrier is not None and not isinstance(reason, ConnectionDone):
+            self.carrier = None
+            carrier.retire("session ended")
+        producer = self._producer
+        driver = self._pullDriver
+        self._producer = self._appProducer = self._pullDriver = None
+        if driver is not None:
+            driver.halt()
+        if producer is not None:
+            try:
+                producer.stopProducing()
+            except BaseException:
+                self.log.failure("producer's stopProducing raised")
+        self.log.info(
+            "session {sid} ended: {reason}",
+            sid=self.hexID,
+            reason=reason.__class__.__name__,
+            event="ended",
+        )
+        app = self.app
+        if app is not None:
+            try:
+                app.connectionLost(Failure(reason))
+            except BaseException:
+                self.log.failure("connectionLost raised")
+        self.onEnd(self)
+
+    @property
+    def ended(self) -> bool:
+        """
+        Whether the session is over for the application.
+        """
+        return self._ended
+
+    @property
+    def closing(self) -> bool:
+        """
+        Whether a close was requested and has not completed.
+        """
+        return self._writeClosed and not self._ended
+
+    # The application's producer
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        """
+        Register the application's producer.
+
+        @raise RuntimeError: one is registered already.
+        """
+        if self._appProducer is not None:
+            raise RuntimeError(
+                "Cannot register producer %s, because producer %s was never "
+                "unregistered." % (producer, self._appProducer)
+            )
+        if self._ended:
+            producer.stopProducing()  # type: ignore[attr-defined]
+            return
+        self._appProducer = producer
+        if streaming:
+            self._producer = producer  # type: ignore[assignment]
+            self._appPaused = False
+            if self._pauseReasons:
+                self._appPaused = True
+                producer.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            driver = _PullDriver(
+                producer, self.clock, self.unregisterProducer  # type: ignore[arg-type]
+            )
+            self._pullDriver = driver
+            self._producer = driver
+            self._appPaused = bool(self._pauseReasons)
+            if self._appPaused:
+                driver.pauseProducing()
+            driver.start()
+
+    def unregisterProducer(self) -> None:
+        """
+        Unregister the application's producer; a pending FIN goes out.
+        """
+        driver = self._pullDriver
+        self._producer = self._appProducer = self._pullDriver = None
+        if driver is not None:
+            driver.halt()
+        if self._finPending and not self._ended:
+            self._sendFin()
+
+    def _pauseFor(self, reason: str) -> None:
+        self._pauseReasons.add(reason)
+        producer = self._producer
+        if producer is not None and not self._appPaused:
+            self._appPaused = True
+            try:
+                producer.pauseProducing()
+            except BaseException:
+                self.log.failure("producer's pauseProducing raised")
+                self.abort(Failure().value)
+
+    def _resumeFor(self, reason: str) -> None:
+        self._pauseReasons.discard(reason)
+        producer = self._producer
+        if not self._pauseReasons and producer is not None and self._appPaused:
+            self._appPaused = False
+            try:
+                producer.resumeProducing()
+            except BaseException:
+                self.log.failure("producer's resumeProducing raised")
+                self.abort(Failure().value)
+
+    # IPushProducer, as registered on each carrier
+
+    def pauseProducing(self) -> None:
+        """
+        The carrier's send buffer is full.
+        """
+        self._pauseFor(_CARRIER)
+
+    def resumeProducing(self) -> None:
+        """
+        The carrier's send buffer drained.
+        """
+        self._resumeFor(_CARRIER)
+
+    def stopProducing(self) -> None:
+        """
+        The carrier is going away; its loss detaches us, nothing to do here.
+        """
+
+    # The application's reading
+
+    def pauseReading(self) -> None:
+        """
+        The application paused its transport: stop reading every carrier.
+        """
+        self._readPaused = True
+        if self.carrier is not None:
+            self.carrier.pauseReading()
+
+    def resumeReading(self) -> None:
+        """
+        The application resumed its transport.
+        """
+        self._readPaused = False
+        if self.carrier is not None:
+            self.carrier.resumeReading()

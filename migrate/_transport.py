@@ -1,0 +1,163 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+The transport an application protocol holds.
+
+L{MigrateTransport} is the application's view of its session: one object for
+the session's whole life, whatever carriers come and go.  It declares a fixed
+set of interfaces (never the carrier's), and delegates every call to the
+L{Session}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
+from zope.interface import implementer
+
+from .interfaces import IMigrateTransport
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+
+@implementer(ITransport, IConsumer, IPushProducer, IMigrateTransport)
+class MigrateTransport:
+    """
+    The application protocol's transport.
+
+    Writes after C{loseConnection} are dropped, as with Twisted's TCP
+    transport; C{registerProducer} twice raises C{RuntimeError};
+    C{loseConnection} delivers every byte first, waiting through detachments
+    up to the session's C{closeTimeout}; C{abortConnection} does not wait.
+
+    @ivar _session: the session behind it.
+    """
+
+    disconnecting = False
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.write = session.write  # type: ignore[method-assign]
+
+    def __repr__(self) -> str:
+        return "<MigrateTransport session=%s %s>" % (
+            self._session.hexID,
+            self.state,
+        )
+
+    # ITransport
+
+    def write(self, data: bytes) -> None:
+        """
+        Send C{data}; buffered until acknowledged, delivered exactly once.
+        """
+        self._session.write(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        """
+        Send the concatenation of C{data}.
+        """
+        self._session.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        """
+        Close the session cleanly once everything written was delivered.
+        """
+        self.disconnecting = True
+        self._session.loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        """
+        Half-close our direction of the session.
+        """
+        self._session.loseWriteConnection()
+
+    def abortConnection(self) -> None:
+        """
+        End the session now, dropping unsent data.
+        """
+        self.disconnecting = True
+        self._session.abort()
+
+    def getPeer(self) -> IAddress:
+        """
+        The peer's address on the current (or last) carrier.
+        """
+        peer = self._session.lastPeer
+        assert peer is not None
+        return peer
+
+    def getHost(self) -> IAddress:
+        """
+        Our address on the current (or last) carrier.
+        """
+        host = self._session.lastHost
+        assert host is not None
+        return host
+
+    # IConsumer
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        """
+        Register a producer of data to write.
+
+        @raise RuntimeError: a producer is registered already.
+        """
+        self._session.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        """
+        Unregister the producer.
+        """
+        self._session.unregisterProducer()
+
+    # IPushProducer: the application controls its incoming data.
+
+    def pauseProducing(self) -> None:
+        """
+        Stop delivering received data until L{resumeProducing}, on this
+        carrier and any later one.
+        """
+        self._session.pauseReading()
+
+    def resumeProducing(self) -> None:
+        """
+        Resume delivering received data.
+        """
+        self._session.resumeReading()
+
+    def stopProducing(self) -> None:
+        """
+        Close the session, as Twisted's TCP transport does.
+        """
+        self.loseConnection()
+
+    # IMigrateTransport
+
+    @property
+    def sessionID(self) -> str:
+        return self._session.hexID
+
+    @property
+    def state(self) -> str:
+        session = self._session
+        if session.ended:
+            return "closed"
+        if session.closing:
+            return "closing"
+        return session.state.value
+
+    @property
+    def generation(self) -> int:
+        return self._session.generation
+
+    @property
+    def handoffs(self) -> int:
+        return self._session.handoffs
+
+    def isAttached(self) -> bool:
+        """
+        Whether a carrier is up now.
+        """
+        return self._session.carrier is not None

@@ -1,0 +1,419 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+Migrate's wire format: frame layouts, encoders and an incremental parser.
+
+Every frame starts with a five-byte header: a one-byte frame type and a
+four-byte big-endian body length.  Data frames carry an eight-byte cumulative
+acknowledgement in front of the payload, so their fixed head is thirteen
+bytes; the payload is streamed straight to the receiver as it arrives and is
+never reassembled, so a large frame costs no extra copy.  Every other frame
+is a small control frame whose body is collected (bounded by
+L{MAX_CONTROL_BODY}) and handed over whole.
+
+This module is pure: no reactor, no sockets, no clocks.  The full
+specification is C{docs/protocol.md}.
+
+@var VERSION: the protocol version this implementation speaks.
+@var MAGIC: the four bytes that open the server's first frame body.
+@var MAX_CONTROL_BODY: the largest body a control frame may have.
+@var DEFAULT_MAX_PAYLOAD: the default largest data-frame payload accepted.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+VERSION = 1
+MAGIC = b"MGRT"
+
+# Frame types: handshake.
+SERVER_HELLO = 0x01
+OPEN = 0x02
+OPEN_ACCEPT = 0x03
+OPEN_CONFIRM = 0x04
+RESUME = 0x05
+RESUME_ACCEPT = 0x06
+REJECT = 0x07
+
+# Frame types: established session.
+DATA = 0x10
+ACK = 0x11
+FIN = 0x12
+ABORT = 0x13
+
+# Reject codes.
+REJECT_VERSION = 1
+REJECT_UNKNOWN_SESSION = 2
+REJECT_BAD_PROOF = 3
+REJECT_STALE = 4
+REJECT_BUSY = 5
+REJECT_PROTOCOL = 6
+
+NONCE_SIZE = 32
+KEY_SIZE = 32
+SID_SIZE = 16
+MAC_SIZE = 32
+
+MAX_CONTROL_BODY = 512
+MAX_REASON = 200
+DEFAULT_MAX_PAYLOAD = 1 << 20
+
+_HEAD = struct.Struct(">BI")
+_DATA_HEAD = struct.Struct(">BIQ")
+_POS = struct.Struct(">Q")
+_HEAD_SIZE = _HEAD.size
+_DATA_HEAD_SIZE = _DATA_HEAD.size
+
+_SERVER_HELLO = struct.Struct(">4sB%ds" % NONCE_SIZE)
+_OPEN = struct.Struct(">B%ds%ds" % (KEY_SIZE, NONCE_SIZE))
+_OPEN_ACCEPT = struct.Struct(">%ds%ds%ds" % (KEY_SIZE, SID_SIZE, MAC_SIZE))
+_OPEN_CONFIRM = struct.Struct(">%ds" % MAC_SIZE)
+_RESUME = struct.Struct(">B%dsQ%dsQ%ds" % (SID_SIZE, NONCE_SIZE, MAC_SIZE))
+_RESUME_ACCEPT = struct.Struct(">Q%ds" % MAC_SIZE)
+
+_CONTROL_SIZES = {
+    SERVER_HELLO: _SERVER_HELLO.size,
+    OPEN: _OPEN.size,
+    OPEN_ACCEPT: _OPEN_ACCEPT.size,
+    OPEN_CONFIRM: _OPEN_CONFIRM.size,
+    RESUME: _RESUME.size,
+    RESUME_ACCEPT: _RESUME_ACCEPT.size,
+    ACK: _POS.size,
+    FIN: _POS.size,
+}
+_VARIABLE_CONTROL = {REJECT: 1 + MAX_REASON, ABORT: MAX_REASON}
+
+
+class FrameError(Exception):
+    """
+    The peer sent bytes that are not a valid Migrate frame sequence.  The
+    carrier that carried them must be closed; no session state may change.
+    """
+
+
+class IFrameReceiver(Protocol):
+    """
+    What a L{FrameParser} delivers parsed frames to.
+    """
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        """
+        A data frame's head arrived: C{ack} is the peer's cumulative
+        acknowledgement and C{length} the payload length that follows.
+        """
+
+    def payloadReceived(self, payload: bytes) -> None:
+        """
+        Some payload bytes of the current data frame.
+        """
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        """
+        A complete control frame.
+        """
+
+
+def encodeFrame(frameType: int, body: bytes) -> bytes:
+    """
+    Encode a control frame.
+
+    @param frameType: the frame type.
+    @param body: the frame body.
+    @return: the encoded frame.
+    """
+    return _HEAD.pack(frameType, len(body)) + body
+
+
+def dataHead(ack: int, length: int) -> bytes:
+    """
+    Encode the head of a data frame whose payload of C{length} bytes follows.
+
+    @param ack: our cumulative acknowledgement of the peer's stream.
+    @param length: payload length.
+    """
+    return _DATA_HEAD.pack(DATA, length, ack)
+
+
+def encodeAck(ack: int) -> bytes:
+    """
+    Encode a standalone acknowledgement.
+    """
+    return _HEAD.pack(ACK, 8) + _POS.pack(ack)
+
+
+def encodeFin(ack: int) -> bytes:
+    """
+    Encode an end-of-stream marker, which also carries an acknowledgement.
+    """
+    return _HEAD.pack(FIN, 8) + _POS.pack(ack)
+
+
+def decodePosition(body: bytes) -> int:
+    """
+    Decode the body of an L{ACK} or L{FIN} frame.
+    """
+    return int(_POS.unpack(body)[0])
+
+
+def encodeServerHello(nonce: bytes) -> bytes:
+    """
+    Encode the server's greeting: magic, version, fresh nonce.
+    """
+    return encodeFrame(SERVER_HELLO, _SERVER_HELLO.pack(MAGIC, VERSION, nonce))
+
+
+def decodeServerHello(body: bytes) -> tuple[int, bytes]:
+    """
+    Decode a server greeting.
+
+    @return: C{(version, nonce)}
+    @raise FrameError: the magic is wrong.
+    """
+    magic, version, nonce = _SERVER_HELLO.unpack(body)
+    if magic != MAGIC:
+        raise FrameError("not a Migrate server (bad magic)")
+    return version, nonce
+
+
+def encodeOpen(publicKey: bytes, nonce: bytes) -> bytes:
+    """
+    Encode a session opening request.
+    """
+    return encodeFrame(OPEN, _OPEN.pack(VERSION, publicKey, nonce))
+
+
+def decodeOpen(body: bytes) -> tuple[int, bytes, bytes]:
+    """
+    @return: C{(version, publicKey, nonce)}
+    """
+    version, publicKey, nonce = _OPEN.unpack(body)
+    return version, publicKey, nonce
+
+
+def encodeOpenAccept(publicKey: bytes, sessionID: bytes, mac: bytes) -> bytes:
+    """
+    Encode the server's answer to an opening.
+    """
+    return encodeFrame(OPEN_ACCEPT, _OPEN_ACCEPT.pack(publicKey, sessionID, mac))
+
+
+def decodeOpenAccept(body: bytes) -> tuple[bytes, bytes, bytes]:
+    """
+    @return: C{(publicKey, sessionID, mac)}
+    """
+    publicKey, sessionID, mac = _OPEN_ACCEPT.unpack(body)
+    return publicKey, sessionID, mac
+
+
+def encodeOpenConfirm(mac: bytes) -> bytes:
+    """
+    Encode the client's proof that it holds the new session key.
+    """
+    return encodeFrame(OPEN_CONFIRM, mac)
+
+
+def encodeResume(
+    sessionID: bytes, generation: int, nonce: bytes, received: int, mac: bytes
+) -> bytes:
+    """
+    Encode a resume request.
+    """
+    return encodeFrame(
+        RESUME, _RESUME.pack(VERSION, sessionID, generation, nonce, received, mac)
+    )
+
+
+def decodeResume(body: bytes) -> tuple[int, bytes, int, bytes, int, bytes]:
+    """
+    @return: C{(version, sessionID, generation, nonce, received, mac)}
+    """
+    version, sessionID, generation, nonce, received, mac = _RESUME.unpack(body)
+    return version, sessionID, generation, nonce, received, mac
+
+
+def encodeResumeAccept(received: int, mac: bytes) -> bytes:
+    """
+    Encode the server's proof of a resume, with its received position.
+    """
+    return encodeFrame(RESUME_ACCEPT, _RESUME_ACCEPT.pack(received, mac))
+
+
+def decodeResumeAccept(body: bytes) -> tuple[int, bytes]:
+    """
+    @return: C{(received, mac)}
+    """
+    received, mac = _RESUME_ACCEPT.unpack(body)
+    return received, mac
+
+
+def encodeReject(code: int, reason: str) -> bytes:
+    """
+    Encode a handshake refusal with a short human-readable reason.
+    """
+    text = reason.encode("utf-8", "replace")[:MAX_REASON]
+    return encodeFrame(REJECT, bytes([code]) + text)
+
+
+def decodeReject(body: bytes) -> tuple[int, str]:
+    """
+    @return: C{(code, reason)}
+    """
+    if not body:
+        raise FrameError("empty reject")
+    return body[0], body[1:].decode("utf-8", "replace")
+
+
+def encodeAbort(reason: str) -> bytes:
+    """
+    Encode an abort of the session.
+    """
+    return encodeFrame(ABORT, reason.encode("utf-8", "replace")[:MAX_REASON])
+
+
+class FrameParser:
+    """
+    Incremental, bounded frame parser.
+
+    Bytes go in through L{feed}; frames come out as calls on the receiver.
+    Data payloads are passed on as they arrive (a read that falls wholly
+    inside a payload is passed on without being copied).  Parsing can be
+    paused between frames or inside a payload with L{pause}; bytes already
+    fed are then kept and processed by L{resume}.
+
+    @ivar _receiver: where frames go.
+    @ivar _maxPayload: largest accepted data payload.
+    @ivar _head: bytes of a head collected so far (heads split across reads).
+    @ivar _type: type of the frame whose body is being read, or C{None}
+        between frames.
+    @ivar _remaining: body (or payload) bytes still to come for that frame.
+    @ivar _body: collected control-frame body pieces.
+    @ivar _pending: bytes fed while paused, or left over when paused.
+    @ivar _paused: whether delivery is paused.
+    """
+
+    def __init__(self, receiver: IFrameReceiver, maxPayload: int) -> None:
+        self._receiver = receiver
+        self._maxPayload = maxPayload
+        self._head = b""
+        self._type: int | None = None
+        self._remaining = 0
+        self._body: list[bytes] = []
+        self._pending = b""
+        self._paused = False
+
+    def pause(self) -> None:
+        """
+        Stop delivering; later bytes are kept until L{resume}.
+        """
+        self._paused = True
+
+    def resume(self) -> None:
+        """
+        Deliver whatever was kept while paused.
+        """
+        self._paused = False
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self.feed(pending)
+
+    def feed(self, data: bytes) -> None:
+        """
+        Parse some bytes from the carrier.
+
+        @raise FrameError: the bytes are not a valid frame sequence.
+        """
+        if self._paused:
+            self._pending += data
+            return
+        offset = 0
+        end = len(data)
+        while offset < end:
+            if self._paused:
+                self._pending = data[offset:]
+                return
+            frameType = self._type
+            if frameType == DATA:
+                n = self._remaining
+                avail = end - offset
+                if avail >= n:
+                    chunk = data[offset : offset + n] if (offset or n != end) else data
+                    offset += n
+                    self._type = None
+                    self._remaining = 0
+                else:
+                    chunk = data[offset:] if offset else data
+                    offset = end
+                    self._remaining = n - avail
+                if chunk:
+                    self._receiver.payloadReceived(chunk)
+                continue
+            if frameType is not None:
+                n = self._remaining
+                piece = data[offset : offset + n]
+                offset += len(piece)
+                self._body.append(piece)
+                self._remaining = n - len(piece)
+                if self._remaining == 0:
+                    body = b"".join(self._body)
+                    self._body = []
+                    self._type = None
+                    self._receiver.controlFrameReceived(frameType, body)
+                continue
+            # Between frames: parse a head.
+            if self._head or end - offset < _DATA_HEAD_SIZE:
+                # Slow path: the head may be split across reads.
+                head = self._head
+                first = head[0] if head else data[offset]
+                need = _DATA_HEAD_SIZE if first == DATA else _HEAD_SIZE
+                take = data[offset : offset + need - len(head)]
+                offset += len(take)
+                head += take
+                if len(head) < need:
+                    self._head = head
+                    continue
+                self._head = b""
+                self._startFrame(head, 0)
+                continue
+            self._startFrame(data, offset)
+            offset += _DATA_HEAD_SIZE if data[offset] == DATA else _HEAD_SIZE
+
+    def _startFrame(self, buf: bytes, offset: int) -> None:
+        """
+        Act on a complete frame head found at C{buf[offset:]}.
+        """
+        frameType, length = _HEAD.unpack_from(buf, offset)
+        if frameType == DATA:
+            _, _, ack = _DATA_HEAD.unpack_from(buf, offset)
+            if length > self._maxPayload:
+                raise FrameError(
+                    "data frame of %d bytes exceeds the limit of %d"
+                    % (length, self._maxPayload)
+                )
+            self._receiver.dataFrameStarted(ack, length)
+            if length:
+                self._type = DATA
+                self._remaining = length
+            return
+        fixed = _CONTROL_SIZES.get(frameType)
+        if fixed is not None:
+            if length != fixed:
+                raise FrameError(
+                    "frame type 0x%02x has length %d, expected %d"
+                    % (frameType, length, fixed)
+                )
+        else:
+            limit = _VARIABLE_CONTROL.get(frameType)
+            if limit is None:
+                raise FrameError("unknown frame type 0x%02x" % (frameType,))
+            if length > limit:
+                raise FrameError(
+                    "frame type 0x%02x has length %d, over the limit of %d"
+                    % (frameType, length, limit)
+                )
+        if length == 0:
+            self._receiver.controlFrameReceived(frameType, b"")
+            return
+        self._type = frameType
+        self._remaining = length
+

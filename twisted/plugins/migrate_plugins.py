@@ -1,0 +1,47 @@
+"""
+Twisted plugin dropin for Migrate: the C{migrate:} endpoint-string prefix
+for servers and clients.  Imports nothing heavy and never the reactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import (
+    IStreamClientEndpointStringParserWithReactor,
+    IStreamServerEndpointStringParser,
+)
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class _MigrateServerParser:
+    """
+    C{migrate:INNER...} server endpoints.
+    """
+
+    prefix = "migrate"
+
+    def parseStreamServer(self, reactor: Any, *args: object, **kwargs: Any) -> Any:
+        from migrate._endpoints import serverEndpointFromArgs
+
+        return serverEndpointFromArgs(reactor, args, kwargs)
+
+
+@implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
+class _MigrateClientParser:
+    """
+    C{migrate:INNER...} client endpoints.
+    """
+
+    prefix = "migrate"
+
+    def parseStreamClient(self, reactor: Any, *args: object, **kwargs: Any) -> Any:
+        from migrate._endpoints import clientEndpointFromArgs
+
+        return clientEndpointFromArgs(reactor, args, kwargs)
+
+
+migrateServerParser = _MigrateServerParser()
+migrateClientParser = _MigrateClientParser()
