@@ -112,9 +112,10 @@ class ClientConnector:
             session is established, or failing with the inner endpoint's
             error or a L{HandshakeError}.  Cancelling it stops the attempt.
         """
-        self._opened = Deferred(lambda d: self._cancelOpen())
+        opened: Deferred[IProtocol] = Deferred(lambda d: self._cancelOpen())
+        self._opened = opened
         self._attempt()
-        return self._opened
+        return opened
 
     def _cancelOpen(self) -> None:
         self._stopped = True

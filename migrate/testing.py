@@ -1,0 +1,321 @@
+# -*- test-case-name: tests.test_testing -*-
+"""
+Helpers for testing code that uses Migrate, deterministically and in memory.
+
+L{MemoryNetwork} connects Migrate client endpoints to a server factory
+through in-memory carriers that a test can cut at any point, with in-flight
+bytes lost, exactly as a dead path loses them.  Nothing moves until the test
+calls L{MemoryNetwork.flush}, and every timer runs on the test's clock::
+
+    clock = Clock()
+    net = MemoryNetwork(clock)
+    net.listen(MigrateServerFactory(serverAppFactory, clock))
+    d = MigrateClientEndpoint(clock, net.clientEndpoint()).connect(appFactory)
+    net.flush()
+    ...
+    net.cutAll()        # every carrier dies; bytes in flight are lost
+    net.flush()         # the client reconnects and resumes
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import (
+    ConnectionAborted,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocol,
+    IProtocolFactory,
+    IPushProducer,
+    IStreamClientEndpoint,
+    ITransport,
+)
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+__all__ = ["MemoryNetwork", "MemoryLink", "MemoryTransport"]
+
+
+@implementer(ITransport, IPushProducer)
+class MemoryTransport:
+    """
+    One end of an in-memory connection, behaving like Twisted's TCP
+    transport where Migrate relies on it: writes after C{loseConnection}
+    are dropped; a producer is paused when more than C{bufferLimit} bytes
+    wait to be sent and resumed when they have gone; C{pauseProducing}
+    stops delivery to this end.
+
+    @ivar outgoing: bytes written and not yet delivered.
+    @ivar disconnecting: C{loseConnection} or C{abortConnection} was called.
+    @ivar disconnected: the protocol heard C{connectionLost}.
+    @ivar readPaused: the protocol paused reading.
+    @ivar noDelay: what C{setTcpNoDelay} last set.
+    """
+
+    disconnecting = False
+    disconnected = False
+
+    def __init__(
+        self, link: MemoryLink, protocol: IProtocol, host: IAddress, peer: IAddress
+    ) -> None:
+        self.link = link
+        self.protocol = protocol
+        self.host = host
+        self.peer = peer
+        self.outgoing: list[bytes] = []
+        self.queued = 0
+        self.producer: Optional[IPushProducer] = None
+        self.producerPaused = False
+        self.readPaused = False
+        self.noDelay = False
+        self.bufferLimit = link.network.bufferLimit
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        if self.disconnecting or self.disconnected:
+            return
+        self.outgoing.append(data)
+        self.queued += len(data)
+        if (
+            self.producer is not None
+            and not self.producerPaused
+            and self.queued > self.bufferLimit
+        ):
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self.aborted = True
+        self.outgoing = []
+        self.queued = 0
+
+    def getPeer(self) -> IAddress:
+        return self.peer
+
+    def getHost(self) -> IAddress:
+        return self.host
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        if self.producer is not None:
+            raise RuntimeError("producer already registered")
+        self.producer = producer
+        self.producerPaused = False
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def pauseProducing(self) -> None:
+        self.readPaused = True
+
+    def resumeProducing(self) -> None:
+        self.readPaused = False
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+    def _take(self) -> bytes:
+        data = b"".join(self.outgoing)
+        self.outgoing = []
+        self.queued = 0
+        if self.producer is not None and self.producerPaused:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+        return data
+
+
+class MemoryLink:
+    """
+    An in-memory connection between a client carrier and a server carrier.
+
+    @ivar client: the client end's transport.
+    @ivar server: the server end's transport.
+    @ivar closed: whether both ends heard C{connectionLost}.
+    """
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        clientProtocol: IProtocol,
+        serverProtocol: IProtocol,
+        clientAddress: IAddress,
+        serverAddress: IAddress,
+    ) -> None:
+        self.network = network
+        self.client = MemoryTransport(self, clientProtocol, clientAddress, serverAddress)
+        self.server = MemoryTransport(self, serverProtocol, serverAddress, clientAddress)
+        self.closed = False
+
+    def cut(self) -> None:
+        """
+        Kill the connection now, as a dead path would once noticed: bytes in
+        flight are lost and both ends hear C{ConnectionLost}.
+        """
+        if self.closed:
+            return
+        self.client.outgoing = []
+        self.server.outgoing = []
+        self._close(ConnectionLost("cut"), ConnectionLost("cut"))
+
+    def _close(self, clientReason: Exception, serverReason: Exception) -> None:
+        self.closed = True
+        self.network.links.remove(self)
+        for end, reason in ((self.client, clientReason), (self.server, serverReason)):
+            end.disconnected = True
+            producer = end.producer
+            end.producer = None
+            if producer is not None:
+                producer.stopProducing()
+            end.protocol.connectionLost(Failure(reason))
+
+    def pump(self) -> bool:
+        """
+        Deliver what each end wrote to the other (unless that end paused
+        reading), then carry out requested closes.
+
+        @return: whether anything happened.
+        """
+        moved = False
+        for src, dst in ((self.client, self.server), (self.server, self.client)):
+            if self.closed:
+                return moved
+            if src.outgoing and not dst.readPaused and not dst.disconnected:
+                data = src._take()
+                moved = True
+                if not dst.disconnecting:
+                    # Like Twisted's TCP: a closing end no longer reads.
+                    dst.protocol.dataReceived(data)
+        if self.closed:
+            return moved
+        for end in (self.client, self.server):
+            if end.disconnecting and not end.outgoing:
+                other = self.server if end is self.client else self.client
+                if end.aborted:
+                    reasons = (ConnectionAborted(), ConnectionLost("peer aborted"))
+                else:
+                    reasons = (ConnectionDone(), ConnectionDone())
+                if end is self.client:
+                    self._close(reasons[0], reasons[1])
+                else:
+                    self._close(reasons[1], reasons[0])
+                return True
+        return moved
+
+
+@implementer(IStreamClientEndpoint)
+class _MemoryClientEndpoint:
+    def __init__(self, network: MemoryNetwork) -> None:
+        self._network = network
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        return self._network._connect(factory)
+
+
+class MemoryNetwork:
+    """
+    A deterministic in-memory network between Migrate clients and one
+    server factory.
+
+    @ivar clock: the clock that L{flush} advances by zero to run due calls.
+    @ivar links: the live connections, oldest first.
+    @ivar refuse: when true, new connections are refused at once.
+    @ivar hold: when true, new connection attempts never complete (until
+        their caller gives up).
+    @ivar clientHost: the host address new client carriers come from;
+        change it to model a move.
+    @ivar bufferLimit: bytes a transport buffers before it pauses its
+        producer.
+    @ivar connects: how many connection attempts were made.
+    """
+
+    def __init__(self, clock: Clock, bufferLimit: int = 1 << 20) -> None:
+        self.clock = clock
+        self.links: list[MemoryLink] = []
+        self.refuse = False
+        self.hold = False
+        self.clientHost = "10.0.0.2"
+        self.serverAddress = IPv4Address("TCP", "10.0.0.1", 7001)
+        self.bufferLimit = bufferLimit
+        self.connects = 0
+        self._factory: Optional[IProtocolFactory] = None
+        self._port = 40000
+        self.onConnect: Callable[[MemoryLink], None] = lambda link: None
+
+    def listen(self, factory: IProtocolFactory) -> None:
+        """
+        Make C{factory} the server that client endpoints reach.
+        """
+        self._factory = factory
+        factory.doStart()
+
+    def clientEndpoint(self) -> IStreamClientEndpoint:
+        """
+        A client endpoint that connects through this network.
+        """
+        return _MemoryClientEndpoint(self)
+
+    def _connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        self.connects += 1
+        if self.refuse or self._factory is None:
+            return fail(ConnectionRefusedError("network refused"))
+        if self.hold:
+            return Deferred()
+        self._port += 1
+        clientAddress = IPv4Address("TCP", self.clientHost, self._port)
+        clientProtocol = factory.buildProtocol(self.serverAddress)
+        serverProtocol = self._factory.buildProtocol(clientAddress)
+        assert clientProtocol is not None and serverProtocol is not None
+        link = MemoryLink(
+            self, clientProtocol, serverProtocol, clientAddress, self.serverAddress
+        )
+        self.links.append(link)
+        serverProtocol.makeConnection(link.server)
+        clientProtocol.makeConnection(link.client)
+        self.onConnect(link)
+        return succeed(clientProtocol)
+
+    def pump(self) -> bool:
+        """
+        Run calls due now and move bytes once on every link.
+
+        @return: whether anything moved.
+        """
+        self.clock.advance(0)
+        moved = False
+        for link in list(self.links):
+            if link.pump():
+                moved = True
+        return moved
+
+    def flush(self, limit: int = 10000) -> None:
+        """
+        Pump until nothing moves.
+        """
+        for _ in range(limit):
+            if not self.pump():
+                return
+        raise AssertionError("network did not settle after %d pumps" % (limit,))
+
+    def cutAll(self) -> None:
+        """
+        Cut every live link.
+        """
+        for link in list(self.links):
+            link.cut()
