@@ -1,0 +1,315 @@
+"""
+Hostile input aimed at a server that holds a live session: replayed resumes
+and openings, forged proofs, stale generations, garbage, oversized frames,
+slow handshakes and floods.  Each is refused on its own carrier, with a
+reason, and the live session is never disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate import SessionOptions, _crypto, _wire
+from migrate._protocol import Carrier
+
+from .helpers import Pair
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bytes]] = []
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        self.frames.append((_wire.DATA, b""))
+
+    def payloadReceived(self, payload: bytes) -> None:
+        pass
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        self.frames.append((frameType, body))
+
+
+class Attacker:
+    """
+    A raw carrier into the server factory, driven byte by byte.
+    """
+
+    def __init__(self, pair: Pair, host: str = "192.0.2.66") -> None:
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 5555))
+        self.carrier: Carrier = pair.factory.buildProtocol(self.transport.getPeer())
+        self.carrier.makeConnection(self.transport)
+        self.collect = Collect()
+        self.parser = _wire.FrameParser(self.collect, 1 << 20)
+        self.readServer()
+
+    def readServer(self) -> list[tuple[int, bytes]]:
+        self.parser.feed(self.transport.value())
+        self.transport.clear()
+        return self.collect.frames
+
+    @property
+    def nonce(self) -> bytes:
+        return _wire.decodeServerHello(self.collect.frames[0][1])[1]
+
+    def send(self, data: bytes) -> None:
+        self.carrier.dataReceived(data)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+    def rejection(self) -> int:
+        frames = self.readServer()
+        rejects = [body for t, body in frames if t == _wire.REJECT]
+        assert rejects, frames
+        return _wire.decodeReject(rejects[-1])[0]
+
+
+class Recording:
+    """
+    Records what the client sends on each carrier.
+    """
+
+    def __init__(self, pair: Pair) -> None:
+        self.sent: list[bytearray] = []
+        pair.net.onConnect = self.hook
+
+    def hook(self, link) -> None:  # type: ignore[no-untyped-def]
+        record = bytearray()
+        self.sent.append(record)
+        original = link.client.write
+
+        def write(data: bytes) -> None:
+            record.extend(data)
+            original(data)
+
+        link.client.write = write
+
+
+class HostileTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.pair = Pair()
+        self.recording = Recording(self.pair)
+        self.pair.open()
+        self.live = self.pair.net.links[0]
+
+    def assertUndisturbed(self) -> None:
+        """
+        The live session still has its carrier and carries data both ways.
+        """
+        pair = self.pair
+        self.assertIs(pair.serverSession.carrier, self.live.server.protocol)
+        self.assertFalse(self.live.closed)
+        before = (pair.client.received, pair.server.received)
+        pair.client.transport.write(b"still")
+        pair.server.transport.write(b"here")
+        pair.settle()
+        self.assertEqual(pair.server.received, before[1] + b"still")
+        self.assertEqual(pair.client.received, before[0] + b"here")
+        self.assertEqual(pair.client.lost + pair.server.lost, [])
+
+    def resumeFrame(
+        self, nonce: bytes, generation: int = 5, received: int = 0, key: bytes | None = None
+    ) -> bytes:
+        session = self.pair.serverSession
+        clientNonce = os.urandom(32)
+        mac = _crypto.prove(
+            key if key is not None else session.key,
+            b"resume-client",
+            nonce,
+            session.sessionID,
+            generation,
+            clientNonce,
+            received,
+        )
+        return _wire.encodeResume(session.sessionID, generation, clientNonce, received, mac)
+
+    def test_replayedResume(self) -> None:
+        """
+        The bytes of a genuine resume, replayed on a new carrier, are refused
+        (the server's nonce is new) and the session stays where it is.
+        """
+        pair = self.pair
+        pair.net.cutAll()
+        pair.settle()
+        self.live = pair.net.links[0]
+        genuine = bytes(self.recording.sent[-1])
+        attacker = Attacker(pair)
+        attacker.send(genuine)
+        self.assertEqual(attacker.rejection(), _wire.REJECT_BAD_PROOF)
+        self.assertTrue(attacker.closed)
+        self.assertEqual(pair.serverSession.generation, 1)
+        self.assertUndisturbed()
+        self.flushLoggedErrors()
+
+    def test_forgedProof(self) -> None:
+        """
+        A resume naming the live session with a wrong key is refused.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(self.resumeFrame(attacker.nonce, key=b"k" * 32))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_BAD_PROOF)
+        self.assertUndisturbed()
+
+    def test_staleGeneration(self) -> None:
+        """
+        A correctly proven resume with a generation not above the last one
+        is refused.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(self.resumeFrame(attacker.nonce, generation=0))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_STALE)
+        self.assertUndisturbed()
+
+    def test_impossiblePosition(self) -> None:
+        """
+        A proven resume claiming to have received more than was sent is
+        refused before anything changes.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(self.resumeFrame(attacker.nonce, received=10**9))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_PROTOCOL)
+        self.assertEqual(self.pair.serverSession.generation, 0)
+        self.assertUndisturbed()
+
+    def test_unknownSession(self) -> None:
+        """
+        A resume naming no session is refused as unknown.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(_wire.encodeResume(b"s" * 16, 1, b"n" * 32, 0, b"m" * 32))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_UNKNOWN_SESSION)
+        self.assertUndisturbed()
+
+    def test_replayedOpening(self) -> None:
+        """
+        The bytes of a genuine opening, replayed, create no session and no
+        application protocol.
+        """
+        opening = bytes(self.recording.sent[0])
+        attacker = Attacker(self.pair)
+        attacker.send(opening)
+        self.assertEqual(attacker.rejection(), _wire.REJECT_BAD_PROOF)
+        self.assertEqual(len(self.pair.servers), 1)
+        self.assertEqual(len(self.pair.factory.sessions), 1)
+        self.assertUndisturbed()
+
+    def test_garbage(self) -> None:
+        """
+        Bytes that are not frames close that carrier only.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(attacker.closed)
+        self.assertUndisturbed()
+
+    def test_oversized(self) -> None:
+        """
+        An oversized frame closes that carrier before its body is read.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(_wire.dataHead(0, 1 << 30))
+        self.assertTrue(attacker.closed)
+        attacker2 = Attacker(self.pair)
+        attacker2.send(b"\x07\xff\xff\xff\xff")
+        self.assertTrue(attacker2.closed)
+        self.assertUndisturbed()
+
+    def test_dataBeforeHandshake(self) -> None:
+        """
+        Data on a carrier that has not finished its handshake closes it.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(_wire.dataHead(0, 3) + b"abc")
+        self.assertTrue(attacker.closed)
+        self.assertUndisturbed()
+
+    def test_garbageOnLiveCarrier(self) -> None:
+        """
+        A bad frame on a session's own carrier detaches the session (the
+        carrier is dropped); the client resumes and nothing is lost.
+        """
+        pair = self.pair
+        pair.client.transport.write(b"before ")
+        self.live.server.protocol.dataReceived(b"\xee\x00\x00\x00\x00")
+        pair.client.transport.write(b"after")
+        pair.settle()
+        self.assertEqual(pair.server.received, b"before after")
+        self.assertEqual(pair.serverSession.generation, 1)
+
+    def test_handshakeDeadline(self) -> None:
+        """
+        A carrier that never completes its handshake is closed after
+        C{handshakeTimeout} and stops counting against the limits.
+        """
+        attacker = Attacker(self.pair)
+        self.assertFalse(attacker.closed)
+        self.pair.clock.advance(self.pair.options.handshakeTimeout)
+        self.assertTrue(attacker.closed)
+        attacker.carrier.connectionLost(None)  # type: ignore[arg-type]
+        self.assertEqual(self.pair.factory._pending, {})
+
+    def test_pendingPerHost(self) -> None:
+        """
+        Past C{maxPendingPerHost} handshakes from one host, further carriers
+        are refused as busy; other hosts are not affected.
+        """
+        self.pair.factory.options = SessionOptions(maxPendingPerHost=2)
+        a = [Attacker(self.pair) for _ in range(2)]
+        third = Attacker(self.pair)
+        self.assertEqual(third.rejection(), _wire.REJECT_BUSY)
+        other = Attacker(self.pair, host="198.51.100.1")
+        self.assertFalse(other.closed)
+        self.assertFalse(any(x.closed for x in a))
+        self.assertUndisturbed()
+
+    def test_maxSessions(self) -> None:
+        """
+        Openings beyond C{maxSessions} are refused as busy.
+        """
+        self.pair.factory.options = SessionOptions(maxSessions=1)
+        attacker = Attacker(self.pair)
+        attacker.send(_wire.encodeOpen(os.urandom(32), os.urandom(32)))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_BUSY)
+        self.assertUndisturbed()
+
+    def test_badPublicKey(self) -> None:
+        """
+        An opening with an invalid (all-zero, low-order) key is refused.
+        """
+        attacker = Attacker(self.pair)
+        attacker.send(_wire.encodeOpen(b"\x00" * 32, os.urandom(32)))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_PROTOCOL)
+        self.assertUndisturbed()
+
+    def test_wrongVersion(self) -> None:
+        """
+        An opening of another protocol version is refused as such.
+        """
+        attacker = Attacker(self.pair)
+        body = bytes([99]) + os.urandom(64)
+        attacker.send(_wire.encodeFrame(_wire.OPEN, body))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_VERSION)
+
+    def test_detachedPerHost(self) -> None:
+        """
+        Past C{maxDetachedPerHost} detached sessions from one host, the
+        longest-detached expires.
+        """
+        pair = Pair(SessionOptions(maxDetachedPerHost=2))
+        clients = []
+        for i in range(3):
+            pair.servers.clear()
+            pair.open()
+            clients.append((pair.client, pair.server))
+        pair.net.refuse = True
+        for link in list(pair.net.links):
+            link.cut()
+            pair.net.flush()
+        expired = [s for c, s in clients if s.lost]
+        self.assertEqual(len(expired), 1)
+        self.assertIs(expired[0], clients[0][1])
