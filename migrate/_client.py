@@ -40,6 +40,9 @@ from ._session import Session
 from ._transport import MigrateTransport
 from .errors import HandshakeError, SessionExpired
 
+# How many times an opening whose confirmation may have been lost is retried.
+_OPEN_RETRIES = 3
+
 # Reject codes after which trying again cannot help.
 _FATAL = {
     _wire.REJECT_UNKNOWN_SESSION,
@@ -103,6 +106,8 @@ class ClientConnector:
         self._retryCall: IDelayedCall | None = None
         self._generation = 0
         self._stopped = False
+        self._confirmed = False
+        self._openRetries = 0
 
     def open(self) -> Deferred[IProtocol]:
         """
@@ -170,7 +175,17 @@ class ClientConnector:
         self._deadline = None
         self._carrier = None
         self._handshake = None
-        if self.session is None:
+        if not self._confirmed:
+            if (
+                self.session is not None
+                and not self._stopped
+                and self._openRetries < _OPEN_RETRIES
+            ):
+                # Our confirmation of the opening may or may not have
+                # reached the server: ask by resuming.
+                self._openRetries += 1
+                self._retryCall = self.clock.callLater(0, self._attempt)
+                return
             opened, self._opened = self._opened, None
             self._stopped = True
             if opened is not None:
@@ -239,9 +254,19 @@ class ClientConnector:
         if frameType == _wire.REJECT:
             code, reason = _wire.decodeReject(body)
             self._rejected(carrier, code, reason)
+        elif frameType == _wire.ABORT and not self._confirmed:
+            # The server's application refused the session.
+            self._rejected(carrier, _wire.REJECT_PROTOCOL, body.decode("utf-8", "replace"))
         elif frameType == _wire.OPEN_ACCEPT and self.session is None:
             confirm = handshake.receiveOpenAccept(body)
             self._openAccepted(carrier, handshake, confirm)
+        elif (
+            frameType == _wire.OPENED
+            and self.session is not None
+            and not self._confirmed
+            and not handshake.generation
+        ):
+            self._confirm(carrier, 0)
         elif frameType == _wire.RESUME_ACCEPT and self.session is not None:
             received = handshake.receiveResumeAccept(body)
             self._resumeAccepted(carrier, handshake, received)
@@ -261,7 +286,25 @@ class ClientConnector:
     def _openAccepted(
         self, carrier: Carrier, handshake: ClientHandshake, confirm: bytes
     ) -> None:
+        """
+        The server proved the new key: prove ours.  The session exists on
+        the server once it has our proof, which it says with C{OPENED}; only
+        then is the application connected.
+        """
+        session = Session(self.clock, handshake.sessionID, handshake.key, True, self.options)
+        session.onCarrierLost = self._sessionDetached
+        session.onEnd = self._sessionEnded
+        self.session = session
+        carrier.transport.write(confirm)
+
+    def _confirm(self, carrier: Carrier, received: int) -> None:
+        """
+        The server holds the session: connect the application.
+        """
+        session = self.session
+        assert session is not None
         self._finishAttempt()
+        self._confirmed = True
         opened, self._opened = self._opened, None
         app = self.appFactory.buildProtocol(carrier.transport.getPeer())
         if app is None:
@@ -271,12 +314,7 @@ class ClientConnector:
             if opened is not None:
                 opened.errback(Failure(NoProtocol()))
             return
-        session = Session(self.clock, handshake.sessionID, handshake.key, True, self.options)
-        session.onCarrierLost = self._sessionDetached
-        session.onEnd = self._sessionEnded
-        self.session = session
-        carrier.transport.write(confirm)
-        session.attach(carrier, 0)
+        session.attach(carrier, received)
         self.log.info("session {sid} opened", sid=session.hexID, event="opened")
         session.connectApp(app, MigrateTransport(session))
         if opened is not None:
@@ -294,8 +332,11 @@ class ClientConnector:
             carrier.retire(str(e))
             session._end(SessionExpired("server resumed at an impossible position"))
             return
-        self._finishAttempt()
         session.generation = handshake.generation
+        if not self._confirmed:
+            self._confirm(carrier, received)
+            return
+        self._finishAttempt()
         session.handoffs += 1
         self.log.info(
             "session {sid} resumed (generation {generation})",
@@ -308,7 +349,22 @@ class ClientConnector:
     def _rejected(self, carrier: Carrier, code: int, reason: str) -> None:
         carrier.retire("refused: %s" % (reason,))
         session = self.session
-        if session is None:
+        if (
+            session is not None
+            and not self._confirmed
+            and code == _wire.REJECT_UNKNOWN_SESSION
+            and self._openRetries <= _OPEN_RETRIES
+        ):
+            # Our confirmation never reached the server: open afresh.
+            self.session = None
+            self._carrier = None
+            self._handshake = None
+            if self._deadline is not None and self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+            self._retryCall = self.clock.callLater(0, self._attempt)
+            return
+        if session is None or not self._confirmed:
             self._finishAttempt()
             self._stopped = True
             opened, self._opened = self._opened, None

@@ -191,6 +191,7 @@ class MigrateServerFactory(Factory):
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
         self.sessions[sessionID] = session
+        carrier.transport.write(_wire.encodeOpened())
         session.attach(carrier, 0)
         self.log.info(
             "session {sid} opened from {peer}", sid=session.hexID, peer=host, event="opened"

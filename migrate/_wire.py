@@ -35,6 +35,7 @@ OPEN_CONFIRM = 0x04
 RESUME = 0x05
 RESUME_ACCEPT = 0x06
 REJECT = 0x07
+OPENED = 0x08
 
 # Frame types: established session.
 DATA = 0x10
@@ -77,6 +78,7 @@ _CONTROL_SIZES = {
     OPEN: _OPEN.size,
     OPEN_ACCEPT: _OPEN_ACCEPT.size,
     OPEN_CONFIRM: _OPEN_CONFIRM.size,
+    OPENED: 0,
     RESUME: _RESUME.size,
     RESUME_ACCEPT: _RESUME_ACCEPT.size,
     ACK: _POS.size,
@@ -204,6 +206,13 @@ def decodeOpenAccept(body: bytes) -> tuple[bytes, bytes, bytes]:
     """
     publicKey, sessionID, mac = _OPEN_ACCEPT.unpack(body)
     return publicKey, sessionID, mac
+
+
+def encodeOpened() -> bytes:
+    """
+    Encode the server's word that the session now exists.
+    """
+    return encodeFrame(OPENED, b"")
 
 
 def encodeOpenConfirm(mac: bytes) -> bytes:

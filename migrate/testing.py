@@ -37,11 +37,17 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     ITransport,
 )
+from twisted.internet.protocol import (
+    ClientFactory,
+    Protocol,
+    ServerFactory,
+    connectionDone,
+)
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["MemoryNetwork", "MemoryLink", "MemoryTransport"]
+__all__ = ["MemoryNetwork", "MemoryLink", "MemoryTransport", "CuttingRelay"]
 
 
 @implementer(ITransport, IPushProducer)
@@ -319,3 +325,122 @@ class MemoryNetwork:
         """
         for link in list(self.links):
             link.cut()
+
+
+class _RelayHalf(Protocol):
+    """
+    One side of a relayed connection.
+    """
+
+    def __init__(self, relay: CuttingRelay) -> None:
+        self.relay = relay
+        self.other: Optional[_RelayHalf] = None
+        self.pending: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        self.relay._halves.add(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.relay.forwarded += len(data)
+        other = self.other
+        if other is None or other.transport is None:
+            self.pending.append(data)
+        else:
+            other.transport.write(data)
+        self.relay._counted(len(data))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.relay._halves.discard(self)
+        other, self.other = self.other, None
+        if other is not None and other.transport is not None:
+            other.other = None
+            if reason.check(ConnectionDone) and not self.relay._cutting:
+                # A clean close travels on, after what was forwarded.
+                other.transport.loseConnection()
+            else:
+                other.transport.abortConnection()
+
+
+class _RelayServerFactory(ServerFactory):
+    noisy = False
+
+    def __init__(self, relay: CuttingRelay) -> None:
+        self.relay = relay
+
+    def buildProtocol(self, addr: IAddress) -> _RelayHalf:
+        inbound = _RelayHalf(self.relay)
+        outbound = _RelayHalf(self.relay)
+        inbound.other = outbound
+        outbound.other = inbound
+
+        def connected(p: object) -> None:
+            if inbound.transport is None or inbound.other is None:
+                outbound.transport.abortConnection()  # type: ignore[union-attr]
+                return
+            for data in inbound.pending:
+                outbound.transport.write(data)  # type: ignore[union-attr]
+            inbound.pending = []
+
+        def failed(f: Failure) -> None:
+            if inbound.transport is not None:
+                inbound.transport.abortConnection()
+
+        self.relay.target().connect(
+            _SingleFactory(outbound)
+        ).addCallbacks(connected, failed)
+        return inbound
+
+
+class _SingleFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol_ = protocol
+
+    def buildProtocol(self, addr: IAddress) -> Protocol:
+        return self.protocol_
+
+
+class CuttingRelay:
+    """
+    A TCP relay for real-socket tests: it forwards connections to a target
+    endpoint and can cut them all, at once or after a number of bytes.
+
+    @ivar forwarded: bytes forwarded so far, both ways.
+    @ivar cuts: how many times connections were cut.
+    @ivar target: a callable returning the endpoint to forward to (may be
+        changed between connections, to model a server that moved).
+    """
+
+    def __init__(self, target: Callable[[], IStreamClientEndpoint]) -> None:
+        self.target = target
+        self.forwarded = 0
+        self.cuts = 0
+        self._halves: set[_RelayHalf] = set()
+        self._cutAt: Optional[int] = None
+        self._cutting = False
+        self.factory = _RelayServerFactory(self)
+
+    def cutAll(self) -> None:
+        """
+        Abort every relayed connection now (bytes in flight are lost).
+        """
+        self.cuts += 1
+        self._cutting = True
+        try:
+            for half in list(self._halves):
+                if half.transport is not None:
+                    half.transport.abortConnection()
+        finally:
+            self._cutting = False
+
+    def cutAfter(self, nbytes: int) -> None:
+        """
+        Cut everything once C{nbytes} more bytes have been forwarded.
+        """
+        self._cutAt = self.forwarded + nbytes
+
+    def _counted(self, n: int) -> None:
+        if self._cutAt is not None and self.forwarded >= self._cutAt:
+            self._cutAt = None
+            self.cutAll()

@@ -168,18 +168,46 @@ class OpenTests(SynchronousTestCase):
 
     def test_serverFactoryRefuses(self) -> None:
         """
-        A server factory whose C{buildProtocol} returns C{None} ends the
-        client's session as aborted by the peer, and keeps no session.
+        A server factory whose C{buildProtocol} returns C{None} fails the
+        client's connection with L{HandshakeError}; no session is kept.
         """
         pair = Pair()
         pair.serverAppFactory.buildProtocol = lambda addr: None  # type: ignore[method-assign]
-        results: list[Any] = []
-        pair.endpoint.connect(Factory.forProtocol(Recorder)).addBoth(results.append)
+        d = pair.endpoint.connect(Factory.forProtocol(Recorder))
         pair.net.flush()
-        client = results[0]
-        self.assertEqual(len(client.lost), 1)
-        client.lost[0].trap(PeerAborted)
+        f = self.failureResultOf(d, HandshakeError)
+        self.assertIn("application refused", f.getErrorMessage())
         self.assertEqual(pair.factory.sessions, {})
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_confirmationLost(self) -> None:
+        """
+        When the carrier dies after the client's proof was sent but before
+        the server said the session exists, the client asks by resuming, and
+        the application is connected once, to a session the server holds.
+        """
+        for confirmArrives in (True, False):
+            pair = Pair()
+            d = pair.endpoint.connect(Factory.forProtocol(Recorder))
+            pair.net.pump()  # greeting in, OPEN out
+            link = pair.net.links[0]
+            link.server.protocol.dataReceived(link.client._take())  # OPEN
+            link.client.protocol.dataReceived(link.server._take())  # ACCEPT
+            if confirmArrives:
+                link.server.protocol.dataReceived(link.client._take())
+                self.assertEqual(len(pair.servers), 1)
+            pair.net.cutAll()
+            self.assertNoResult(d)
+            pair.settle(seconds=1)
+            client = self.successResultOf(d)
+            self.assertEqual(client.made, 1)
+            # Either the server had the session, or it never built one.
+            self.assertEqual(len(pair.servers), 1)
+            server = pair.servers[-1]
+            self.assertEqual(client.transport.sessionID, server.transport.sessionID)
+            client.transport.write(b"ok")
+            pair.settle()
+            self.assertEqual(server.received, b"ok")
 
 
 class ResumeTests(SynchronousTestCase):
