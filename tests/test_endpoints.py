@@ -1,0 +1,110 @@
+"""
+Endpoint strings and options.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.endpoints import (
+    TCP4ServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate import (
+    MigrateClientEndpoint,
+    MigrateServerEndpoint,
+    MigrateServerFactory,
+    SessionOptions,
+)
+
+
+class EndpointStringTests(SynchronousTestCase):
+    def test_server(self) -> None:
+        """
+        C{migrate:tcp:...} wraps a TCP server endpoint with the rest of the
+        string, and takes Migrate's options out of it.
+        """
+        reactor = MemoryReactorClock()
+        ep = serverFromString(
+            reactor, "migrate:tcp:7001:interface=127.0.0.1:sessionTimeout=30:hardCap=99999999"
+        )
+        self.assertIsInstance(ep, MigrateServerEndpoint)
+        self.assertIsInstance(ep.endpoint, TCP4ServerEndpoint)
+        self.assertEqual(ep.endpoint._port, 7001)
+        self.assertEqual(ep.endpoint._interface, "127.0.0.1")
+        self.assertEqual(ep.options.sessionTimeout, 30.0)
+        self.assertEqual(ep.options.hardCap, 99999999)
+
+    def test_listenWraps(self) -> None:
+        """
+        C{listen} listens on the inner endpoint with a wrapping factory.
+        """
+        reactor = MemoryReactorClock()
+        ep = serverFromString(reactor, "migrate:tcp:7001")
+        from twisted.internet.protocol import Factory, Protocol
+
+        self.successResultOf(ep.listen(Factory.forProtocol(Protocol)))
+        port, factory, backlog, interface = reactor.tcpServers[0]
+        self.assertEqual(port, 7001)
+        self.assertIsInstance(factory, MigrateServerFactory)
+
+    def test_client(self) -> None:
+        """
+        C{migrate:tcp:host=...:port=...} wraps a TCP client endpoint.
+        """
+        reactor = MemoryReactorClock()
+        ep = clientFromString(reactor, "migrate:tcp:host=example.org:port=7001:connectTimeout=2")
+        self.assertIsInstance(ep, MigrateClientEndpoint)
+        self.assertEqual(ep.endpoint._host, "example.org")
+        self.assertEqual(ep.endpoint._port, 7001)
+        self.assertEqual(ep.options.connectTimeout, 2.0)
+
+    def test_noInner(self) -> None:
+        """
+        A bare C{migrate:} is an error that says what is missing.
+        """
+        reactor = MemoryReactorClock()
+        e = self.assertRaises(ValueError, serverFromString, reactor, "migrate")
+        self.assertIn("inner endpoint", str(e))
+        self.assertRaises(ValueError, clientFromString, reactor, "migrate")
+
+    def test_badOption(self) -> None:
+        """
+        A Migrate option with a bad value is a clear error.
+        """
+        reactor = MemoryReactorClock()
+        e = self.assertRaises(
+            ValueError, serverFromString, reactor, "migrate:tcp:7001:sessionTimeout=soon"
+        )
+        self.assertIn("sessionTimeout", str(e))
+        self.assertRaises(
+            ValueError, serverFromString, reactor, "migrate:tcp:7001:hardCap=-1"
+        )
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        The defaults are consistent.
+        """
+        o = SessionOptions()
+        self.assertLess(o.highWater, o.hardCap)
+        self.assertLessEqual(o.sendFrame, o.maxFrame)
+
+    def test_invalid(self) -> None:
+        """
+        Inconsistent options are refused.
+        """
+        self.assertRaises(ValueError, SessionOptions, highWater=10, hardCap=5)
+        self.assertRaises(ValueError, SessionOptions, overflow="explode")
+        self.assertRaises(ValueError, SessionOptions, sendFrame=10, maxFrame=5)
+        self.assertRaises(ValueError, SessionOptions.fromStrings, {"nope": "1"})
+
+    def test_replace(self) -> None:
+        """
+        C{replace} makes a changed copy.
+        """
+        o = SessionOptions().replace(sessionTimeout=5.0)
+        self.assertEqual(o.sessionTimeout, 5.0)

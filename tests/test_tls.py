@@ -1,0 +1,170 @@
+"""
+TLS under the session (C{migrate:tls:} / C{migrate:ssl:}), with certificates
+made at test time: the server's identity is verified on every carrier, and a
+carrier to an impostor can never resume the session.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, serverFromString
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import TestCase
+
+from migrate.testing import CuttingRelay
+
+from .helpers import Echo, Recorder
+from .test_loopback import waitFor
+
+
+def makeCA(name: str) -> tuple[Any, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def makeServerCert(caKey: Any, caCert: Any, hostname: str) -> tuple[Any, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .issuer_name(caCert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(caKey, hashes.SHA256())
+    )
+    return key, cert
+
+
+def pem(obj: Any) -> bytes:
+    if hasattr(obj, "private_bytes"):
+        return obj.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    return obj.public_bytes(serialization.Encoding.PEM)
+
+
+class TLSTests(TestCase):
+    timeout = 60
+
+    def writeServerFiles(self, caName: str, trusted: bool) -> tuple[str, str]:
+        base = self.mktemp()
+        os.makedirs(base)
+        caKey, caCert = makeCA(caName)
+        key, cert = makeServerCert(caKey, caCert, "localhost")
+        keyPath = os.path.join(base, "key.pem")
+        certPath = os.path.join(base, "cert.pem")
+        with open(keyPath, "wb") as f:
+            f.write(pem(key))
+        os.chmod(keyPath, 0o600)
+        with open(certPath, "wb") as f:
+            f.write(pem(cert))
+        if trusted:
+            os.makedirs(self.caDir, exist_ok=True)
+            with open(os.path.join(self.caDir, "ca.pem"), "wb") as f:
+                f.write(pem(caCert))
+        return keyPath, certPath
+
+    @defer.inlineCallbacks
+    def listen(self, keyPath: str, certPath: str) -> Any:
+        endpoint = serverFromString(
+            reactor,
+            "migrate:ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (keyPath, certPath),
+        )
+        port = yield endpoint.listen(Factory.forProtocol(Echo))
+        port.sessions = endpoint.factory.sessions
+        self.addCleanup(port.stopListening)
+        return port
+
+    @defer.inlineCallbacks
+    def test_resumeOverTLSAndRefuseImpostor(self) -> Any:
+        """
+        A session over verified TLS survives cuts; while the path leads to a
+        server whose certificate does not verify, the session stays detached
+        (never resumed there, never ended), and it resumes once the real
+        server is reachable again, with every byte delivered once.
+        """
+        self.caDir = self.mktemp()
+        real = yield self.listen(*self.writeServerFiles("Real CA", trusted=True))
+        impostor = yield self.listen(*self.writeServerFiles("Impostor CA", trusted=False))
+        target = {"port": real.getHost().port}
+        relay = CuttingRelay(lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", target["port"]))
+        relayPort = reactor.listenTCP(0, relay.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(relayPort.stopListening)
+        self.addCleanup(relay.cutAll)
+
+        endpoint = clientFromString(
+            reactor,
+            "migrate:tls:host=localhost:port=%d:trustRoots=%s:reconnectInitial=0.01:reconnectMax=0.1"
+            % (relayPort.getHost().port, self.caDir),
+        )
+        proto = yield endpoint.connect(Factory.forProtocol(Recorder))
+        proto.transport.write(b"one ")
+        yield waitFor(lambda: proto.received == b"one ")
+
+        relay.cutAll()
+        yield waitFor(lambda: proto.transport.generation == 1)
+        proto.transport.write(b"two ")
+        yield waitFor(lambda: proto.received == b"one two ")
+
+        target["port"] = impostor.getHost().port
+        relay.cutAll()
+        proto.transport.write(b"three")
+        before = relay.forwarded
+        yield waitFor(lambda: relay.forwarded > before + 2000)
+        self.assertEqual(proto.transport.state, "detached")
+        self.assertEqual(proto.lost, [])
+        self.assertEqual(proto.transport.generation, 1)
+
+        target["port"] = real.getHost().port
+        yield waitFor(lambda: proto.received == b"one two three")
+        self.assertEqual(proto.transport.state, "attached")
+        proto.transport.loseConnection()
+        yield waitFor(lambda: bool(proto.lost))
+        sessions = real.sessions
+        yield waitFor(lambda: all(s.ended for s in sessions.values()))
+        self.flushLoggedErrors()
+
+    @defer.inlineCallbacks
+    def test_untrustedServerRefused(self) -> Any:
+        """
+        Opening a session to a server whose certificate does not verify
+        fails; the server builds no application protocol.
+        """
+        self.caDir = self.mktemp()
+        self.writeServerFiles("Trusted CA", trusted=True)
+        impostor = yield self.listen(*self.writeServerFiles("Other CA", trusted=False))
+        endpoint = clientFromString(
+            reactor,
+            "migrate:tls:host=localhost:port=%d:trustRoots=%s"
+            % (impostor.getHost().port, self.caDir),
+        )
+        yield self.assertFailure(endpoint.connect(Factory.forProtocol(Recorder)), Exception)
+        self.assertEqual(impostor.sessions, {})
+        self.flushLoggedErrors()
