@@ -15,7 +15,7 @@ expiry, a refused resume, a close or an abort.
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import NoProtocol
@@ -62,7 +62,7 @@ class _CarrierFactory(Factory):
     def __init__(self, connector: ClientConnector) -> None:
         self._connector = connector
 
-    def buildProtocol(self, addr: IAddress) -> Carrier:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Carrier:
         return Carrier(self._connector, self._connector.options.maxFrame)
 
 
@@ -99,7 +99,7 @@ class ClientConnector:
         self.session: Session | None = None
         self.attempts = 0
         self._opened: Deferred[IProtocol] | None = None
-        self._connecting: Deferred[object] | None = None
+        self._connecting: Deferred[Any] | None = None
         self._carrier: Carrier | None = None
         self._handshake: ClientHandshake | None = None
         self._deadline: IDelayedCall | None = None
@@ -194,11 +194,12 @@ class ClientConnector:
                 else:
                     opened.errback(Failure(HandshakeError(reason)))
             return
-        if self._stopped or self.session.ended:
+        session = self.session
+        if self._stopped or session is None or session.ended:
             return
         self.log.debug(
             "session {sid}: attempt {n} failed: {reason}",
-            sid=self.session.hexID,
+            sid=session.hexID,
             n=self.attempts,
             reason=reason,
         )
@@ -248,9 +249,10 @@ class ClientConnector:
             self._handshake = handshake
             carrier.transport.write(handshake.receiveHello(body))
             return
-        handshake = self._handshake
-        if handshake is None:
+        current = self._handshake
+        if current is None:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "no greeting")
+        handshake = current
         if frameType == _wire.REJECT:
             code, reason = _wire.decodeReject(body)
             self._rejected(carrier, code, reason)

@@ -12,7 +12,9 @@ C{connectionLost}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Iterable, Protocol as TypingProtocol
+
+from twisted.internet.interfaces import IAddress, IPushProducer
 
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -24,6 +26,33 @@ from ._handshake import HandshakeFailed
 
 if TYPE_CHECKING:
     from ._session import Session
+
+
+class CarrierTransport(TypingProtocol):
+    """
+    What a carrier uses of its transport: the common part of Twisted's TCP
+    and TLS transports.
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def writeSequence(self, data: Iterable[bytes]) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def getPeer(self) -> IAddress: ...
+
+    def getHost(self) -> IAddress: ...
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
 
 
 class Handshaker(TypingProtocol):
@@ -78,6 +107,7 @@ class Carrier(Protocol):
     """
 
     log = Logger()
+    transport: CarrierTransport  # type: ignore[assignment]
 
     def __init__(self, handshaker: Handshaker, maxPayload: int) -> None:
         self.handshaker = handshaker

@@ -66,7 +66,7 @@ class MigrateServerFactory(Factory):
     """
 
     log = Logger()
-    protocol = Carrier  # type: ignore[assignment]
+    protocol = Carrier
 
     def __init__(
         self,
@@ -90,13 +90,13 @@ class MigrateServerFactory(Factory):
 
     def doStart(self) -> None:
         self.wrappedFactory.doStart()
-        Factory.doStart(self)
+        super().doStart()
 
     def doStop(self) -> None:
         self.wrappedFactory.doStop()
-        Factory.doStop(self)
+        super().doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Carrier:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Carrier:
         return Carrier(self, self.options.maxFrame)
 
     # Handshaker

@@ -615,9 +615,9 @@ class Session:
             self._appPaused = True
             try:
                 producer.pauseProducing()
-            except BaseException:
+            except Exception as e:
                 self.log.failure("producer's pauseProducing raised")
-                self.abort(Failure().value)
+                self.abort(e)
 
     def _resumeFor(self, reason: str) -> None:
         self._pauseReasons.discard(reason)
@@ -626,9 +626,9 @@ class Session:
             self._appPaused = False
             try:
                 producer.resumeProducing()
-            except BaseException:
+            except Exception as e:
                 self.log.failure("producer's resumeProducing raised")
-                self.abort(Failure().value)
+                self.abort(e)
 
     # IPushProducer, as registered on each carrier
 

@@ -19,7 +19,7 @@ calls L{MemoryNetwork.flush}, and every timer runs on the test's clock::
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
@@ -98,7 +98,7 @@ class MemoryTransport:
             self.producerPaused = True
             self.producer.pauseProducing()
 
-    def writeSequence(self, data: list[bytes]) -> None:
+    def writeSequence(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))
 
     def loseConnection(self) -> None:
@@ -213,6 +213,7 @@ class MemoryLink:
         for end in (self.client, self.server):
             if end.disconnecting and not end.outgoing:
                 other = self.server if end is self.client else self.client
+                reasons: tuple[Exception, Exception]
                 if end.aborted:
                     reasons = (ConnectionAborted(), ConnectionLost("peer aborted"))
                 else:
@@ -332,6 +333,8 @@ class _RelayHalf(Protocol):
     One side of a relayed connection.
     """
 
+    transport: Any
+
     def __init__(self, relay: CuttingRelay) -> None:
         self.relay = relay
         self.other: Optional[_RelayHalf] = None
@@ -367,7 +370,7 @@ class _RelayServerFactory(ServerFactory):
     def __init__(self, relay: CuttingRelay) -> None:
         self.relay = relay
 
-    def buildProtocol(self, addr: IAddress) -> _RelayHalf:
+    def buildProtocol(self, addr: Optional[IAddress]) -> _RelayHalf:
         inbound = _RelayHalf(self.relay)
         outbound = _RelayHalf(self.relay)
         inbound.other = outbound
@@ -375,10 +378,10 @@ class _RelayServerFactory(ServerFactory):
 
         def connected(p: object) -> None:
             if inbound.transport is None or inbound.other is None:
-                outbound.transport.abortConnection()  # type: ignore[union-attr]
+                outbound.transport.abortConnection()
                 return
             for data in inbound.pending:
-                outbound.transport.write(data)  # type: ignore[union-attr]
+                outbound.transport.write(data)
             inbound.pending = []
 
         def failed(f: Failure) -> None:
@@ -397,7 +400,7 @@ class _SingleFactory(ClientFactory):
     def __init__(self, protocol: Protocol) -> None:
         self.protocol_ = protocol
 
-    def buildProtocol(self, addr: IAddress) -> Protocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
         return self.protocol_
 
 
