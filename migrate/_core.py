@@ -26,6 +26,8 @@ from collections import deque
 
 from . import _wire
 
+_DATA_HEAD = _wire._DATA_HEAD
+
 
 class ProtocolViolation(Exception):
     """
@@ -107,6 +109,19 @@ class StreamEngine:
         if n <= self.maxPayload:
             return [_wire.dataHead(ack, n), data]
         return self._split(data, ack)
+
+    def sendSmall(self, data: bytes) -> bytes:
+        """
+        Like L{send}, for data no longer than C{maxPayload}, as one string:
+        a small frame costs less as one write than as two.
+        """
+        if self.finSent:
+            raise ProtocolViolation("send after finish")
+        self._chunks.append(data)
+        n = len(data)
+        self.sent += n
+        ack = self.ackSent = self.received
+        return _DATA_HEAD.pack(_wire.DATA, n, ack) + data
 
     def _split(self, data: bytes, ack: int) -> list[bytes]:
         """

@@ -215,6 +215,7 @@ class Session:
         self._ackCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
         self._lowWater = options.highWater // 2
+        self._smallWrite = min(4096, options.sendFrame)
 
     @property
     def hexID(self) -> str:
@@ -320,7 +321,10 @@ class Session:
         """
         A data frame's head: apply its acknowledgement.
         """
-        if self.engine.dataStarted(ack, length):
+        engine = self.engine
+        if ack == engine.acked and not engine.finReceived:
+            return
+        if engine.dataStarted(ack, length):
             self._acked()
 
     def payloadReceived(self, payload: bytes) -> None:
@@ -406,7 +410,8 @@ class Session:
         if self._writeClosed or self._ended or not data:
             return
         engine = self.engine
-        if engine.buffered + len(data) > self.options.hardCap:
+        n = len(data)
+        if engine.sent - engine.acked + n > self.options.hardCap:
             if self.options.overflow == "raise":
                 raise BufferFull(
                     "session buffer at its hard cap of %d bytes" % (self.options.hardCap,)
@@ -418,10 +423,15 @@ class Session:
             )
             self.abort(BufferOverflow("session buffer passed its hard cap"))
             return
-        frames = engine.send(data)
         carrier = self.carrier
-        if carrier is not None:
-            carrier.transport.writeSequence(frames)
+        if n <= self._smallWrite:
+            frame = engine.sendSmall(data)
+            if carrier is not None:
+                carrier.transport.write(frame)
+        else:
+            frames = engine.send(data)
+            if carrier is not None:
+                carrier.transport.writeSequence(frames)
         if engine.sent - engine.acked > self.options.highWater:
             self._checkBuffer()
 

@@ -335,8 +335,21 @@ class FrameParser:
         if self._paused:
             self._pending += data
             return
-        offset = 0
         end = len(data)
+        if (
+            self._type is None
+            and not self._head
+            and end > _DATA_HEAD_SIZE
+            and data[0] == DATA
+        ):
+            # Fast path: a read holding exactly one data frame.
+            _, length, ack = _DATA_HEAD.unpack_from(data)
+            if length + _DATA_HEAD_SIZE == end and length <= self._maxPayload:
+                receiver = self._receiver
+                receiver.dataFrameStarted(ack, length)
+                receiver.payloadReceived(data[_DATA_HEAD_SIZE:])
+                return
+        offset = 0
         while offset < end:
             if self._paused:
                 self._pending = data[offset:]
@@ -391,9 +404,8 @@ class FrameParser:
         """
         Act on a complete frame head found at C{buf[offset:]}.
         """
-        frameType, length = _HEAD.unpack_from(buf, offset)
-        if frameType == DATA:
-            _, _, ack = _DATA_HEAD.unpack_from(buf, offset)
+        if buf[offset] == DATA:
+            _, length, ack = _DATA_HEAD.unpack_from(buf, offset)
             if length > self._maxPayload:
                 raise FrameError(
                     "data frame of %d bytes exceeds the limit of %d"
@@ -404,6 +416,7 @@ class FrameParser:
                 self._type = DATA
                 self._remaining = length
             return
+        frameType, length = _HEAD.unpack_from(buf, offset)
         fixed = _CONTROL_SIZES.get(frameType)
         if fixed is not None:
             if length != fixed:
