@@ -1,6 +1,7 @@
 """
 Twisted plugin dropin for Migrate: the C{migrate:} endpoint-string prefix
-for servers and clients.  Imports nothing heavy and never the reactor.
+for servers and clients, and the C{twistd migrate} service maker.  Imports
+nothing heavy and never the reactor.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpointStringParserWithReactor,
     IStreamServerEndpointStringParser,
 )
+from twisted.application.service import IServiceMaker
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -45,3 +47,27 @@ class _MigrateClientParser:
 
 migrateServerParser = _MigrateServerParser()
 migrateClientParser = _MigrateClientParser()
+
+
+@implementer(IPlugin, IServiceMaker)
+class _MigrateServiceMaker:
+    """
+    C{twistd migrate}: forward a TCP service through Migrate sessions.
+    """
+
+    tapname = "migrate"
+    description = "Forward TCP through Migrate sessions that survive roaming."
+
+    @property
+    def options(self) -> Any:
+        from migrate.tap import Options
+
+        return Options
+
+    def makeService(self, options: Any) -> Any:
+        from migrate.tap import makeService
+
+        return makeService(options)
+
+
+migrateServiceMaker = _MigrateServiceMaker()

@@ -1,0 +1,126 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd migrate}: forward a TCP service through Migrate sessions.
+
+Server side, in front of the real service::
+
+    twistd -n migrate --listen migrate:tcp:7001 --connect tcp:127.0.0.1:22
+
+Mobile side, where the client program connects::
+
+    twistd -n migrate --listen tcp:2222:interface=127.0.0.1 \\
+        --connect migrate:tcp:host=server.example:port=7001
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from twisted.application import internet, service
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.python import usage
+
+from ._forward import ForwardingFactory
+from ._options import SessionOptions
+
+
+def _dashed(name: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in name)
+
+
+_HELP = {
+    "sessionTimeout": "seconds a detached session waits for a resume",
+    "handshakeTimeout": "seconds a new carrier may take to finish its handshake",
+    "connectTimeout": "seconds one client connection attempt may take",
+    "closeTimeout": "seconds a close may wait for the peer",
+    "closedLinger": "seconds a server remembers a closed session",
+    "highWater": "unacknowledged bytes above which the sender is paused",
+    "hardCap": "unacknowledged bytes a session may hold at most",
+    "overflow": 'what a write past the cap does: "close" or "raise"',
+    "ackEvery": "received bytes after which an acknowledgement is sent",
+    "ackDelay": "seconds a received byte may wait for its acknowledgement",
+    "maxFrame": "largest data frame accepted from the peer",
+    "sendFrame": "largest data frame sent",
+    "maxSessions": "sessions a server holds at most",
+    "maxPending": "carriers a server lets handshake at once",
+    "maxPendingPerHost": "carriers one host may have handshaking at once",
+    "maxDetachedPerHost": "detached sessions kept per peer host",
+    "reconnectInitial": "first reconnect delay after the immediate attempt",
+    "reconnectMax": "longest reconnect delay",
+}
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd migrate}.
+    """
+
+    synopsis = "--listen ENDPOINT --connect ENDPOINT [options]"
+    longdesc = (
+        "Forward every connection accepted on --listen to a new connection "
+        "made to --connect, with flow control and half-close passed through. "
+        "Put migrate: in front of either endpoint to carry that side over "
+        "Migrate sessions that survive address changes and outages. Session "
+        "options below apply to the migrate: endpoint(s) unless the endpoint "
+        "string sets them itself."
+    )
+
+    optParameters: list[Any] = [
+        ["listen", "l", None, "endpoint to accept connections on"],
+        ["connect", "c", None, "endpoint to forward each connection to"],
+    ] + [
+        [_dashed(f.name), None, None, "%s (default %s)" % (_HELP[f.name], f.default)]
+        for f in fields(SessionOptions)
+    ]
+
+    def postOptions(self) -> None:
+        for required in ("listen", "connect"):
+            if not self[required]:
+                raise usage.UsageError("--%s is required" % (required,))
+        given = {
+            f.name: self[_dashed(f.name)]
+            for f in fields(SessionOptions)
+            if self[_dashed(f.name)] is not None
+        }
+        try:
+            SessionOptions.fromStrings(given)
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+        self["sessionOptions"] = given
+        for name in ("listen", "connect"):
+            self[name] = _withOptions(self[name], given)
+
+
+def _withOptions(description: str, given: dict[str, str]) -> str:
+    """
+    Add session options to a C{migrate:} endpoint string that does not set
+    them itself.
+    """
+    if not description.startswith("migrate:"):
+        return description
+    extra = [
+        "%s=%s" % (k, v)
+        for k, v in sorted(given.items())
+        if (":%s=" % (k,)) not in description
+    ]
+    return ":".join([description] + extra)
+
+
+def makeService(options: Options) -> service.IService:
+    """
+    Build the forwarding service.
+
+    @raise usage.UsageError: an endpoint string is invalid.
+    """
+    from twisted.internet import reactor
+
+    try:
+        listen = serverFromString(reactor, options["listen"])
+    except (ValueError, TypeError) as e:
+        raise usage.UsageError("bad --listen endpoint: %s" % (e,))
+    try:
+        target = clientFromString(reactor, options["connect"])
+    except (ValueError, TypeError) as e:
+        raise usage.UsageError("bad --connect endpoint: %s" % (e,))
+    return internet.StreamServerEndpointService(listen, ForwardingFactory(target))

@@ -1,0 +1,150 @@
+"""
+C{twistd migrate}: its options, and the forwarder it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from migrate import MigrateClientEndpoint, MigrateServerEndpoint, SessionOptions
+from migrate._forward import ForwardingFactory
+from migrate.tap import Options, makeService
+from migrate.testing import CuttingRelay
+
+from .helpers import Echo, Recorder
+from .test_loopback import waitFor
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_required(self) -> None:
+        """
+        --listen and --connect are required, with a usage error that says so.
+        """
+        e = self.assertRaises(usage.UsageError, Options().parseOptions, ["--listen", "tcp:1"])
+        self.assertIn("--connect", str(e))
+        e = self.assertRaises(usage.UsageError, Options().parseOptions, ["--connect", "tcp:1"])
+        self.assertIn("--listen", str(e))
+
+    def test_badSessionOption(self) -> None:
+        """
+        A session option with a bad value is a usage error naming it.
+        """
+        e = self.assertRaises(
+            usage.UsageError,
+            Options().parseOptions,
+            ["--listen", "migrate:tcp:1", "--connect", "tcp:1", "--session-timeout", "x"],
+        )
+        self.assertIn("sessionTimeout", str(e))
+
+    def test_sessionOptionsReachMigrateEndpoints(self) -> None:
+        """
+        Session options are added to C{migrate:} endpoint strings that do
+        not set them, and to no other.
+        """
+        o = Options()
+        o.parseOptions(
+            [
+                "--listen",
+                "migrate:tcp:7001:highWater=5000",
+                "--connect",
+                "tcp:127.0.0.1:22",
+                "--session-timeout",
+                "60",
+                "--high-water",
+                "9000",
+            ]
+        )
+        self.assertEqual(o["listen"], "migrate:tcp:7001:highWater=5000:sessionTimeout=60")
+        self.assertEqual(o["connect"], "tcp:127.0.0.1:22")
+
+    def test_badEndpoint(self) -> None:
+        """
+        An endpoint string that does not parse is a usage error.
+        """
+        o = Options()
+        o.parseOptions(["--listen", "nonsense:1", "--connect", "tcp:127.0.0.1:22"])
+        self.assertRaises(usage.UsageError, makeService, o)
+
+    def test_help(self) -> None:
+        """
+        Every session option is documented in --help.
+        """
+        text = str(Options())
+        for name in ("--session-timeout", "--hard-cap", "--high-water", "--listen"):
+            self.assertIn(name, text)
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfClosingClient(Recorder):
+    readLost = False
+
+    def readConnectionLost(self) -> None:
+        self.readLost = True
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class ForwarderTests(TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_pairThroughCuts(self) -> Any:
+        """
+        A plain TCP client talks to a plain TCP echo service through the two
+        forwarders (mobile side and server side) joined by a Migrate session
+        that a relay keeps cutting; every byte arrives once and the client's
+        half-close travels to the service and back.
+        """
+        backendPort = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Echo)
+        )
+        self.addCleanup(backendPort.stopListening)
+        serverSide = yield MigrateServerEndpoint(
+            reactor, TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        ).listen(
+            ForwardingFactory(
+                TCP4ClientEndpoint(reactor, "127.0.0.1", backendPort.getHost().port)
+            )
+        )
+        self.addCleanup(serverSide.stopListening)
+        relay = CuttingRelay(
+            lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", serverSide.getHost().port)
+        )
+        relayPort = reactor.listenTCP(0, relay.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(relayPort.stopListening)
+        mobile = MigrateClientEndpoint(
+            reactor,
+            TCP4ClientEndpoint(reactor, "127.0.0.1", relayPort.getHost().port),
+            SessionOptions(reconnectInitial=0.01, reconnectMax=0.1),
+        )
+        mobilePort = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            ForwardingFactory(mobile)
+        )
+        self.addCleanup(mobilePort.stopListening)
+
+        client = yield TCP4ClientEndpoint(
+            reactor, "127.0.0.1", mobilePort.getHost().port
+        ).connect(Factory.forProtocol(HalfClosingClient))
+        data = bytes(range(256)) * 2000
+        for i in range(0, len(data), 8192):
+            client.transport.write(data[i : i + 8192])
+        for n in (20000, 150000, 300000):
+            relay.cutAfter(n)
+            yield waitFor(lambda: relay._cutAt is None or len(client.received) >= len(data))
+        yield waitFor(lambda: len(client.received) >= len(data))
+        self.assertEqual(client.received, data)
+        self.assertGreater(relay.cuts, 0)
+        client.transport.loseWriteConnection()
+        yield waitFor(lambda: bool(client.lost) or client.readLost)
+        self.assertTrue(client.readLost or client.lost)
+        client.transport.loseConnection()
+        yield waitFor(lambda: bool(client.lost))
