@@ -14,7 +14,7 @@ opened once per session, not once per carrier.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet.interfaces import (
     IAddress,
@@ -39,6 +39,7 @@ class _Half(Protocol):
     """
 
     log = Logger()
+    transport: Any
 
     def __init__(self) -> None:
         self.peer: Optional[_Half] = None
@@ -51,7 +52,7 @@ class _Half(Protocol):
         if peer is None:
             self.pending.append(data)
         else:
-            peer.transport.write(data)  # type: ignore[union-attr]
+            peer.transport.write(data)
 
     def readConnectionLost(self) -> None:
         peer = self.peer
@@ -80,12 +81,12 @@ def _halfClose(side: _Half) -> None:
     nothing more to give: unregister it first, since a transport may wait
     for its producer to go before it closes.
     """
-    side.transport.unregisterProducer()  # type: ignore[union-attr]
+    side.transport.unregisterProducer()
     loseWrite = getattr(side.transport, "loseWriteConnection", None)
     if loseWrite is not None:
         loseWrite()
     else:
-        side.transport.loseConnection()  # type: ignore[union-attr]
+        side.transport.loseConnection()
 
 
 def _join(a: _Half, b: _Half) -> None:
@@ -120,7 +121,7 @@ class _Inbound(_Half):
 
         def connected(_: object) -> None:
             if self.closed:
-                outbound.transport.loseConnection()  # type: ignore[union-attr]
+                outbound.transport.loseConnection()
                 return
             _join(self, outbound)
 
