@@ -74,18 +74,28 @@ _BUFFER = "buffer"
 @implementer(IPushProducer)
 class _PullDriver:
     """
-    Drive a pull producer as a push producer: call its C{resumeProducing}
-    once per reactor turn while not paused, on the injected clock.
+    Drive a pull producer as a push producer, the way Twisted's TCP
+    transport does: ask it for data once, then again in the next reactor
+    turn each time it wrote something (once its write has gone out), never
+    while paused.  A producer that wrote nothing is not asked again until it
+    is resumed after a pause (Twisted's transports would not ask it again at
+    all), so an idle producer costs nothing.
 
     @ivar _producer: the application's pull producer.
+    @ivar _written: returns how much has been written so far.
     @ivar _onError: called (with no arguments) when the producer raises.
     """
 
     def __init__(
-        self, producer: IPullProducer, clock: IReactorTime, onError: Callable[[], None]
+        self,
+        producer: IPullProducer,
+        clock: IReactorTime,
+        written: Callable[[], int],
+        onError: Callable[[], None],
     ) -> None:
         self._producer = producer
         self._clock = clock
+        self._written = written
         self._onError = onError
         self._paused = False
         self._stopped = False
@@ -103,6 +113,7 @@ class _PullDriver:
 
     def _pull(self) -> None:
         self._call = None
+        before = self._written()
         try:
             self._producer.resumeProducing()
         except BaseException:
@@ -110,7 +121,8 @@ class _PullDriver:
             self._cancel()
             self._onError()
             return
-        self._schedule()
+        if self._written() != before:
+            self._schedule()
 
     def _cancel(self) -> None:
         self._stopped = True
@@ -598,7 +610,10 @@ class Session:
                 producer.pauseProducing()  # type: ignore[attr-defined]
         else:
             driver = _PullDriver(
-                producer, self.clock, self.unregisterProducer  # type: ignore[arg-type]
+                producer,  # type: ignore[arg-type]
+                self.clock,
+                lambda: self.engine.sent,
+                self.unregisterProducer,
             )
             self._pullDriver = driver
             self._producer = driver

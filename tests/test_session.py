@@ -789,3 +789,27 @@ class FlowTests(SynchronousTestCase):
         pair.settle(seconds=1)
         self.assertEqual(pair.client.received, data)
         self.assertEqual(pair.serverSession.engine.buffered, 0)
+
+
+class PullIdleTests(SynchronousTestCase):
+    def test_idlePullProducerNotSpun(self) -> None:
+        """
+        A pull producer that writes nothing is not asked again and again
+        (nothing stays scheduled for it), as with Twisted's TCP transport.
+        """
+
+        @implementer(IPullProducer)
+        class Idle:
+            calls = 0
+
+            def resumeProducing(self) -> None:
+                self.calls += 1
+
+            def stopProducing(self) -> None:
+                pass
+
+        pair = Pair().open()
+        idle = Idle()
+        pair.client.transport.registerProducer(idle, False)
+        pair.settle(seconds=0.5)
+        self.assertEqual(idle.calls, 1)
