@@ -14,10 +14,9 @@ expiry, a refused resume, a close or an abort.
 
 from __future__ import annotations
 
-import random
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import NoProtocol
 from twisted.internet.interfaces import (
     IAddress,
@@ -38,7 +37,10 @@ from ._options import SessionOptions
 from ._protocol import Carrier
 from ._session import Session
 from ._transport import MigrateTransport
+from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired
+from .interfaces import ConnectivityEvent, IMigratePolicy
+from .monitors import MonitorLease
 
 # How many times an opening whose confirmation may have been lost is retried.
 _OPEN_RETRIES = 3
@@ -49,6 +51,7 @@ _FATAL = {
     _wire.REJECT_BAD_PROOF,
     _wire.REJECT_STALE,
     _wire.REJECT_VERSION,
+    _wire.REJECT_REFUSED,
 }
 
 
@@ -79,6 +82,10 @@ class ClientConnector:
     @ivar _deadline: the current attempt's deadline.
     @ivar _retryCall: the scheduled next attempt.
     @ivar _generation: the last generation used in a resume attempt.
+    @ivar policy: the session's policy (an upcall may replace it).
+    @ivar monitor: the connectivity monitor lease, if any.
+    @ivar upcalls: the session's upcall listeners.
+    @ivar endpointFor: makes the inner endpoint for a chosen source address.
     """
 
     log = Logger()
@@ -89,13 +96,21 @@ class ClientConnector:
         endpoint: IStreamClientEndpoint,
         appFactory: IProtocolFactory,
         options: SessionOptions,
-        rng: random.Random,
+        policy: IMigratePolicy,
+        monitor: Optional[MonitorLease] = None,
+        observers: Sequence[object] = (),
+        endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
     ) -> None:
         self.clock = clock
         self.endpoint = endpoint
         self.appFactory = appFactory
         self.options = options
-        self.rng = rng
+        self.policy = policy
+        self.monitor = monitor
+        self.upcalls = Upcalls(list(observers))
+        self.endpointFor = endpointFor
+        self._monitorHeld = False
+        self._waitingDecision: Optional[Deferred[Any]] = None
         self.session: Session | None = None
         self.attempts = 0
         self._opened: Deferred[IProtocol] | None = None
@@ -119,24 +134,83 @@ class ClientConnector:
         """
         opened: Deferred[IProtocol] = Deferred(lambda d: self._cancelOpen())
         self._opened = opened
+        if self.monitor is not None:
+            self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
         self._attempt()
         return opened
 
     def _cancelOpen(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        """
+        Stop for good: no more attempts, nothing scheduled, monitor released.
+        """
         self._stopped = True
+        if self._retryCall is not None:
+            if self._retryCall.active():
+                self._retryCall.cancel()
+            self._retryCall = None
+        waiting, self._waitingDecision = self._waitingDecision, None
+        if waiting is not None:
+            waiting.cancel()
         self._abandonAttempt()
+        if self._monitorHeld and self.monitor is not None:
+            self._monitorHeld = False
+            self.monitor.release(self._connectivityChanged)
 
     # Attempts
 
     def _attempt(self) -> None:
         self._retryCall = None
-        if self._stopped:
+        if self._stopped or self._waitingDecision is not None:
+            return
+        if self._carrier is not None or self._connecting is not None:
             return
         self.attempts += 1
-        self._deadline = self.clock.callLater(
-            self.options.connectTimeout, self._attemptTimedOut
+        source = None
+        if self.monitor is not None and self.endpointFor is not None:
+            source = self.policy.chooseSource(self.monitor.addresses())
+        session = self.session
+        if self._confirmed and session is not None and session.transport is not None:
+            decision = self.upcalls.decide(
+                "reconnectAttempt", session.transport, self.attempts, source
+            )
+            if decision is False:
+                self._scheduleRetry()
+                return
+            if isinstance(decision, Deferred):
+                self._waitingDecision = decision
+
+                def decided(go: bool) -> None:
+                    self._waitingDecision = None
+                    if go:
+                        self._connect(source)
+                    else:
+                        self._scheduleRetry()
+
+                decision.addCallback(decided)
+                decision.addErrback(lambda f: None)
+                return
+        self._connect(source)
+
+    def _connect(self, source: Optional[str]) -> None:
+        if self._stopped:
+            return
+        session = self.session
+        timeout = (
+            self.policy.attemptTimeout(session.srtt)
+            if self._confirmed and session is not None
+            else self.options.connectTimeout
         )
-        d = self.endpoint.connect(_CarrierFactory(self))
+        self._deadline = self.clock.callLater(timeout, self._attemptTimedOut)
+        endpoint = self.endpoint
+        if source is not None and self.endpointFor is not None:
+            endpoint = self.endpointFor(source)
+        try:
+            d = endpoint.connect(_CarrierFactory(self))
+        except Exception as e:
+            d = fail(e)
         self._connecting = d
 
         def connected(carrier: object) -> None:
@@ -187,7 +261,7 @@ class ClientConnector:
                 self._retryCall = self.clock.callLater(0, self._attempt)
                 return
             opened, self._opened = self._opened, None
-            self._stopped = True
+            self._stop()
             if opened is not None:
                 if failure is not None and not failure.check(HandshakeFailed):
                     opened.errback(failure)
@@ -208,14 +282,7 @@ class ClientConnector:
     def _scheduleRetry(self) -> None:
         if self._retryCall is not None or self._stopped:
             return
-        n = self.attempts
-        if n == 0:
-            delay = 0.0
-        else:
-            delay = min(
-                self.options.reconnectMax,
-                self.options.reconnectInitial * 2 ** min(n - 1, 30),
-            ) * self.rng.uniform(0.5, 1.0)
+        delay = self.policy.reconnectDelay(self.attempts)
         self._retryCall = self.clock.callLater(delay, self._attempt)
 
     # Handshaker
@@ -293,7 +360,15 @@ class ClientConnector:
         the server once it has our proof, which it says with C{OPENED}; only
         then is the application connected.
         """
-        session = Session(self.clock, handshake.sessionID, handshake.key, True, self.options)
+        session = Session(
+            self.clock,
+            handshake.sessionID,
+            handshake.key,
+            True,
+            self.options,
+            self.policy,
+            self.upcalls,
+        )
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
         self.session = session
@@ -310,7 +385,7 @@ class ClientConnector:
         opened, self._opened = self._opened, None
         app = self.appFactory.buildProtocol(carrier.transport.getPeer())
         if app is None:
-            self._stopped = True
+            self._stop()
             carrier.transport.write(_wire.encodeAbort("application refused"))
             carrier.retire("application refused", graceful=True)
             if opened is not None:
@@ -368,7 +443,7 @@ class ClientConnector:
             return
         if session is None or not self._confirmed:
             self._finishAttempt()
-            self._stopped = True
+            self._stop()
             opened, self._opened = self._opened, None
             if opened is not None:
                 opened.errback(Failure(HandshakeError("server refused: %s" % (reason,), code)))
@@ -388,18 +463,54 @@ class ClientConnector:
     # Session hooks
 
     def _sessionDetached(self, session: Session) -> None:
+        self.policy = session.policy
+        self.attempts = 0
         if not self._stopped and self._carrier is None and self._connecting is None:
             self._retryNow()
 
     def _retryNow(self) -> None:
         if self._retryCall is not None:
-            self._retryCall.cancel()
+            if self._retryCall.active():
+                self._retryCall.cancel()
             self._retryCall = None
         self._attempt()
 
     def _sessionEnded(self, session: Session) -> None:
-        self._stopped = True
-        if self._retryCall is not None:
-            self._retryCall.cancel()
-            self._retryCall = None
-        self._abandonAttempt()
+        self._stop()
+
+    # Connectivity
+
+    def _connectivityChanged(self, event: ConnectivityEvent) -> None:
+        """
+        React at once: a detached session tries now (abandoning an attempt
+        that may be stuck on a dead route); an attached one drops a carrier
+        whose address or link is gone, and probes its path otherwise.
+        """
+        session = self.session
+        if self._stopped or session is None or session.ended or not self._confirmed:
+            return
+        if session.transport is not None:
+            self.upcalls.notify("addressesChanged", session.transport, event)
+        carrier = session.carrier
+        if carrier is None:
+            if event.kind in (ConnectivityEvent.ADDRESS_REMOVED, ConnectivityEvent.LINK_DOWN):
+                return
+            if self._connecting is not None or self._carrier is not None:
+                # The attempt in progress may be stuck on the old route.
+                self._abandonAttempt()
+            self.attempts = 0
+            self._retryNow()
+            return
+        host = getattr(session.lastHost, "host", None)
+        if event.kind == ConnectivityEvent.ADDRESS_REMOVED and event.address == host:
+            session.dropCarrier("address-gone")
+        elif (
+            event.kind == ConnectivityEvent.LINK_DOWN
+            and event.interface is not None
+            and self.monitor is not None
+            and host is not None
+            and event.interface == self.monitor.interfaceOf(host)
+        ):
+            session.dropCarrier("link-down")
+        else:
+            session.probe()

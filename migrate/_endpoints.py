@@ -13,7 +13,7 @@ is handed to the inner parser.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -25,6 +25,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
     IProtocolFactory,
+    IReactorFDSet,
     IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
@@ -34,6 +35,9 @@ from zope.interface import implementer
 from ._client import ClientConnector
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
+from .interfaces import IConnectivityMonitor, IMigratePolicy
+from .monitors import MonitorLease, defaultMonitor
+from .policy import DefaultPolicy
 
 
 @implementer(IStreamServerEndpoint)
@@ -52,11 +56,21 @@ class MigrateServerEndpoint:
         clock: IReactorTime,
         endpoint: IStreamServerEndpoint,
         options: Optional[SessionOptions] = None,
+        policy: Optional[IMigratePolicy] = None,
     ) -> None:
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
+        self.policy = policy
+        self.observers: list[object] = []
         self.factory: MigrateServerFactory | None = None
+
+    def addObserver(self, observer: object) -> None:
+        """
+        Tell C{observer} (any object with some L{IMigrateUpcalls} methods)
+        about every session accepted from now on.
+        """
+        self.observers.append(observer)
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """
@@ -65,7 +79,9 @@ class MigrateServerEndpoint:
         @return: a Deferred firing with the inner endpoint's listening port
             (its C{getHost()} is the real address).
         """
-        self.factory = MigrateServerFactory(protocolFactory, self.clock, self.options)
+        self.factory = MigrateServerFactory(
+            protocolFactory, self.clock, self.options, self.policy, self.observers
+        )
         return self.endpoint.listen(self.factory)
 
 
@@ -78,7 +94,13 @@ class MigrateClientEndpoint:
     @ivar clock: the clock for session timers (usually the reactor).
     @ivar endpoint: the inner endpoint carriers are made with.
     @ivar options: session options.
-    @ivar rng: the random source of reconnect jitter.
+    @ivar policy: the policy of new sessions (an upcall may choose another
+        per session).
+    @ivar monitor: the connectivity monitor shared by this endpoint's
+        sessions, if any.
+    @ivar endpointFor: makes the inner endpoint bound to a chosen local
+        address, when the policy chooses one (built from the endpoint string
+        for C{tcp:} and C{tls:}).
     """
 
     def __init__(
@@ -87,11 +109,32 @@ class MigrateClientEndpoint:
         endpoint: IStreamClientEndpoint,
         options: Optional[SessionOptions] = None,
         rng: Optional[random.Random] = None,
+        policy: Optional[IMigratePolicy] = None,
+        monitor: Union[IConnectivityMonitor, None, str] = "auto",
+        endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
     ) -> None:
+        """
+        @param monitor: a connectivity monitor, C{None} for none, or
+            C{"auto"} for the platform's default when C{clock} is a real
+            reactor (one providing C{IReactorFDSet}), none otherwise.
+        """
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
         self.rng = rng if rng is not None else random.Random()
+        self.policy = policy if policy is not None else DefaultPolicy(self.options, rng=self.rng)
+        if monitor == "auto":
+            monitor = defaultMonitor(clock) if IReactorFDSet.providedBy(clock) else None
+        self.monitor = MonitorLease(monitor) if monitor is not None else None  # type: ignore[arg-type]
+        self.endpointFor = endpointFor
+        self.observers: list[object] = []
+
+    def addObserver(self, observer: object) -> None:
+        """
+        Tell C{observer} (any object with some L{IMigrateUpcalls} methods)
+        about every session opened from now on.
+        """
+        self.observers.append(observer)
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """
@@ -102,7 +145,14 @@ class MigrateClientEndpoint:
             error or L{migrate.errors.HandshakeError}.
         """
         connector = ClientConnector(
-            self.clock, self.endpoint, protocolFactory, self.options, self.rng
+            self.clock,
+            self.endpoint,
+            protocolFactory,
+            self.options,
+            self.policy,
+            self.monitor,
+            self.observers,
+            self.endpointFor,
         )
         return connector.open()
 
@@ -153,6 +203,21 @@ def clientEndpointFromArgs(
             "migrate: needs an inner endpoint, e.g. migrate:tcp:host=example.org:port=7001"
         )
     options, rest = _split(kwargs)
+    monitor = rest.pop("monitor", "auto")
+    if monitor not in ("auto", "none"):
+        raise ValueError('migrate: monitor must be "auto" or "none"')
+    endpointFor = None
+    if str(args[0]) in ("tcp", "tls") and "bindAddress" not in rest:
+
+        def endpointFor(source: str) -> IStreamClientEndpoint:
+            return clientFromString(
+                reactor, _unparse(args, dict(rest, bindAddress=source))
+            )
+
     return MigrateClientEndpoint(
-        reactor, clientFromString(reactor, _unparse(args, rest)), options
+        reactor,
+        clientFromString(reactor, _unparse(args, rest)),
+        options,
+        monitor="auto" if monitor == "auto" else None,
+        endpointFor=endpointFor,
     )

@@ -52,7 +52,20 @@ class SessionOptions:
         past this the longest-detached one of that host expires.
     @ivar reconnectInitial: the client's first retry delay after the
         immediate attempt.
-    @ivar reconnectMax: the client's longest retry delay.
+    @ivar reconnectMax: the client's longest retry delay (kept short so that
+        a path that comes back without any local event, such as a black hole
+        clearing, is found within about this long).
+    @ivar heartbeatInterval: how long a carrier may be silent before a
+        heartbeat is sent on it (heartbeats cost nothing while data flows).
+    @ivar deadAfter: how long a carrier may be silent, heartbeats
+        unanswered, before its path is declared dead (raised to three
+        retransmission timeouts on slow paths).
+    @ivar prefer: comma-separated interface names or addresses to connect
+        from, most preferred first.
+    @ivar avoid: comma-separated interface names or addresses never to
+        connect from while another is usable (e.g. a metered link).
+    @ivar acceptMoves: C{"yes"} if a server accepts a resume from a new
+        peer address, C{"no"} to accept resumes only from the same host.
     """
 
     sessionTimeout: float = 900.0
@@ -72,7 +85,12 @@ class SessionOptions:
     maxPendingPerHost: int = 32
     maxDetachedPerHost: int = 64
     reconnectInitial: float = 0.05
-    reconnectMax: float = 5.0
+    reconnectMax: float = 1.0
+    heartbeatInterval: float = 0.5
+    deadAfter: float = 2.0
+    prefer: str = ""
+    avoid: str = ""
+    acceptMoves: str = "yes"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -80,6 +98,11 @@ class SessionOptions:
             if f.name == "overflow":
                 if value not in ("close", "raise"):
                     raise ValueError('overflow must be "close" or "raise"')
+            elif f.name == "acceptMoves":
+                if value not in ("yes", "no"):
+                    raise ValueError('acceptMoves must be "yes" or "no"')
+            elif f.name in ("prefer", "avoid"):
+                pass
             elif not value > 0:
                 raise ValueError("%s must be positive, not %r" % (f.name, value))
         if self.hardCap < self.highWater:

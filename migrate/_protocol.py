@@ -178,7 +178,7 @@ class Carrier(Protocol):
         session = self.session
         self.retire(reason)
         if session is not None:
-            session.carrierLost(self)
+            session.carrierLost(self, "protocol-error")
 
     def retire(self, reason: str, graceful: bool = False) -> None:
         """

@@ -22,11 +22,14 @@ from twisted.logger import Logger
 
 from . import _wire
 from ._core import ProtocolViolation
-from ._handshake import HandshakeFailed, ServerHandshake
+from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
 from ._options import SessionOptions
 from ._protocol import Carrier
 from ._session import Session, State
 from ._transport import MigrateTransport
+from ._upcalls import Upcalls
+from .interfaces import IMigratePolicy
+from .policy import DefaultPolicy
 from .errors import SessionExpired
 
 
@@ -47,6 +50,7 @@ class _PendingCarrier:
         self.handshake = handshake
         self.host = host
         self.deadline = deadline
+        self.deciding = False
 
 
 class MigrateServerFactory(Factory):
@@ -73,15 +77,26 @@ class MigrateServerFactory(Factory):
         wrappedFactory: IProtocolFactory,
         clock: IReactorTime,
         options: Optional[SessionOptions] = None,
+        policy: Optional[IMigratePolicy] = None,
+        observers: Optional[list[object]] = None,
     ) -> None:
         self.wrappedFactory = wrappedFactory
         self.clock = clock
         self.options = options if options is not None else SessionOptions()
+        self.policy = policy if policy is not None else DefaultPolicy(self.options)
+        self.observers = observers if observers is not None else []
         self.sessions: dict[bytes, Session] = {}
         self._closed: OrderedDict[bytes, tuple[float, Session]] = OrderedDict()
         self._pending: dict[Carrier, _PendingCarrier] = {}
         self._pendingPerHost: Counter[str] = Counter()
         self._detachedByHost: dict[str, OrderedDict[bytes, Session]] = {}
+
+    def addObserver(self, observer: object) -> None:
+        """
+        Tell C{observer} (any object with some L{IMigrateUpcalls} methods)
+        about every session opened from now on.
+        """
+        self.observers.append(observer)
 
     def logPrefix(self) -> str:
         return "Migrate(%s)" % (
@@ -132,8 +147,8 @@ class MigrateServerFactory(Factory):
 
     def handshakeFrame(self, carrier: Carrier, frameType: int, body: bytes) -> None:
         state = self._pending.get(carrier)
-        if state is None:
-            raise HandshakeFailed(_wire.REJECT_PROTOCOL, "frame after handshake")
+        if state is None or state.deciding:
+            raise HandshakeFailed(_wire.REJECT_PROTOCOL, "frame out of order in handshake")
         handshake = state.handshake
         if frameType == _wire.OPEN:
             self._purgeClosed()
@@ -155,28 +170,78 @@ class MigrateServerFactory(Factory):
                 session.engine.checkResume(request.received)
             except ProtocolViolation as e:
                 raise HandshakeFailed(_wire.REJECT_PROTOCOL, str(e))
-            self._donePending(carrier)
-            carrier.transport.write(
-                handshake.acceptResume(request, session.key, session.engine.received)
+            if session.state is State.CLOSED or session.transport is None:
+                self._acceptResume(carrier, state, session, request)
+                return
+            newPeer = carrier.transport.getPeer()
+            if not session.policy.acceptResumeFrom(session.lastPeer, newPeer):
+                self._refuse(carrier, session, "resume from a new address refused by policy")
+                return
+            downtime = (
+                self.clock.seconds() - session.detachedSince
+                if session.detachedSince is not None
+                else 0.0
             )
-            session.generation = request.generation
-            self._forgetDetached(session)
-            if session.state is not State.CLOSED:
-                session.handoffs += 1
-                session.peerHost = state.host
-                self.log.info(
-                    "session {sid} resumed from {peer} (generation {generation})",
-                    sid=session.hexID,
-                    peer=state.host,
-                    generation=request.generation,
-                    event="resumed",
-                )
-            session.attach(carrier, request.received)
+            decision = session.upcalls.decide(
+                "resumeRequested", session.transport, session.lastPeer, newPeer, downtime
+            )
+            if decision is False:
+                self._refuse(carrier, session, "resume refused by the application")
+            elif decision is True:
+                self._acceptResume(carrier, state, session, request)
+            else:
+                # The application takes its time; the handshake deadline
+                # still bounds the wait.
+                state.deciding = True
+
+                def decided(ok: bool) -> None:
+                    if carrier.retired or self._pending.get(carrier) is not state:
+                        return
+                    if session.ended:
+                        carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
+                    elif request.generation <= session.generation:
+                        carrier.reject(_wire.REJECT_STALE, "stale generation")
+                    elif ok:
+                        self._acceptResume(carrier, state, session, request)
+                    else:
+                        self._refuse(carrier, session, "resume refused by the application")
+
+                decision.addCallback(decided)
         else:
             raise HandshakeFailed(
                 _wire.REJECT_PROTOCOL,
                 "unexpected frame type 0x%02x in handshake" % (frameType,),
             )
+
+    def _acceptResume(
+        self, carrier: Carrier, state: _PendingCarrier, session: Session, request: ResumeRequest
+    ) -> None:
+        self._donePending(carrier)
+        carrier.transport.write(
+            state.handshake.acceptResume(request, session.key, session.engine.received)
+        )
+        session.generation = request.generation
+        self._forgetDetached(session)
+        if session.state is not State.CLOSED:
+            session.handoffs += 1
+            session.peerHost = state.host
+            self.log.info(
+                "session {sid} resumed from {peer} (generation {generation})",
+                sid=session.hexID,
+                peer=state.host,
+                generation=request.generation,
+                event="resumed",
+            )
+        session.attach(carrier, request.received)
+
+    def _refuse(self, carrier: Carrier, session: Session, reason: str) -> None:
+        """
+        A verified resume is refused (by policy or by the application): the
+        session ends on both sides.
+        """
+        self.log.info("session {sid}: {reason}", sid=session.hexID, reason=reason)
+        carrier.reject(_wire.REJECT_REFUSED, reason)
+        session._end(SessionExpired(reason))
 
     def _open(self, carrier: Carrier, sessionID: bytes, key: bytes, host: str) -> None:
         peer = carrier.transport.getPeer()
@@ -186,7 +251,15 @@ class MigrateServerFactory(Factory):
             carrier.transport.write(_wire.encodeAbort("application refused"))
             carrier.retire("application refused", graceful=True)
             return
-        session = Session(self.clock, sessionID, key, False, self.options)
+        session = Session(
+            self.clock,
+            sessionID,
+            key,
+            False,
+            self.options,
+            self.policy,
+            Upcalls(self.observers),
+        )
         session.peerHost = host
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded

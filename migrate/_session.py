@@ -48,6 +48,9 @@ from zope.interface import implementer
 from . import _wire
 from ._core import ProtocolViolation, StreamEngine
 from ._options import SessionOptions
+from ._upcalls import Upcalls
+from .interfaces import IMigratePolicy
+from .policy import DefaultPolicy
 from .errors import BufferFull, BufferOverflow, PeerAborted, SessionExpired
 
 if TYPE_CHECKING:
@@ -194,6 +197,8 @@ class Session:
         key: bytes,
         isClient: bool,
         options: SessionOptions,
+        policy: Optional[IMigratePolicy] = None,
+        upcalls: Optional[Upcalls] = None,
     ) -> None:
         self.clock = clock
         self.sessionID = sessionID
@@ -226,8 +231,28 @@ class Session:
         self._expiryCall: IDelayedCall | None = None
         self._ackCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
-        self._lowWater = options.highWater // 2
+        self.upcalls = upcalls if upcalls is not None else Upcalls([])
+        self.srtt: Optional[float] = None
+        self.rttvar: Optional[float] = None
+        self.lastRTT: Optional[float] = None
+        self.retransmitted = 0
+        self._heard = 0
+        self._mark: tuple[int, int, int] = (-1, -1, -1)
+        self._lastAlive = 0.0
+        self._liveCall: IDelayedCall | None = None
+        self._probeCall: IDelayedCall | None = None
+        self._pingToken = 0
+        self._pingSentAt: Optional[float] = None
         self._smallWrite = min(4096, options.sendFrame)
+        self.setPolicy(policy if policy is not None else DefaultPolicy(options))
+
+    def setPolicy(self, policy: IMigratePolicy) -> None:
+        """
+        Decide by C{policy} from now on (its buffer limits apply at once).
+        """
+        self.policy = policy
+        self._highWater, self._hardCap = policy.bufferLimits()
+        self._lowWater = self._highWater // 2
 
     @property
     def hexID(self) -> str:
@@ -244,7 +269,14 @@ class Session:
         """
         self.app = app
         self.transport = transport
+        self.upcalls.app = app
+        for chosen in self.upcalls.notify("choosePolicy", transport):
+            if chosen is not None:
+                self.setPolicy(chosen)
+                break
         app.makeConnection(transport)
+        if not self._ended:
+            self.upcalls.notify("sessionEstablished", transport)
 
     # Carriers
 
@@ -259,7 +291,14 @@ class Session:
         old = self.carrier
         if old is not None and old is not carrier:
             old.retire("replaced by a resumed carrier")
+            self.carrier = None
         wasDetached = self.state is State.DETACHED
+        previousPeer = self.lastPeer
+        downtime = (
+            self.clock.seconds() - self.detachedSince
+            if self.detachedSince is not None
+            else 0.0
+        )
         self.carrier = carrier
         carrier.adopt(self)
         self.lastPeer = carrier.transport.getPeer()
@@ -268,6 +307,7 @@ class Session:
             self._expiryCall.cancel()
             self._expiryCall = None
         frames, resent = self.engine.resumeFrames(peerReceived)
+        self.retransmitted += resent
         if self.state is State.CLOSED:
             # A lingering closed session: hand the peer what it missed and
             # let the carrier go.
@@ -282,31 +322,154 @@ class Session:
             carrier.pauseReading()
         if frames:
             carrier.transport.writeSequence(frames)
+        self._startLiveness()
         if wasDetached:
             self._resumeFor(_DETACHED)
+        if self.handoffs and self.transport is not None:
+            self.upcalls.notify(
+                "sessionResumed", self.transport, previousPeer, self.lastPeer, downtime, resent
+            )
         self._checkBuffer()
         self._checkFinished()
 
-    def carrierLost(self, carrier: Carrier) -> None:
+    def carrierLost(self, carrier: Carrier, reason: str = "carrier-lost") -> None:
         """
         A carrier's connection ended.  If it was the session's, detach.
+
+        @param reason: why, as told to the upcalls (see
+            L{IMigrateUpcalls.sessionSuspended}).
         """
         if carrier is not self.carrier:
             return
         self.carrier = None
+        self._stopLiveness()
         if self.state is not State.ATTACHED:
             return
         self.state = State.DETACHED
         self.detachedSince = self.clock.seconds()
         self._pauseReasons.discard(_CARRIER)
         self._pauseFor(_DETACHED)
-        self._expiryCall = self.clock.callLater(
-            self.options.sessionTimeout, self._expire
-        )
+        self._expiryCall = self.clock.callLater(self.policy.expireAfter(), self._expire)
         self.log.info(
-            "session {sid} detached", sid=self.hexID, session=self.hexID, event="detached"
+            "session {sid} detached: {reason}",
+            sid=self.hexID,
+            reason=reason,
+            event="detached",
         )
+        if self.transport is not None:
+            self.upcalls.notify("sessionSuspended", self.transport, reason)
         self.onCarrierLost(self)
+
+    def dropCarrier(self, reason: str) -> None:
+        """
+        Give up the current carrier (its path is dead, its address gone):
+        close it and detach, so the client reconnects at once.
+        """
+        carrier = self.carrier
+        if carrier is not None:
+            carrier.retire(reason)
+            self.carrierLost(carrier, reason)
+
+    # Liveness: heartbeats only when a carrier is silent.
+
+    def _startLiveness(self) -> None:
+        self._stopLiveness()
+        self._mark = (-1, -1, -1)
+        self._lastAlive = self.clock.seconds()
+        self._liveCall = self.clock.callLater(
+            self.policy.heartbeatInterval(), self._liveTick
+        )
+
+    def _stopLiveness(self) -> None:
+        for name in ("_liveCall", "_probeCall"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
+
+    def _progress(self) -> bool:
+        """
+        Whether anything arrived since the last look (data, an
+        acknowledgement, a heartbeat); no per-frame cost: positions and a
+        heartbeat counter are compared.
+        """
+        engine = self.engine
+        mark = (engine.received, engine.acked, self._heard)
+        if mark != self._mark:
+            self._mark = mark
+            return True
+        return False
+
+    def _liveTick(self) -> None:
+        self._liveCall = None
+        if self.carrier is None or self._ended:
+            return
+        now = self.clock.seconds()
+        interval = self.policy.heartbeatInterval()
+        if self._progress():
+            self._lastAlive = now
+        silence = now - self._lastAlive
+        if self._readPaused:
+            # We do not read, so we cannot judge; keep the peer informed.
+            self._ping()
+        elif silence >= self.policy.silenceLimit(self.srtt, self.rttvar):
+            self.log.info(
+                "session {sid}: path dead after {silence:.2f} s of silence",
+                sid=self.hexID,
+                silence=silence,
+            )
+            self.dropCarrier("path-dead")
+            return
+        elif silence >= interval * 0.99:
+            self._ping()
+        self._liveCall = self.clock.callLater(interval, self._liveTick)
+
+    def _ping(self) -> None:
+        carrier = self.carrier
+        if carrier is None:
+            return
+        self._pingToken += 1
+        self._pingSentAt = self.clock.seconds()
+        carrier.transport.write(_wire.encodePing(self._pingToken))
+
+    def probe(self, reason: str = "path-dead") -> None:
+        """
+        Check the current carrier's path now (after a connectivity event):
+        send a heartbeat and declare the path dead unless something arrives
+        within the policy's probe timeout.
+        """
+        if self.carrier is None or self._ended or self._probeCall is not None:
+            return
+        self._progress()
+        self._ping()
+        self._probeCall = self.clock.callLater(
+            self.policy.probeTimeout(self.srtt, self.rttvar), self._probeExpired, reason
+        )
+
+    def _probeExpired(self, reason: str) -> None:
+        self._probeCall = None
+        if self.carrier is None or self._ended or self._readPaused:
+            return
+        if not self._progress():
+            self.log.info("session {sid}: probe unanswered", sid=self.hexID)
+            self.dropCarrier(reason)
+        else:
+            self._lastAlive = self.clock.seconds()
+
+    def _pong(self, token: int) -> None:
+        self._heard += 1
+        sentAt = self._pingSentAt
+        if token != self._pingToken or sentAt is None:
+            return
+        self._pingSentAt = None
+        sample = self.clock.seconds() - sentAt
+        self.lastRTT = sample
+        if self.srtt is None or self.rttvar is None:
+            self.srtt, self.rttvar = sample, sample / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+            self.srtt = 0.875 * self.srtt + 0.125 * sample
 
     def detach(self) -> None:
         """
@@ -322,8 +485,7 @@ class Session:
         self._expiryCall = None
         self._end(
             SessionExpired(
-                "session detached for more than %g seconds"
-                % (self.options.sessionTimeout,)
+                "session detached for more than %g seconds" % (self.policy.expireAfter(),)
             )
         )
 
@@ -362,6 +524,13 @@ class Session:
         if frameType == _wire.ACK:
             if self.engine.acknowledge(_wire.decodePosition(body)):
                 self._acked()
+        elif frameType == _wire.PING:
+            self._heard += 1
+            carrier = self.carrier
+            if carrier is not None:
+                carrier.transport.write(_wire.encodePong(body))
+        elif frameType == _wire.PONG:
+            self._pong(_wire.decodePosition(body))
         elif frameType == _wire.FIN:
             self._finReceived(_wire.decodePosition(body))
         elif frameType == _wire.ABORT:
@@ -423,15 +592,15 @@ class Session:
             return
         engine = self.engine
         n = len(data)
-        if engine.sent - engine.acked + n > self.options.hardCap:
+        if engine.sent - engine.acked + n > self._hardCap:
             if self.options.overflow == "raise":
                 raise BufferFull(
-                    "session buffer at its hard cap of %d bytes" % (self.options.hardCap,)
+                    "session buffer at its hard cap of %d bytes" % (self._hardCap,)
                 )
             self.log.warn(
                 "session {sid} closed: buffer passed its hard cap of {cap} bytes",
                 sid=self.hexID,
-                cap=self.options.hardCap,
+                cap=self._hardCap,
             )
             self.abort(BufferOverflow("session buffer passed its hard cap"))
             return
@@ -444,11 +613,11 @@ class Session:
             frames = engine.send(data)
             if carrier is not None:
                 carrier.transport.writeSequence(frames)
-        if engine.sent - engine.acked > self.options.highWater:
+        if engine.sent - engine.acked > self._highWater:
             self._checkBuffer()
 
     def _checkBuffer(self) -> None:
-        if self.engine.buffered > self.options.highWater:
+        if self.engine.buffered > self._highWater:
             self._pauseFor(_BUFFER)
 
     def loseWriteConnection(self) -> None:
@@ -538,6 +707,7 @@ class Session:
         self._ended = True
         self._writeClosed = self._closeRequested = True
         self.state = State.CLOSED
+        self._stopLiveness()
         for name in ("_expiryCall", "_ackCall", "_closeCall"):
             call = getattr(self, name)
             if call is not None:
@@ -564,9 +734,12 @@ class Session:
             event="ended",
         )
         app = self.app
+        failure = Failure(reason)
+        if self.transport is not None:
+            self.upcalls.notify("sessionEnded", self.transport, failure)
         if app is not None:
             try:
-                app.connectionLost(Failure(reason))
+                app.connectionLost(failure)
             except BaseException:
                 self.log.failure("connectionLost raised")
         self.onEnd(self)

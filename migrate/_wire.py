@@ -42,6 +42,8 @@ DATA = 0x10
 ACK = 0x11
 FIN = 0x12
 ABORT = 0x13
+PING = 0x14
+PONG = 0x15
 
 # Reject codes.
 REJECT_VERSION = 1
@@ -50,6 +52,7 @@ REJECT_BAD_PROOF = 3
 REJECT_STALE = 4
 REJECT_BUSY = 5
 REJECT_PROTOCOL = 6
+REJECT_REFUSED = 7
 
 NONCE_SIZE = 32
 KEY_SIZE = 32
@@ -83,6 +86,8 @@ _CONTROL_SIZES = {
     RESUME_ACCEPT: _RESUME_ACCEPT.size,
     ACK: _POS.size,
     FIN: _POS.size,
+    PING: _POS.size,
+    PONG: _POS.size,
 }
 _VARIABLE_CONTROL = {REJECT: 1 + MAX_REASON, ABORT: MAX_REASON}
 
@@ -149,6 +154,20 @@ def encodeFin(ack: int) -> bytes:
     Encode an end-of-stream marker, which also carries an acknowledgement.
     """
     return _HEAD.pack(FIN, 8) + _POS.pack(ack)
+
+
+def encodePing(token: int) -> bytes:
+    """
+    Encode a heartbeat with a token the answer echoes.
+    """
+    return _HEAD.pack(PING, 8) + _POS.pack(token)
+
+
+def encodePong(body: bytes) -> bytes:
+    """
+    Encode the answer to a heartbeat whose body (token) was C{body}.
+    """
+    return _HEAD.pack(PONG, 8) + body
 
 
 def decodePosition(body: bytes) -> int:

@@ -3,15 +3,65 @@
 Migrate's public interfaces.
 
 The first thing to read: everything an application can rely on is named
-here.  L{IMigrateTransport} is what an application protocol's C{transport}
-provides in addition to Twisted's own C{ITransport}, C{IConsumer} and
-C{IPushProducer}.
+here.
+
+  - L{IMigrateTransport}: what an application protocol's C{transport}
+    provides in addition to Twisted's own C{ITransport}, C{IConsumer} and
+    C{IPushProducer}.
+  - L{IConnectivityMonitor}: a source of local connectivity events
+    (L{ConnectivityEvent}) that makes sessions react at once.
+  - L{IMigratePolicy}: the decisions taken for a session (reconnect
+    schedule, liveness bounds, buffer limits, source address, moves).
+  - L{IMigrateUpcalls}: what the application hears, and where it can take
+    part (veto or delay a resume, choose a policy).
 """
 
 from __future__ import annotations
 
-from zope.interface import Attribute
-from twisted.internet.interfaces import ITransport
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+from twisted.internet.interfaces import IAddress, ITransport
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface
+
+
+@dataclass(frozen=True)
+class LocalAddress:
+    """
+    A usable address of this host.
+
+    @ivar interface: the interface name (e.g. C{"eth0"}).
+    @ivar address: the address, as text.
+    @ivar family: C{4} or C{6}.
+    """
+
+    interface: str
+    address: str
+    family: int
+
+
+@dataclass(frozen=True)
+class ConnectivityEvent:
+    """
+    Something changed in this host's connectivity.
+
+    @ivar kind: one of the C{ConnectivityEvent} kind constants.
+    @ivar interface: the interface concerned, if known.
+    @ivar address: the address concerned, if any.
+    """
+
+    kind: str
+    interface: Optional[str] = None
+    address: Optional[str] = None
+
+    ADDRESS_ADDED = "address-added"
+    ADDRESS_REMOVED = "address-removed"
+    LINK_UP = "link-up"
+    LINK_DOWN = "link-down"
+    ROUTE_CHANGED = "route-changed"
+    WAKE = "wake"
+    UNKNOWN = "unknown"
 
 
 class IMigrateTransport(ITransport):
@@ -56,4 +106,196 @@ class IMigrateTransport(ITransport):
     def isAttached() -> bool:
         """
         Whether a carrier is currently up.
+        """
+
+
+class IConnectivityMonitor(Interface):
+    """
+    A source of local connectivity events: addresses appearing and
+    disappearing, links going up and down, routes changing, the machine
+    waking from sleep.  Sessions react at once, without waiting for a
+    heartbeat to time out.
+    """
+
+    def start() -> None:
+        """
+        Begin watching.  Calling it again does nothing.
+
+        @raise OSError: the platform facility could not be opened.
+        """
+
+    def stop() -> None:
+        """
+        Stop watching and release every resource (sockets, timers).
+        Calling it again does nothing.
+        """
+
+    def addListener(listener: Callable[[ConnectivityEvent], None]) -> None:
+        """
+        Call C{listener} with each L{ConnectivityEvent} from now on.
+        """
+
+    def removeListener(listener: Callable[[ConnectivityEvent], None]) -> None:
+        """
+        Stop calling C{listener}; unknown listeners are ignored.
+        """
+
+    def addresses() -> Sequence[LocalAddress]:
+        """
+        The usable local addresses known now (possibly empty when the monitor
+        cannot tell).
+        """
+
+    def interfaceOf(address: str) -> Optional[str]:
+        """
+        The interface that C{address} is on (or was last seen on, if its link
+        is down), or C{None} if unknown.
+        """
+
+
+class IMigratePolicy(Interface):
+    """
+    The decisions Migrate takes for a session.  One policy may serve many
+    sessions; an application can choose one per session through
+    L{IMigrateUpcalls.choosePolicy}.
+    """
+
+    def reconnectDelay(failures: int) -> float:
+        """
+        Seconds to wait before the next reconnect attempt after C{failures}
+        failed attempts in a row (0 right after the carrier was lost).
+        A connectivity event makes the next attempt at once, whatever this
+        says.
+        """
+
+    def attemptTimeout(srtt: Optional[float]) -> float:
+        """
+        Seconds one reconnect attempt (connection and handshake) may take,
+        given the smoothed round-trip time seen so far (C{None} if unknown).
+        """
+
+    def heartbeatInterval() -> float:
+        """
+        Seconds of silence on a carrier after which a heartbeat is sent.
+        """
+
+    def silenceLimit(srtt: Optional[float], rttvar: Optional[float]) -> float:
+        """
+        Seconds of silence, heartbeats unanswered, after which a carrier's
+        path is declared dead.
+        """
+
+    def probeTimeout(srtt: Optional[float], rttvar: Optional[float]) -> float:
+        """
+        Seconds to wait for an answer to a probe sent after a connectivity
+        event before the carrier's path is declared dead.
+        """
+
+    def suspendAfter() -> Optional[float]:
+        """
+        Seconds a session may stay detached before it is suspended to
+        hibernation, or C{None} never to.
+        """
+
+    def expireAfter() -> float:
+        """
+        Seconds a session may stay detached before it expires.
+        """
+
+    def bufferLimits() -> tuple[int, int]:
+        """
+        C{(highWater, hardCap)}: unacknowledged bytes above which the
+        application's producer is paused, and the most a session may hold.
+        """
+
+    def chooseSource(candidates: Sequence[LocalAddress]) -> Optional[str]:
+        """
+        The local address a new carrier should be made from, among the
+        usable C{candidates}, or C{None} to let the system choose.
+        """
+
+    def acceptResumeFrom(previous: Optional[IAddress], new: IAddress) -> bool:
+        """
+        Whether a server accepts a resume that comes from C{new} when the
+        session's last carrier came from C{previous}.
+        """
+
+
+class IMigrateUpcalls(Interface):
+    """
+    What an application (its protocol, when it provides this interface) or
+    an added observer hears about its sessions.  Every method is optional
+    for observers (a missing one is not called); an upcall that raises is
+    logged and never breaks the session.  C{session} is always the
+    session's L{IMigrateTransport}.
+    """
+
+    def sessionEstablished(session: IMigrateTransport) -> None:
+        """
+        The session is open.
+        """
+
+    def choosePolicy(session: IMigrateTransport) -> Optional[IMigratePolicy]:
+        """
+        Return a policy for this session, or C{None} to keep the default.
+        Called once, at establishment.
+        """
+
+    def sessionSuspended(session: IMigrateTransport, reason: str) -> None:
+        """
+        The session lost its carrier and is detached.  C{reason} is one of
+        C{"carrier-lost"}, C{"path-dead"}, C{"address-gone"},
+        C{"link-down"}, C{"protocol-error"}, C{"replaced"}.
+        """
+
+    def reconnectAttempt(
+        session: IMigrateTransport, attempt: int, source: Optional[str]
+    ) -> object:
+        """
+        The client is about to try to resume (attempt number C{attempt} since
+        the last success, from local address C{source} or the system's
+        choice).  Return C{False} to skip this attempt, or a Deferred to
+        delay it until it fires (with C{False} to skip); anything else goes
+        ahead.
+        """
+
+    def resumeRequested(
+        session: IMigrateTransport,
+        previousPeer: Optional[IAddress],
+        newPeer: IAddress,
+        downtime: float,
+    ) -> object:
+        """
+        Server side: a verified resume arrived.  Return C{False} to refuse
+        it (the session then ends on both sides with L{SessionExpired}), or a
+        Deferred to delay the decision (bounded by the handshake timeout);
+        anything else accepts it.
+        """
+
+    def sessionResumed(
+        session: IMigrateTransport,
+        previousPeer: Optional[IAddress],
+        newPeer: IAddress,
+        downtime: float,
+        retransmitted: int,
+    ) -> None:
+        """
+        The session is attached again: C{downtime} seconds after it was
+        suspended, retransmitting C{retransmitted} bytes.
+        """
+
+    def addressesChanged(session: IMigrateTransport, event: ConnectivityEvent) -> None:
+        """
+        A local connectivity event concerns this session's host.
+        """
+
+    def aboutToHibernate(session: IMigrateTransport) -> None:
+        """
+        The session will be suspended to hibernation.
+        """
+
+    def sessionEnded(session: IMigrateTransport, reason: Failure) -> None:
+        """
+        The session is over (the application protocol also hears
+        C{connectionLost} with the same reason).
         """

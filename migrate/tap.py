@@ -48,6 +48,11 @@ _HELP = {
     "maxDetachedPerHost": "detached sessions kept per peer host",
     "reconnectInitial": "first reconnect delay after the immediate attempt",
     "reconnectMax": "longest reconnect delay",
+    "heartbeatInterval": "seconds of silence before a heartbeat is sent",
+    "deadAfter": "seconds of unanswered silence before a path is declared dead",
+    "prefer": "comma-separated interfaces or addresses to connect from, best first",
+    "avoid": "comma-separated interfaces or addresses to avoid (e.g. metered)",
+    "acceptMoves": 'whether a server accepts resumes from a new address: "yes" or "no"',
 }
 
 
