@@ -320,8 +320,8 @@ class NetlinkMonitor(_Listeners):
             oif: Optional[str] = None
             for attr, value in _attributes(payload, _RTMSG.size):
                 if attr == _RTA_OIF and len(value) >= 4:
-                    known = self.links.get(struct.unpack("=i", value[:4])[0])
-                    oif = known[0] if known is not None else None
+                    link = self.links.get(struct.unpack("=i", value[:4])[0])
+                    oif = link[0] if link is not None else None
             return [ConnectivityEvent(ConnectivityEvent.ROUTE_CHANGED, oif)]
         return []
 
