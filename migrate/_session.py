@@ -394,12 +394,15 @@ class Session:
         acknowledgement, a heartbeat); no per-frame cost: positions and a
         heartbeat counter are compared.
         """
-        engine = self.engine
-        mark = (engine.received, engine.acked, self._heard)
+        mark = self._snapshot()
         if mark != self._mark:
             self._mark = mark
             return True
         return False
+
+    def _snapshot(self) -> tuple[int, int, int]:
+        engine = self.engine
+        return (engine.received, engine.acked, self._heard)
 
     def _liveTick(self) -> None:
         self._liveCall = None
@@ -441,17 +444,19 @@ class Session:
         """
         if self.carrier is None or self._ended or self._probeCall is not None:
             return
-        self._progress()
         self._ping()
         self._probeCall = self.clock.callLater(
-            self.policy.probeTimeout(self.srtt, self.rttvar), self._probeExpired, reason
+            self.policy.probeTimeout(self.srtt, self.rttvar),
+            self._probeExpired,
+            reason,
+            self._snapshot(),
         )
 
-    def _probeExpired(self, reason: str) -> None:
+    def _probeExpired(self, reason: str, before: tuple[int, int, int]) -> None:
         self._probeCall = None
         if self.carrier is None or self._ended or self._readPaused:
             return
-        if not self._progress():
+        if self._snapshot() == before:
             self.log.info("session {sid}: probe unanswered", sid=self.hexID)
             self.dropCarrier(reason)
         else:

@@ -47,7 +47,9 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["MemoryNetwork", "MemoryLink", "MemoryTransport", "CuttingRelay"]
+from .interfaces import ConnectivityEvent, IConnectivityMonitor, LocalAddress
+
+__all__ = ["MemoryNetwork", "MemoryLink", "MemoryTransport", "CuttingRelay", "FakeMonitor"]
 
 
 @implementer(ITransport, IPushProducer)
@@ -168,6 +170,7 @@ class MemoryLink:
         self.client = MemoryTransport(self, clientProtocol, clientAddress, serverAddress)
         self.server = MemoryTransport(self, serverProtocol, serverAddress, clientAddress)
         self.closed = False
+        self.blackholed = False
 
     def cut(self) -> None:
         """
@@ -199,6 +202,12 @@ class MemoryLink:
         @return: whether anything happened.
         """
         moved = False
+        if self.blackholed:
+            # A silently dead path: what is sent vanishes, nobody is told.
+            for end in (self.client, self.server):
+                if end.outgoing:
+                    end._take()
+            return False
         for src, dst in ((self.client, self.server), (self.server, self.client)):
             if self.closed:
                 return moved
@@ -326,6 +335,55 @@ class MemoryNetwork:
         """
         for link in list(self.links):
             link.cut()
+
+
+@implementer(IConnectivityMonitor)
+class FakeMonitor:
+    """
+    A connectivity monitor driven by the test: call L{emit} to make sessions
+    react as they would to the kernel's notifications.
+
+    @ivar started: whether it is started.
+    @ivar starts: how many times it was started.
+    @ivar local: the addresses L{addresses} reports.
+    @ivar interfaces: address to interface, for L{interfaceOf}.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.starts = 0
+        self.listeners: list[Callable[[ConnectivityEvent], None]] = []
+        self.local: list[LocalAddress] = []
+        self.interfaces: dict[str, str] = {}
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.starts += 1
+
+    def stop(self) -> None:
+        self.started = False
+
+    def addListener(self, listener: Callable[[ConnectivityEvent], None]) -> None:
+        self.listeners.append(listener)
+
+    def removeListener(self, listener: Callable[[ConnectivityEvent], None]) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def addresses(self) -> list[LocalAddress]:
+        return list(self.local)
+
+    def interfaceOf(self, address: str) -> Optional[str]:
+        return self.interfaces.get(address)
+
+    def emit(self, kind: str, interface: Optional[str] = None, address: Optional[str] = None) -> None:
+        """
+        Tell every listener about a change.
+        """
+        event = ConnectivityEvent(kind, interface, address)
+        for listener in list(self.listeners):
+            listener(event)
 
 
 class _RelayHalf(Protocol):

@@ -65,6 +65,10 @@ class Pair:
         clientProtocol: type[Protocol] = Recorder,
         seed: int = 0,
         serverOptions: Optional[SessionOptions] = None,
+        monitor: Any = None,
+        policy: Any = None,
+        serverPolicy: Any = None,
+        endpointFor: Any = None,
     ) -> None:
         import random
 
@@ -80,11 +84,17 @@ class Pair:
 
         self.serverAppFactory = Factory.forProtocol(buildServer)
         self.factory = MigrateServerFactory(
-            self.serverAppFactory, self.clock, serverOptions or self.options
+            self.serverAppFactory, self.clock, serverOptions or self.options, serverPolicy
         )
         self.net.listen(self.factory)
         self.endpoint = MigrateClientEndpoint(
-            self.clock, self.net.clientEndpoint(), self.options, random.Random(seed)
+            self.clock,
+            self.net.clientEndpoint(),
+            self.options,
+            random.Random(seed),
+            policy=policy,
+            monitor=monitor,
+            endpointFor=endpointFor,
         )
         self.clientProtocol = clientProtocol
         self.client: Any = None

@@ -1,0 +1,223 @@
+"""
+Path liveness and reactions to connectivity events, deterministically: a
+silently dead path is found by heartbeats within the policy's bound; local
+events make sessions drop dead carriers, probe doubtful ones and retry at
+once.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate import SessionOptions
+from migrate.interfaces import ConnectivityEvent, LocalAddress
+from migrate.testing import FakeMonitor
+
+from .helpers import Echo, Pair
+
+
+class Suspensions:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.resumed: list[tuple] = []
+
+    def sessionSuspended(self, session: object, reason: str) -> None:
+        self.reasons.append(reason)
+
+    def sessionResumed(self, session, previous, new, downtime, retransmitted) -> None:  # type: ignore[no-untyped-def]
+        self.resumed.append((previous, new, downtime, retransmitted))
+
+
+class HeartbeatTests(SynchronousTestCase):
+    def test_idleExchangesHeartbeats(self) -> None:
+        """
+        An idle session sends heartbeats, gets answers, stays attached and
+        has a round-trip estimate.
+        """
+        pair = Pair().open()
+        pair.settle(seconds=5, step=0.1)
+        session = pair.clientSession
+        self.assertGreater(session._pingToken, 3)
+        self.assertIsNotNone(session.srtt)
+        self.assertEqual(pair.client.transport.generation, 0)
+        self.assertEqual(pair.client.transport.state, "attached")
+
+    def test_noHeartbeatsWhileDataFlows(self) -> None:
+        """
+        While data flows both ways, no heartbeat is sent.
+        """
+        pair = Pair(serverProtocol=Echo).open()
+        for _ in range(50):
+            pair.client.transport.write(b"tick")
+            pair.settle(seconds=0.1, step=0.1)
+        self.assertEqual(pair.clientSession._pingToken, 0)
+        self.assertEqual(pair.serverSession._pingToken, 0)
+
+    def test_silentDeathDetected(self) -> None:
+        """
+        A path that silently drops everything is declared dead within
+        C{deadAfter} plus one heartbeat interval; the session is suspended
+        with reason "path-dead" and the client tries to reconnect.
+        """
+        pair = Pair(SessionOptions(deadAfter=2.0, heartbeatInterval=0.5)).open()
+        watcher = Suspensions()
+        pair.clientSession.upcalls.observers.append(watcher)
+        pair.settle(seconds=1, step=0.05)
+        pair.net.refuse = True
+        pair.net.links[0].blackholed = True
+        start = pair.clock.seconds()
+        while pair.client.transport.state == "attached":
+            pair.clock.advance(0.05)
+            pair.net.flush()
+            self.assertLess(pair.clock.seconds() - start, 3.0)
+        self.assertEqual(watcher.reasons, ["path-dead"])
+        before = pair.net.connects
+        pair.net.flush()
+        self.assertGreater(pair.net.connects, before - 1)
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        self.assertEqual(pair.client.transport.state, "attached")
+        self.assertEqual(len(watcher.resumed), 1)
+
+    def test_slowPathNotDeclaredDead(self) -> None:
+        """
+        The silence limit grows with a slow path's round-trip time.
+        """
+        pair = Pair().open()
+        session = pair.clientSession
+        session.srtt, session.rttvar = 1.0, 0.25
+        self.assertEqual(session.policy.silenceLimit(session.srtt, session.rttvar), 6.0)
+
+    def test_pausedReaderNotJudged(self) -> None:
+        """
+        A session whose application paused reading does not declare its
+        path dead (it cannot hear the answers) but keeps sending heartbeats,
+        so its peer does not either.
+        """
+        pair = Pair().open()
+        pair.client.transport.pauseProducing()
+        pair.settle(seconds=10, step=0.1)
+        self.assertEqual(pair.client.transport.state, "attached")
+        self.assertEqual(pair.server.transport.state, "attached")
+        self.assertEqual(pair.clientSession.generation, 0)
+
+
+class ConnectivityTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.monitor = FakeMonitor()
+        self.pair = Pair(monitor=self.monitor).open()
+        self.watcher = Suspensions()
+        self.pair.clientSession.upcalls.observers.append(self.watcher)
+
+    def test_monitorLease(self) -> None:
+        """
+        The endpoint's monitor is started for the first session and stopped
+        when the last one ends.
+        """
+        self.assertTrue(self.monitor.started)
+        self.pair.client.transport.loseConnection()
+        self.pair.settle(seconds=1)
+        self.assertFalse(self.monitor.started)
+        self.assertEqual(self.monitor.listeners, [])
+
+    def test_addressGone(self) -> None:
+        """
+        When the carrier's local address disappears, the carrier is dropped
+        at once and the client resumes from the new address at once.
+        """
+        pair = self.pair
+        pair.net.clientHost = "10.0.9.9"
+        self.monitor.emit(ConnectivityEvent.ADDRESS_REMOVED, "wlan0", "10.0.0.2")
+        self.assertEqual(self.watcher.reasons, ["address-gone"])
+        pair.net.flush()
+        self.assertEqual(pair.client.transport.generation, 1)
+        self.assertEqual(pair.server.transport.getPeer().host, "10.0.9.9")
+
+    def test_otherAddressGoneIgnored(self) -> None:
+        """
+        An address that is not the carrier's going away only probes the
+        path, which answers: nothing is dropped.
+        """
+        self.monitor.emit(ConnectivityEvent.ADDRESS_REMOVED, "eth1", "192.0.2.7")
+        self.pair.settle(seconds=2, step=0.05)
+        self.assertEqual(self.watcher.reasons, [])
+        self.assertEqual(self.pair.client.transport.generation, 0)
+
+    def test_linkDown(self) -> None:
+        """
+        The carrier's link going down drops the carrier at once.
+        """
+        self.monitor.interfaces["10.0.0.2"] = "wlan0"
+        self.monitor.emit(ConnectivityEvent.LINK_DOWN, "eth9")
+        self.assertEqual(self.watcher.reasons, [])
+        self.monitor.emit(ConnectivityEvent.LINK_DOWN, "wlan0")
+        self.assertEqual(self.watcher.reasons, ["link-down"])
+
+    def test_probeDeadPath(self) -> None:
+        """
+        An event that does not name the carrier (a new address, a route
+        change, a wake) probes it: a dead path is dropped within the probe
+        timeout, long before the silence limit.
+        """
+        pair = self.pair
+        pair.net.links[0].blackholed = True
+        self.monitor.emit(ConnectivityEvent.ROUTE_CHANGED, "eth0")
+        pair.settle(seconds=1.05, step=0.05)
+        self.assertEqual(self.watcher.reasons, ["path-dead"])
+
+    def test_eventWhileDetachedRetriesNow(self) -> None:
+        """
+        A detached session waiting out its backoff tries again at once when
+        connectivity changes.
+        """
+        pair = self.pair
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.settle(seconds=3, step=0.1)
+        pair.net.refuse = False
+        before = pair.net.connects
+        self.monitor.emit(ConnectivityEvent.ROUTE_CHANGED, "eth0")
+        self.assertEqual(pair.net.connects, before + 1)
+        pair.net.flush()
+        self.assertEqual(pair.client.transport.state, "attached")
+
+    def test_eventAbandonsStuckAttempt(self) -> None:
+        """
+        An attempt stuck on a dead route (no answer) is abandoned for a new
+        one when connectivity changes.
+        """
+        pair = self.pair
+        pair.net.hold = True
+        pair.net.cutAll()
+        pair.net.flush()
+        self.assertIsNotNone(pair.clientSession)
+        pair.net.hold = False
+        before = pair.net.connects
+        self.monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "eth0", "10.0.0.3")
+        self.assertEqual(pair.net.connects, before + 1)
+        pair.net.flush()
+        self.assertEqual(pair.client.transport.state, "attached")
+
+
+class SourceTests(SynchronousTestCase):
+    def test_preferredSourceUsed(self) -> None:
+        """
+        The policy's choice of local address reaches the inner endpoint of
+        each reconnect attempt.
+        """
+        monitor = FakeMonitor()
+        monitor.local = [LocalAddress("wlan0", "10.0.0.2", 4), LocalAddress("eth0", "10.0.5.5", 4)]
+        chosen = []
+        holder: list[Pair] = []
+        pair = Pair(
+            SessionOptions(prefer="eth0"),
+            monitor=monitor,
+            endpointFor=lambda source: (chosen.append(source), holder[0].net.clientEndpoint())[1],
+        )
+        holder.append(pair)
+        pair.open()
+        self.assertEqual(chosen, ["10.0.5.5"])
+        pair.net.cutAll()
+        pair.net.flush()
+        self.assertEqual(chosen, ["10.0.5.5", "10.0.5.5"])
