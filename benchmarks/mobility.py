@@ -196,7 +196,7 @@ def run(reactor: Any, args: argparse.Namespace) -> Any:
             ok = yield waitFor(reactor, lambda: watch.suspended is not None, 10)
             assert ok, "black hole not detected"
             detections.append(watch.suspended - t0)  # type: ignore[operator]
-            yield task.deferLater(reactor, 1.0, lambda: None)
+            yield task.deferLater(reactor, args.blackhole, lambda: None)
             generation = client.transport.generation
             topo.blackhole(False)
             t0 = time.monotonic()
@@ -229,6 +229,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Migrate mobility benchmark (root)")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--outage", type=float, default=2.0, help="seconds both links stay down")
+    parser.add_argument(
+        "--blackhole",
+        type=float,
+        default=5.0,
+        help="seconds the black hole lasts after it was detected",
+    )
     args = parser.parse_args()
     reason = netns.skipReason()
     if reason:

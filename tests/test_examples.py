@@ -27,3 +27,31 @@ class ExampleTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         self.assertIn(b", 0 wrong;", result.stdout)
         self.assertNotIn(b" 0 cuts", result.stdout)
+
+    def run(self, name: str) -> bytes:
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "examples", name)],
+            capture_output=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+        return result.stdout
+
+    def test_customPolicy(self) -> None:
+        """
+        The custom policy example paces its attempts by its own schedule and
+        delivers everything.
+        """
+        out = self.run("custom_policy.py")
+        self.assertIn(b"echoed: one two three", out)
+        self.assertIn(b"reconnect delays asked for failures: [1, 2", out)
+
+    def test_upcalls(self) -> None:
+        """
+        The upcalls example hears its session's life and holds an attempt.
+        """
+        out = self.run("upcalls.py")
+        self.assertIn(b"client: suspended (carrier-lost)", out)
+        self.assertIn(b"held until off the metered link", out)
+        self.assertIn(b"server received 1190 bytes", out)
