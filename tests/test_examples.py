@@ -28,7 +28,7 @@ class ExampleTests(SynchronousTestCase):
         self.assertIn(b", 0 wrong;", result.stdout)
         self.assertNotIn(b" 0 cuts", result.stdout)
 
-    def run(self, name: str) -> bytes:
+    def runExample(self, name: str) -> bytes:
         result = subprocess.run(
             [sys.executable, os.path.join(ROOT, "examples", name)],
             capture_output=True,
@@ -43,7 +43,7 @@ class ExampleTests(SynchronousTestCase):
         The custom policy example paces its attempts by its own schedule and
         delivers everything.
         """
-        out = self.run("custom_policy.py")
+        out = self.runExample("custom_policy.py")
         self.assertIn(b"echoed: one two three", out)
         self.assertIn(b"reconnect delays asked for failures: [1, 2", out)
 
@@ -51,7 +51,7 @@ class ExampleTests(SynchronousTestCase):
         """
         The upcalls example hears its session's life and holds an attempt.
         """
-        out = self.run("upcalls.py")
+        out = self.runExample("upcalls.py")
         self.assertIn(b"client: suspended (carrier-lost)", out)
         self.assertIn(b"held until off the metered link", out)
         self.assertIn(b"server received 1190 bytes", out)
