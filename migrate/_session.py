@@ -216,6 +216,7 @@ class Session:
         self.lastHost: IAddress | None = None
         self.peerHost = ""
         self.detachedSince: float | None = None
+        self.createdAt = clock.seconds()
         self.onCarrierLost: Callable[[Session], None] = lambda s: None
         self.onEnd: Callable[[Session], None] = lambda s: None
         self._pauseReasons: set[str] = {_DETACHED}

@@ -161,3 +161,37 @@ class MigrateTransport:
         Whether a carrier is up now.
         """
         return self._session.carrier is not None
+
+    def snapshot(self) -> dict[str, object]:
+        """
+        The session's state now, as plain data (see
+        L{IMigrateTransport.snapshot}).
+        """
+        s = self._session
+        now = s.clock.seconds()
+        engine = s.engine
+
+        def address(a: object) -> str | None:
+            if a is None:
+                return None
+            host, port = getattr(a, "host", None), getattr(a, "port", None)
+            return "%s:%s" % (host, port) if host is not None else str(a)
+
+        return {
+            "id": s.hexID,
+            "side": "client" if s.isClient else "server",
+            "state": self.state,
+            "local": address(s.lastHost),
+            "peer": address(s.lastPeer),
+            "age": now - s.createdAt,
+            "detachedFor": (now - s.detachedSince) if s.detachedSince is not None else None,
+            "generation": s.generation,
+            "handoffs": s.handoffs,
+            "bytesSent": engine.sent,
+            "bytesAcknowledged": min(engine.acked, engine.sent),
+            "bytesBuffered": engine.buffered,
+            "bytesReceived": engine.received - engine.finReceived,
+            "bytesRetransmitted": s.retransmitted,
+            "rtt": s.srtt,
+            "lastRtt": s.lastRTT,
+        }

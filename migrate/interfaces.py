@@ -108,6 +108,17 @@ class IMigrateTransport(ITransport):
         Whether a carrier is currently up.
         """
 
+    def snapshot() -> dict[str, object]:
+        """
+        The session's state now, as JSON-ready data: C{id}, C{side}
+        (C{"client"} or C{"server"}), C{state}, C{local} and C{peer}
+        (C{"host:port"} of the current or last carrier), C{age} and
+        C{detachedFor} (seconds, the latter C{None} while attached),
+        C{generation}, C{handoffs}, C{bytesSent}, C{bytesAcknowledged},
+        C{bytesBuffered}, C{bytesReceived}, C{bytesRetransmitted}, C{rtt}
+        (smoothed, seconds, C{None} until measured) and C{lastRtt}.
+        """
+
 
 class IConnectivityMonitor(Interface):
     """

@@ -21,7 +21,11 @@ from twisted.application import internet, service
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.python import usage
 
+from twisted.web.server import Site
+
+from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint
 from ._forward import ForwardingFactory
+from ._status import SessionRegistry, StatusResource
 from ._options import SessionOptions
 
 
@@ -74,6 +78,13 @@ class Options(usage.Options):
     optParameters: list[Any] = [
         ["listen", "l", None, "endpoint to accept connections on"],
         ["connect", "c", None, "endpoint to forward each connection to"],
+        [
+            "status",
+            "s",
+            None,
+            "endpoint to serve the live view of the sessions on (HTML at /, "
+            "JSON at /sessions.json), e.g. tcp:7080:interface=127.0.0.1",
+        ],
     ] + [
         [_dashed(f.name), None, None, "%s (default %s)" % (_HELP[f.name], f.default)]
         for f in fields(SessionOptions)
@@ -95,6 +106,20 @@ class Options(usage.Options):
         self["sessionOptions"] = given
         for name in ("listen", "connect"):
             self[name] = _withOptions(self[name], given)
+        from twisted.internet import reactor
+
+        for name, parse in (
+            ("listen", serverFromString),
+            ("connect", clientFromString),
+            ("status", serverFromString),
+        ):
+            if self[name] is None:
+                self[name + "Endpoint"] = None
+                continue
+            try:
+                self[name + "Endpoint"] = parse(reactor, self[name])
+            except Exception as e:
+                raise usage.UsageError("bad --%s endpoint %r: %s" % (name, self[name], e))
 
 
 def _withOptions(description: str, given: dict[str, str]) -> str:
@@ -114,18 +139,25 @@ def _withOptions(description: str, given: dict[str, str]) -> str:
 
 def makeService(options: Options) -> service.IService:
     """
-    Build the forwarding service.
+    Build the forwarding service, and the live view if asked for.
 
     @raise usage.UsageError: an endpoint string is invalid.
     """
     from twisted.internet import reactor
 
-    try:
-        listen = serverFromString(reactor, options["listen"])
-    except (ValueError, TypeError) as e:
-        raise usage.UsageError("bad --listen endpoint: %s" % (e,))
-    try:
-        target = clientFromString(reactor, options["connect"])
-    except (ValueError, TypeError) as e:
-        raise usage.UsageError("bad --connect endpoint: %s" % (e,))
-    return internet.StreamServerEndpointService(listen, ForwardingFactory(target))
+    listen = options["listenEndpoint"]
+    target = options["connectEndpoint"]
+    top = service.MultiService()
+    registry = SessionRegistry(reactor)
+    for endpoint in (listen, target):
+        if isinstance(endpoint, (MigrateServerEndpoint, MigrateClientEndpoint)):
+            endpoint.addObserver(registry)
+    forwarder = internet.StreamServerEndpointService(listen, ForwardingFactory(target))
+    forwarder.setServiceParent(top)
+    statusEndpoint = options["statusEndpoint"]
+    if statusEndpoint is not None:
+        site = Site(StatusResource(registry))
+        site.noisy = False
+        internet.StreamServerEndpointService(statusEndpoint, site).setServiceParent(top)
+    top.registry = registry  # type: ignore[attr-defined]
+    return top

@@ -67,11 +67,29 @@ class OptionsTests(SynchronousTestCase):
 
     def test_badEndpoint(self) -> None:
         """
-        An endpoint string that does not parse is a usage error.
+        An endpoint string that does not parse is a usage error naming the
+        option, for each of the three.
+        """
+        good = {"--listen": "tcp:0", "--connect": "tcp:127.0.0.1:22", "--status": "tcp:0"}
+        for name in good:
+            args = dict(good, **{name: "nonsense:1"})
+            e = self.assertRaises(
+                usage.UsageError, Options().parseOptions, [x for kv in args.items() for x in kv]
+            )
+            self.assertIn("bad %s endpoint" % (name,), str(e))
+
+    def test_makeService(self) -> None:
+        """
+        The service forwards, and serves the live view when asked; the
+        registry observes the Migrate endpoints.
         """
         o = Options()
-        o.parseOptions(["--listen", "nonsense:1", "--connect", "tcp:127.0.0.1:22"])
-        self.assertRaises(usage.UsageError, makeService, o)
+        o.parseOptions(
+            ["--listen", "migrate:tcp:0", "--connect", "tcp:127.0.0.1:22", "--status", "tcp:0"]
+        )
+        top = makeService(o)
+        self.assertEqual(len(list(top)), 2)
+        self.assertIn(top.registry, o["listenEndpoint"].observers)
 
     def test_help(self) -> None:
         """
