@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -166,3 +167,96 @@ class ForwarderTests(TestCase):
         self.assertTrue(client.readLost or client.lost)
         client.transport.loseConnection()
         yield waitFor(lambda: bool(client.lost))
+
+
+@implementer(IPushProducer)
+class Firehose(Protocol):
+    """
+    A backend that writes as fast as its transport lets it.
+    """
+
+    instances: list["Firehose"] = []
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.paused = False
+        Firehose.instances.append(self)
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and self.written < 200_000_000:
+            self.transport.write(b"f" * 65536)
+            self.written += 65536
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class FlowControlTests(TestCase):
+    timeout = 60
+
+    @inlineCallbacks
+    def test_slowReader(self) -> Any:
+        """
+        A reader that stops reading stops the writer at the other end, two
+        forwarders and a Migrate session away: the writer is paused, the
+        session's buffer stays near its high-water mark, nothing grows
+        without bound; when the reader resumes, the bytes flow again.
+        """
+        Firehose.instances = []
+        options = SessionOptions(highWater=1 << 20)
+        backend = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Firehose)
+        )
+        self.addCleanup(backend.stopListening)
+        serverSide = MigrateServerEndpoint(
+            reactor, TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), options
+        )
+        serverPort = yield serverSide.listen(
+            ForwardingFactory(TCP4ClientEndpoint(reactor, "127.0.0.1", backend.getHost().port))
+        )
+        self.addCleanup(serverPort.stopListening)
+        mobile = MigrateClientEndpoint(
+            reactor, TCP4ClientEndpoint(reactor, "127.0.0.1", serverPort.getHost().port), options, monitor=None
+        )
+        mobilePort = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            ForwardingFactory(mobile)
+        )
+        self.addCleanup(mobilePort.stopListening)
+        reader = yield TCP4ClientEndpoint(reactor, "127.0.0.1", mobilePort.getHost().port).connect(
+            Factory.forProtocol(Recorder)
+        )
+        reader.chunks = []
+        counted = {"n": 0}
+
+        def count(data: bytes) -> None:
+            counted["n"] += len(data)
+
+        reader.dataReceived = count
+        yield waitFor(lambda: counted["n"] > 1_000_000)
+        reader.transport.pauseProducing()
+        yield task.deferLater(reactor, 1.5, lambda: None)
+        hose = Firehose.instances[0]
+        self.assertTrue(hose.paused)
+        writtenWhilePaused = hose.written
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(hose.written, writtenWhilePaused)
+        # Bounded: what the writer got out is what the reader took plus the
+        # buffers on the way (kernel socket buffers, the forwarders'
+        # transports, the session's unacknowledged bytes), far below the
+        # 200 MB it would write.
+        self.assertLess(hose.written - counted["n"], 40_000_000)
+        session = list(serverSide.factory.sessions.values())[0]  # type: ignore[union-attr]
+        self.assertLessEqual(session.engine.buffered, options.highWater + options.sendFrame + 65536)
+        reader.transport.resumeProducing()
+        before = counted["n"]
+        yield waitFor(lambda: counted["n"] > before + 5_000_000)
+        reader.transport.abortConnection()
+        yield waitFor(lambda: all(s.ended for s in serverSide.factory.sessions.values()))  # type: ignore[union-attr]

@@ -1,0 +1,239 @@
+"""
+C{twistd migrate} end to end, with real processes: a plain-socket echo
+service, the two forwarders (server side and mobile side), a plain-socket
+client, and between the forwarders a relay that keeps cutting (on loopback)
+or an address change (in network namespaces).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SkipTest, TestCase
+
+from migrate.testing import CuttingRelay
+
+from . import netns
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+
+def freePort() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return int(port)
+
+
+class Processes(TestCase):
+    timeout = 120
+
+    def spawn(self, args: list[str], ns: str | None = None, log: str | None = None) -> subprocess.Popen[bytes]:
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + args
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE if log is None else out, stderr=subprocess.STDOUT)
+
+        def stop() -> None:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+
+        self.addCleanup(stop)
+        return p
+
+    def twistd(self, name: str, args: list[str], ns: str | None = None) -> str:
+        log = os.path.abspath(self.mktemp() + "-" + name + ".log")
+        self.spawn(TWISTD + ["-n", "--pidfile=", "--logfile=" + log, "migrate"] + args, ns, log)
+        return log
+
+    def waitForLog(self, log: str, text: str, count: int = 1, timeout: float = 20) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        end = time.monotonic() + timeout
+
+        def check() -> None:
+            content = open(log).read() if os.path.exists(log) else ""
+            if content.count(text) >= count:
+                d.callback(None)
+            elif time.monotonic() > end:
+                d.errback(AssertionError("%r not in %s:\n%s" % (text, log, content)))
+            else:
+                reactor.callLater(0.05, check)  # type: ignore[attr-defined]
+
+        check()
+        return d
+
+    def echo(self, ns: str | None = None) -> tuple[int, subprocess.Popen[bytes]]:
+        p = self.spawn([sys.executable, os.path.join(ROOT, "tests", "e2e_echo.py")], ns)
+        assert p.stdout is not None
+        return int(p.stdout.readline()), p
+
+
+class LoopbackTests(Processes):
+    @inlineCallbacks
+    def test_cutsAndStatus(self) -> Any:
+        """
+        A non-Twisted client's stream through the forwarder pair comes back
+        byte for byte while the relay between them cuts every 0.2 s; the
+        backend connection is opened once; the live view shows the session
+        with its handoffs, in JSON and as the CLI's table; the log has a
+        structured line per state change.
+        """
+        echoPort, echoProc = self.echo()
+        serverPort, mobilePort, statusPort = freePort(), freePort(), freePort()
+        serverLog = self.twistd(
+            "server",
+            ["--listen", "migrate:tcp:%d:interface=127.0.0.1" % serverPort, "--connect", "tcp:127.0.0.1:%d" % echoPort],
+        )
+        relay = CuttingRelay(lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", serverPort))
+        relayPort = reactor.listenTCP(0, relay.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(relayPort.stopListening)
+        self.addCleanup(relay.cutAll)
+        mobileLog = self.twistd(
+            "mobile",
+            [
+                "--listen", "tcp:%d:interface=127.0.0.1" % mobilePort,
+                "--connect", "migrate:tcp:host=127.0.0.1:port=%d" % relayPort.getHost().port,
+                "--reconnect-initial", "0.01",
+                "--status", "tcp:%d:interface=127.0.0.1" % statusPort,
+            ],
+        )
+        yield self.waitForLog(serverLog, "starting on %d" % serverPort)
+        yield self.waitForLog(mobileLog, "starting on %d" % statusPort)
+
+        total = 3_000_000
+        client = getProcessOutputAndValue(
+            sys.executable,
+            [os.path.join(ROOT, "tests", "e2e_client.py"), "127.0.0.1", str(mobilePort), str(total), "16384", "0.004"],
+            env=ENV,
+            path=ROOT,
+        )
+        cutter = task.LoopingCall(relay.cutAll)
+        cutter.clock = reactor
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        cutter.start(0.2, now=True)
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "migrate", "status", "http://127.0.0.1:%d/" % statusPort], env=ENV, path=ROOT
+        )
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"1 live session(s)", out)
+        out, err, code = yield client
+        cutter.stop()
+        self.assertEqual(code, 0, out + err)
+        result = json.loads(out.splitlines()[-1])
+        self.assertEqual(result, dict(result, received=total, exact=True, eof=True))
+        self.assertGreater(relay.cuts, 2)
+
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "migrate", "status", "127.0.0.1:%d" % statusPort, "--json"], env=ENV, path=ROOT
+        )
+        report = json.loads(out)
+        sessions = report["sessions"] + report["ended"]
+        self.assertEqual(len(sessions), 1)
+        self.assertGreater(sessions[0]["handoffs"], 1)
+        self.assertGreaterEqual(sessions[0]["bytesSent"], total)
+
+        assert echoProc.stdout is not None
+        echoProc.send_signal(signal.SIGTERM)
+        echoProc.wait()
+        self.assertEqual(echoProc.stdout.read().count(b"connection"), 1)
+        yield self.waitForLog(mobileLog, "ended", timeout=30)
+        log = open(mobileLog).read()
+        for word in ("opened", "detached", "resumed", "ended"):
+            self.assertIn("session %s" % sessions[0]["id"], log)
+            self.assertIn(word, log)
+
+    def test_badOptions(self) -> None:
+        """
+        Bad options give a usage error naming the problem, not a traceback.
+        """
+        for args, message in (
+            (["--listen", "tcp:1"], b"--connect is required"),
+            (["--listen", "nonsense:1", "--connect", "tcp:127.0.0.1:1"], b"bad --listen endpoint"),
+            (["--listen", "tcp:1", "--connect", "tcp:127.0.0.1:1", "--hard-cap", "lots"], b"hardCap"),
+        ):
+            result = subprocess.run(
+                TWISTD + ["-n", "--pidfile=", "migrate"] + args,
+                capture_output=True,
+                cwd=ROOT,
+                env=ENV,
+                timeout=60,
+            )
+            output = result.stdout + result.stderr
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn(message, output)
+            self.assertNotIn(b"Traceback", output)
+
+
+class NamespaceTests(Processes):
+    def setUp(self) -> None:
+        reason = netns.skipReason()
+        if reason:
+            raise SkipTest(reason)
+        self.topology = netns.Topology()
+        self.addCleanup(self.topology.destroy)
+
+    @inlineCallbacks
+    def test_addressChange(self) -> Any:
+        """
+        The forwarders in two hosts; the mobile host's address is replaced
+        and then its interface switched while a non-Twisted client streams
+        through: the session follows each move and the stream comes back
+        byte for byte.
+        """
+        topo = self.topology
+        echoPort, _ = self.echo(topo.server)
+        serverLog = self.twistd(
+            "server",
+            ["--listen", "migrate:tcp:7001:interface=%s" % topo.serviceAddress, "--connect", "tcp:127.0.0.1:%d" % echoPort],
+            topo.server,
+        )
+        mobileLog = self.twistd(
+            "mobile",
+            ["--listen", "tcp:2222:interface=127.0.0.1", "--connect", "migrate:tcp:host=%s:port=7001" % topo.serviceAddress],
+            topo.mobile,
+        )
+        yield self.waitForLog(serverLog, "starting on 7001")
+        yield self.waitForLog(mobileLog, "starting on 2222")
+        total = 3_000_000
+        client = getProcessOutputAndValue(
+            "/usr/bin/env",
+            ["ip", "netns", "exec", topo.mobile, sys.executable, os.path.join(ROOT, "tests", "e2e_client.py"), "127.0.0.1", "2222", str(total), "16384", "0.006"],
+            env=ENV,
+            path=ROOT,
+        )
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        # Only link a left; its address is replaced (the session follows the
+        # new address); then link b comes back and a goes (it moves to b).
+        topo.setLink("b", False)
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        topo.replaceAddress("a", 5)
+        yield task.deferLater(reactor, 0.4, lambda: None)
+        topo.setLink("b", True)
+        topo.setLink("a", False)
+        out, err, code = yield client
+        self.assertEqual(code, 0, out + err)
+        result = json.loads(out.splitlines()[-1])
+        self.assertEqual(result, dict(result, received=total, exact=True, eof=True))
+        log = open(serverLog).read()
+        self.assertIn("resumed from 10.77.1.5", log)
+        self.assertIn("resumed from 10.77.2.2", log)
