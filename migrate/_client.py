@@ -14,6 +14,7 @@ expiry, a refused resume, a close or an abort.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail
@@ -53,6 +54,52 @@ _FATAL = {
     _wire.REJECT_VERSION,
     _wire.REJECT_REFUSED,
 }
+
+
+class AttemptLimiter:
+    """
+    Bounds the connection attempts in progress at once over all the
+    sessions of an endpoint; the others wait their turn in order.
+
+    @ivar limit: attempts at once.
+    @ivar active: attempts in progress.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._waiting: deque[list[Optional[Callable[[], None]]]] = deque()
+
+    def acquire(self, go: Callable[[], None]) -> Callable[[], None]:
+        """
+        Call C{go} when a slot is free (now, if one is).
+
+        @return: a function that gives up the place in the queue (does
+            nothing once C{go} ran: the slot is then given back with
+            L{release}).
+        """
+        if self.active < self.limit:
+            self.active += 1
+            go()
+            return lambda: None
+        entry: list[Optional[Callable[[], None]]] = [go]
+        self._waiting.append(entry)
+
+        def cancel() -> None:
+            entry[0] = None
+
+        return cancel
+
+    def release(self) -> None:
+        """
+        An attempt is over: start the next waiting one.
+        """
+        self.active -= 1
+        while self._waiting and self.active < self.limit:
+            go = self._waiting.popleft()[0]
+            if go is not None:
+                self.active += 1
+                go()
 
 
 class _CarrierFactory(Factory):
@@ -100,8 +147,12 @@ class ClientConnector:
         monitor: Optional[MonitorLease] = None,
         observers: Sequence[object] = (),
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
+        limiter: Optional[AttemptLimiter] = None,
     ) -> None:
         self.clock = clock
+        self.limiter = limiter
+        self._queued: Optional[Callable[[], None]] = None
+        self._slot = False
         self.endpoint = endpoint
         self.appFactory = appFactory
         self.options = options
@@ -165,7 +216,7 @@ class ClientConnector:
         self._retryCall = None
         if self._stopped or self._waitingDecision is not None:
             return
-        if self._carrier is not None or self._connecting is not None:
+        if self._carrier is not None or self._connecting is not None or self._queued is not None:
             return
         self.attempts += 1
         source = None
@@ -196,6 +247,34 @@ class ClientConnector:
 
     def _connect(self, source: Optional[str]) -> None:
         if self._stopped:
+            return
+        if self.limiter is None:
+            self._connectNow(source)
+            return
+        started: list[bool] = []
+
+        def go() -> None:
+            started.append(True)
+            self._connectNow(source)
+
+        queued = self.limiter.acquire(go)
+        if not started:
+            self._queued = queued
+
+    def _releaseSlot(self) -> None:
+        queued, self._queued = self._queued, None
+        if queued is not None:
+            queued()
+        if self._slot:
+            self._slot = False
+            assert self.limiter is not None
+            self.limiter.release()
+
+    def _connectNow(self, source: Optional[str]) -> None:
+        self._queued = None
+        self._slot = self.limiter is not None
+        if self._stopped:
+            self._releaseSlot()
             return
         session = self.session
         timeout = (
@@ -232,6 +311,7 @@ class ClientConnector:
         self._attemptFailed("connection attempt timed out", None)
 
     def _abandonAttempt(self) -> None:
+        self._releaseSlot()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
@@ -244,6 +324,7 @@ class ClientConnector:
             carrier.retire("attempt abandoned")
 
     def _attemptFailed(self, reason: str, failure: Failure | None) -> None:
+        self._releaseSlot()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
@@ -345,6 +426,7 @@ class ClientConnector:
             )
 
     def _finishAttempt(self) -> None:
+        self._releaseSlot()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None

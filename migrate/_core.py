@@ -222,6 +222,48 @@ class StreamEngine:
         self.received += 1
         return True
 
+    # Hibernating
+
+    def unacknowledgedBytes(self) -> bytes:
+        """
+        Our data the peer has not acknowledged, as one string.
+        """
+        chunks = list(self._chunks)
+        if chunks and self._skip:
+            chunks[0] = chunks[0][self._skip :]
+        return b"".join(chunks)
+
+    def releaseBuffer(self) -> None:
+        """
+        Drop the retransmission buffer from memory (it is in a store now).
+        Data written afterwards is buffered as usual, after a gap that
+        L{restoreBuffer} fills.
+        """
+        self._chunks.clear()
+        self._skip = 0
+
+    def restoreBuffer(self, unacknowledged: bytes) -> None:
+        """
+        Put back in front the bytes that L{releaseBuffer} dropped.
+        """
+        if unacknowledged:
+            self._chunks.appendleft(unacknowledged)
+        self._skip = 0
+
+    def restore(
+        self, sent: int, acked: int, received: int, finSent: bool, finReceived: bool, buffer: bytes
+    ) -> None:
+        """
+        Take up the state of a checkpointed engine.
+        """
+        self.sent, self.acked, self.received = sent, acked, received
+        self.finSent, self.finReceived = finSent, finReceived
+        self.ackSent = received
+        self._chunks.clear()
+        self._skip = 0
+        if buffer:
+            self._chunks.append(buffer)
+
     # Resuming
 
     def checkResume(self, peerReceived: int) -> None:

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
-from ._client import ClientConnector
+from ._client import AttemptLimiter, ClientConnector
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
 from .interfaces import IConnectivityMonitor, IMigratePolicy
@@ -128,6 +128,7 @@ class MigrateClientEndpoint:
         self.monitor = MonitorLease(monitor) if monitor is not None else None  # type: ignore[arg-type]
         self.endpointFor = endpointFor
         self.observers: list[object] = []
+        self.limiter = AttemptLimiter(self.options.maxConcurrentResumes)
 
     def addObserver(self, observer: object) -> None:
         """
@@ -153,6 +154,7 @@ class MigrateClientEndpoint:
             self.monitor,
             self.observers,
             self.endpointFor,
+            self.limiter,
         )
         return connector.open()
 

@@ -66,6 +66,16 @@ class SessionOptions:
         connect from while another is usable (e.g. a metered link).
     @ivar acceptMoves: C{"yes"} if a server accepts a resume from a new
         peer address, C{"no"} to accept resumes only from the same host.
+    @ivar suspendAfter: how long a detached session stays in memory before
+        it is hibernated into the session store (when there is one).
+    @ivar maxDetached: detached sessions a server keeps in memory at most;
+        past this the longest-detached are hibernated at once (when there is
+        a store).
+    @ivar maxConcurrentResumes: reconnect attempts a client endpoint makes
+        at once, over all its sessions (the rest wait their turn), so that
+        thousands of sessions coming back together do not stampede a server.
+    @ivar purgeInterval: how often a server purges expired sessions from its
+        store.
     """
 
     sessionTimeout: float = 900.0
@@ -91,6 +101,10 @@ class SessionOptions:
     prefer: str = ""
     avoid: str = ""
     acceptMoves: str = "yes"
+    suspendAfter: float = 60.0
+    maxDetached: int = 1000
+    maxConcurrentResumes: int = 64
+    purgeInterval: float = 60.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -18,7 +18,9 @@ from typing import Optional
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from . import _wire
 from ._core import ProtocolViolation
@@ -28,9 +30,22 @@ from ._protocol import Carrier
 from ._session import Session, State
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
-from .interfaces import IMigratePolicy
+from .interfaces import CorruptRecord, IMigratable, IMigratePolicy, ISessionStore, SessionRecord
 from .policy import DefaultPolicy
 from .errors import SessionExpired
+
+
+def _both(a: object, b: object) -> object:
+    """
+    Combine two answers (C{bool} or Deferred of one): C{False} if either
+    is, C{True} if both are, else a Deferred.
+    """
+    if a is False or b is False:
+        return False
+    pending = [x for x in (a, b) if isinstance(x, Deferred)]
+    if not pending:
+        return True
+    return gatherResults(pending).addCallback(lambda answers: all(x is not False for x in answers))
 
 
 def _hostOf(address: IAddress) -> str:
@@ -79,12 +94,17 @@ class MigrateServerFactory(Factory):
         options: Optional[SessionOptions] = None,
         policy: Optional[IMigratePolicy] = None,
         observers: Optional[list[object]] = None,
+        store: Optional[ISessionStore] = None,
     ) -> None:
         self.wrappedFactory = wrappedFactory
         self.clock = clock
         self.options = options if options is not None else SessionOptions()
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
         self.observers = observers if observers is not None else []
+        self.store = store
+        self._saving: dict[bytes, SessionRecord] = {}
+        self._detached: OrderedDict[bytes, Session] = OrderedDict()
+        self._purgeCall: Optional[IDelayedCall] = None
         self.sessions: dict[bytes, Session] = {}
         self._closed: OrderedDict[bytes, tuple[float, Session]] = OrderedDict()
         self._pending: dict[Carrier, _PendingCarrier] = {}
@@ -163,55 +183,219 @@ class MigrateServerFactory(Factory):
             request = handshake.parseResume(body)
             self._purgeClosed()
             session = self.sessions.get(request.sessionID)
-            if session is None:
+            if session is not None and not session.hibernated:
+                self._resumeLive(carrier, state, session, request)
+                return
+            record = self._saving.get(request.sessionID)
+            if record is None and self.store is None:
                 raise HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
-            handshake.verifyResume(request, session.key, session.generation)
-            try:
-                session.engine.checkResume(request.received)
-            except ProtocolViolation as e:
-                raise HandshakeFailed(_wire.REJECT_PROTOCOL, str(e))
-            if session.state is State.CLOSED or session.transport is None:
-                self._acceptResume(carrier, state, session, request)
-                return
-            newPeer = carrier.transport.getPeer()
-            if not session.policy.acceptResumeFrom(session.lastPeer, newPeer):
-                self._refuse(carrier, session, "resume from a new address refused by policy")
-                return
-            downtime = (
-                self.clock.seconds() - session.detachedSince
-                if session.detachedSince is not None
-                else 0.0
+            # A hibernated session: its checkpoint may have to be read from
+            # the store first; the handshake deadline bounds the wait.
+            state.deciding = True
+            loaded: Deferred[Optional[SessionRecord]] = (
+                succeed(record) if record is not None or self.store is None
+                else self.store.load(request.sessionID)
             )
-            decision = session.upcalls.decide(
-                "resumeRequested", session.transport, session.lastPeer, newPeer, downtime
+            loaded.addCallbacks(
+                lambda rec: self._resumeStored(carrier, state, request, session, rec),
+                lambda f: self._storeFailed(carrier, state, request.sessionID, f),
             )
-            if decision is False:
-                self._refuse(carrier, session, "resume refused by the application")
-            elif decision is True:
-                self._acceptResume(carrier, state, session, request)
-            else:
-                # The application takes its time; the handshake deadline
-                # still bounds the wait.
-                state.deciding = True
-
-                def decided(ok: bool) -> None:
-                    if carrier.retired or self._pending.get(carrier) is not state:
-                        return
-                    if session.ended:
-                        carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
-                    elif request.generation <= session.generation:
-                        carrier.reject(_wire.REJECT_STALE, "stale generation")
-                    elif ok:
-                        self._acceptResume(carrier, state, session, request)
-                    else:
-                        self._refuse(carrier, session, "resume refused by the application")
-
-                decision.addCallback(decided)
+            loaded.addErrback(
+                lambda f: self.log.failure("resuming a hibernated session failed", f)
+            )
         else:
             raise HandshakeFailed(
                 _wire.REJECT_PROTOCOL,
                 "unexpected frame type 0x%02x in handshake" % (frameType,),
             )
+
+    def _resumeLive(
+        self, carrier: Carrier, state: _PendingCarrier, session: Session, request: ResumeRequest
+    ) -> None:
+        """
+        Verify a resume of a session in memory and, if the policy and the
+        application agree, accept it.
+
+        @raise HandshakeFailed: the proof, the generation or the positions
+            are wrong; nothing changed.
+        """
+        state.handshake.verifyResume(request, session.key, session.generation)
+        try:
+            session.engine.checkResume(request.received)
+        except ProtocolViolation as e:
+            raise HandshakeFailed(_wire.REJECT_PROTOCOL, str(e))
+        if session.state is State.CLOSED or session.transport is None:
+            self._acceptResume(carrier, state, session, request)
+            return
+        newPeer = carrier.transport.getPeer()
+        if not session.policy.acceptResumeFrom(session.lastPeer, newPeer):
+            self._refuse(carrier, session, "resume from a new address refused by policy")
+            return
+        downtime = (
+            self.clock.seconds() - session.detachedSince
+            if session.detachedSince is not None
+            else 0.0
+        )
+        decision: object = session.upcalls.decide(
+            "resumeRequested", session.transport, session.lastPeer, newPeer, downtime
+        )
+        migratable = IMigratable(session.app, None)
+        if migratable is not None and decision is not False:
+            try:
+                verdict = migratable.validateResume(downtime, newPeer)
+            except Exception:
+                self.log.failure("validateResume raised; refusing the resume")
+                verdict = False
+            decision = _both(decision, verdict)
+        if decision is False:
+            self._refuse(carrier, session, "resume refused by the application")
+        elif decision is True:
+            self._acceptResume(carrier, state, session, request)
+        else:
+            # The application takes its time; the handshake deadline still
+            # bounds the wait.
+            state.deciding = True
+
+            def decided(ok: bool) -> None:
+                if carrier.retired or self._pending.get(carrier) is not state:
+                    return
+                if session.ended:
+                    carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
+                elif request.generation <= session.generation:
+                    carrier.reject(_wire.REJECT_STALE, "stale generation")
+                elif ok:
+                    self._acceptResume(carrier, state, session, request)
+                else:
+                    self._refuse(carrier, session, "resume refused by the application")
+
+            assert isinstance(decision, Deferred)
+            decision.addCallback(decided)
+
+    def _resumeStored(
+        self,
+        carrier: Carrier,
+        state: _PendingCarrier,
+        request: ResumeRequest,
+        stub: Optional[Session],
+        record: Optional[SessionRecord],
+    ) -> None:
+        """
+        Resume a hibernated session from its checkpoint: verify first, then
+        rebuild (or wake) it, then go on as for a live session.
+        """
+        if carrier.retired or self._pending.get(carrier) is not state:
+            return
+        state.deciding = False
+        sid = request.sessionID
+        if self.sessions.get(sid) is not stub or (stub is not None and not stub.hibernated):
+            # Someone else resumed or ended it meanwhile.
+            live = self.sessions.get(sid)
+            if live is None:
+                carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
+                return
+            self._tryResume(carrier, state, live, request)
+            return
+        if record is None:
+            if stub is not None:
+                stub._end(SessionExpired("hibernated state lost from the store"))
+            carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
+            return
+        try:
+            state.handshake.verifyResume(request, record.key, record.generation)
+            if not record.acked <= request.received <= record.sent + record.finSent:
+                raise HandshakeFailed(_wire.REJECT_PROTOCOL, "resume position out of range")
+        except HandshakeFailed as e:
+            carrier.reject(e.code, e.reason)
+            return
+        if record.expiresAt <= self.clock.seconds():
+            self._forgetStored(sid)
+            if stub is not None:
+                stub._end(SessionExpired("hibernated session expired"))
+            carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "session expired")
+            return
+        if stub is not None:
+            stub.wake(record)
+            session: Optional[Session] = stub
+        elif record.appState is None:
+            # Its application could not be kept across a restart.
+            self._forgetStored(sid)
+            self.log.info(
+                "session {sid}: hibernated without application state; expired",
+                sid=sid.hex(),
+            )
+            carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "session expired (not migratable)")
+            return
+        else:
+            session = self._rebuild(record, carrier)
+            if session is None:
+                self._forgetStored(sid)
+                carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "session could not be restored")
+                return
+        self._forgetStored(sid)
+        assert session is not None
+        self._tryResume(carrier, state, session, request)
+
+    def _tryResume(
+        self, carrier: Carrier, state: _PendingCarrier, session: Session, request: ResumeRequest
+    ) -> None:
+        try:
+            self._resumeLive(carrier, state, session, request)
+        except HandshakeFailed as e:
+            carrier.reject(e.code, e.reason)
+
+    def _storeFailed(
+        self, carrier: Carrier, state: _PendingCarrier, sid: bytes, failure: Failure
+    ) -> None:
+        """
+        The store could not give back a checkpoint: say so clearly; that
+        session cannot resume, others are unaffected.
+        """
+        if failure.check(CorruptRecord):
+            self.log.error("{error}", error=str(failure.value))
+            self._forgetStored(sid)
+            stub = self.sessions.get(sid)
+            if stub is not None and stub.hibernated:
+                stub._end(SessionExpired("hibernated state unusable"))
+        else:
+            self.log.failure("session {sid}: the store failed", failure, sid=sid.hex())
+        if not carrier.retired and self._pending.get(carrier) is state:
+            carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "session state unusable")
+
+    def _rebuild(self, record: SessionRecord, carrier: Carrier) -> Optional[Session]:
+        """
+        Rebuild a session and its migratable application from a checkpoint.
+        """
+        session = Session.fromRecord(
+            self.clock, record, self.options, self.policy, Upcalls(self.observers)
+        )
+        peer = session.lastPeer or carrier.transport.getPeer()
+        try:
+            app = self.wrappedFactory.buildProtocol(peer)
+        except Exception:
+            self.log.failure("the application factory raised while restoring a session")
+            app = None
+        migratable = IMigratable(app, None)
+        if app is None or migratable is None or record.appState is None:
+            session._end(SessionExpired("not restorable"))
+            return None
+        transport = MigrateTransport(session)
+        session.app = app
+        session.transport = transport
+        session.upcalls.app = app
+        app.transport = transport  # type: ignore[attr-defined]
+        app.connected = True  # type: ignore[attr-defined]
+        try:
+            migratable.restoreMigrationState(record.appState)
+        except Exception:
+            self.log.failure("restoreMigrationState raised; the session expires")
+            session.app = None
+            session._end(SessionExpired("application state could not be restored"))
+            return None
+        self._adopt(session, carrier.transport.getPeer())
+        self.log.info(
+            "session {sid} restored from the store", sid=session.hexID, event="restored"
+        )
+        return session
 
     def _acceptResume(
         self, carrier: Carrier, state: _PendingCarrier, session: Session, request: ResumeRequest
@@ -260,10 +444,7 @@ class MigrateServerFactory(Factory):
             self.policy,
             Upcalls(self.observers),
         )
-        session.peerHost = host
-        session.onCarrierLost = self._sessionDetached
-        session.onEnd = self._sessionEnded
-        self.sessions[sessionID] = session
+        self._adopt(session, peer)
         carrier.transport.write(_wire.encodeOpened())
         session.attach(carrier, 0)
         self.log.info(
@@ -273,7 +454,23 @@ class MigrateServerFactory(Factory):
 
     # The session table
 
+    def _adopt(self, session: Session, peer: IAddress) -> None:
+        """
+        Make C{session} one of ours.
+        """
+        session.peerHost = _hostOf(peer)
+        session.onCarrierLost = self._sessionDetached
+        session.onEnd = self._sessionEnded
+        if self.store is not None:
+            session.onHibernate = self.hibernate
+        self.sessions[session.sessionID] = session
+
     def _sessionDetached(self, session: Session) -> None:
+        self._detached[session.sessionID] = session
+        if self.store is not None:
+            while len(self._detached) > self.options.maxDetached:
+                _, oldest = self._detached.popitem(last=False)
+                self.hibernate(oldest)
         table = self._detachedByHost.setdefault(session.peerHost, OrderedDict())
         table[session.sessionID] = session
         while len(table) > self.options.maxDetachedPerHost:
@@ -287,6 +484,7 @@ class MigrateServerFactory(Factory):
             oldest._end(SessionExpired("too many detached sessions from this host"))
 
     def _forgetDetached(self, session: Session) -> None:
+        self._detached.pop(session.sessionID, None)
         table = self._detachedByHost.get(session.peerHost)
         if table is not None:
             table.pop(session.sessionID, None)
@@ -300,6 +498,154 @@ class MigrateServerFactory(Factory):
             self._closed[session.sessionID] = (self.clock.seconds(), session)
             self.sessions[session.sessionID] = session
             self._purgeClosed()
+
+    # Hibernation
+
+    def hibernate(self, session: Session) -> None:
+        """
+        Checkpoint a detached session into the store and give back its live
+        resources.  A migratable application (L{IMigratable}) is dropped
+        with the session object; any other stays in memory (it cannot be
+        rebuilt), but its timers and buffers go.
+        """
+        store = self.store
+        if store is None or session.ended or session.hibernated or session.state is not State.DETACHED:
+            return
+        transport = session.transport
+        if transport is not None:
+            session.upcalls.notify("aboutToHibernate", transport)
+        if session.ended or session.state is not State.DETACHED:
+            return
+        appState: Optional[bytes] = None
+        migratable = IMigratable(session.app, None)
+        if migratable is not None:
+            try:
+                appState = migratable.saveMigrationState()
+            except Exception:
+                self.log.failure("saveMigrationState raised; keeping the application in memory")
+                appState = None
+        record = session.checkpoint(appState)
+        sid = session.sessionID
+        self._saving[sid] = record
+        session.hibernate()
+        self._detached.pop(sid, None)
+        if appState is not None:
+            self._forgetDetached(session)
+            del self.sessions[sid]
+            session.app = None
+            session.upcalls.app = None
+        self.log.info(
+            "session {sid} hibernated ({kind})",
+            sid=session.hexID,
+            kind="application dropped" if appState is not None else "application kept",
+            event="hibernated",
+        )
+
+        def saved(_: object) -> None:
+            if self._saving.get(sid) is record:
+                del self._saving[sid]
+
+        def failed(f: Failure) -> None:
+            # The checkpoint stays in memory and can still be resumed.
+            self.log.failure("session {sid}: could not write to the store", f, sid=sid.hex())
+
+        store.save(record).addCallbacks(saved, failed)
+
+    def _forgetStored(self, sid: bytes) -> None:
+        self._saving.pop(sid, None)
+        if self.store is not None:
+            self.store.delete(sid).addErrback(
+                lambda f: self.log.failure("store delete failed", f)
+            )
+
+    def _purgeStore(self) -> None:
+        """
+        Expire hibernated sessions past their time: in the store, and those
+        whose application stayed in memory.
+        """
+        self._purgeCall = self.clock.callLater(self.options.purgeInterval, self._purgeStore)
+        now = self.clock.seconds()
+        for sid, record in list(self._saving.items()):
+            if record.expiresAt <= now:
+                del self._saving[sid]
+        for session in [s for s in self.sessions.values() if s.hibernated]:
+            if session.detachedSince is not None and (
+                session.detachedSince + session.policy.expireAfter() <= now
+            ):
+                session._end(SessionExpired("hibernated session expired"))
+        if self.store is not None:
+            self.store.purgeExpired(now).addErrback(
+                lambda f: self.log.failure("store purge failed", f)
+            )
+
+    def startFactory(self) -> None:
+        if self.store is not None and self._purgeCall is None:
+            self._purgeCall = self.clock.callLater(self.options.purgeInterval, self._purgeStore)
+
+    def stopFactory(self) -> None:
+        call, self._purgeCall = self._purgeCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    # Management
+
+    def listSessions(self) -> Deferred[list[dict[str, object]]]:
+        """
+        Every session, live and hibernated: live ones as
+        L{IMigrateTransport.snapshot} with C{"hibernated"}, stored ones as
+        C{{"id", "side", "peer", "expiresAt", "hibernated": True}}.
+        """
+        live: list[dict[str, object]] = []
+        seen = set()
+        for session in self.sessions.values():
+            if session.transport is not None and not session.ended:
+                snap = session.transport.snapshot()
+                snap["hibernated"] = session.hibernated
+                live.append(snap)
+                seen.add(session.sessionID)
+        stored = self.store.list("server") if self.store is not None else succeed([])
+
+        def merge(rows: list[tuple[bytes, str, float, str]]) -> list[dict[str, object]]:
+            extra = {r.sessionID: r for r in self._saving.values()}
+            out = list(live)
+            for sid, side, expiresAt, peer in rows:
+                extra.pop(sid, None)
+                if sid not in seen:
+                    out.append({"id": sid.hex(), "side": side, "peer": peer, "expiresAt": expiresAt, "hibernated": True})
+            for sid, r in extra.items():
+                if sid not in seen:
+                    out.append({"id": sid.hex(), "side": r.side, "peer": r.peer, "expiresAt": r.expiresAt, "hibernated": True})
+            return out
+
+        return stored.addCallback(merge)
+
+    def expireSession(self, sessionID: bytes) -> Deferred[bool]:
+        """
+        End a session now, live or hibernated: its application (if in
+        memory) hears L{SessionExpired}; its checkpoint is deleted.
+
+        @return: a Deferred firing with whether there was such a session.
+        """
+        found = False
+        session = self.sessions.get(sessionID)
+        if session is not None and not session.ended:
+            found = True
+            session._end(SessionExpired("expired by the operator"))
+        if sessionID in self._saving:
+            found = True
+        self._saving.pop(sessionID, None)
+        if self.store is None:
+            return succeed(found)
+        store = self.store
+        d = store.load(sessionID)
+        d.addErrback(lambda f: f.trap(CorruptRecord) and True)
+
+        def delete(record: object) -> Deferred[bool]:
+            return store.delete(sessionID).addCallback(lambda _: found or record is not None)
+
+        return d.addCallback(delete)
+
+    deleteSession = expireSession
 
     def _purgeClosed(self) -> None:
         """

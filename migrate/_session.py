@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Callable, Optional
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -49,13 +50,41 @@ from . import _wire
 from ._core import ProtocolViolation, StreamEngine
 from ._options import SessionOptions
 from ._upcalls import Upcalls
-from .interfaces import IMigratePolicy
+from .interfaces import IMigratePolicy, SessionRecord
 from .policy import DefaultPolicy
 from .errors import BufferFull, BufferOverflow, PeerAborted, SessionExpired
 
 if TYPE_CHECKING:
     from ._protocol import Carrier
     from ._transport import MigrateTransport
+
+
+def formatAddress(address: Optional[IAddress]) -> str:
+    """
+    C{"host:port"} (C{"[host]:port"} for IPv6) of an address, or C{""}.
+    """
+    if address is None:
+        return ""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None:
+        return str(address)
+    return ("[%s]:%s" if ":" in host else "%s:%s") % (host, port)
+
+
+def parseAddress(text: str) -> Optional[IAddress]:
+    """
+    The address L{formatAddress} wrote, as a TCP address, or C{None}.
+    """
+    if not text or ":" not in text:
+        return None
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        return None
+    if host.startswith("["):
+        return IPv6Address("TCP", host.strip("[]"), number)
+    return IPv4Address("TCP", host, number)
 
 
 class State(enum.Enum):
@@ -219,6 +248,9 @@ class Session:
         self.createdAt = clock.seconds()
         self.onCarrierLost: Callable[[Session], None] = lambda s: None
         self.onEnd: Callable[[Session], None] = lambda s: None
+        self.onHibernate: Optional[Callable[[Session], None]] = None
+        self.hibernated = False
+        self._hibernateCall: IDelayedCall | None = None
         self._pauseReasons: set[str] = {_DETACHED}
         self._producer: Optional[IPushProducer] = None
         self._appProducer: object = None
@@ -307,6 +339,7 @@ class Session:
         if self._expiryCall is not None:
             self._expiryCall.cancel()
             self._expiryCall = None
+        self._cancelHibernation()
         frames, resent = self.engine.resumeFrames(peerReceived)
         self.retransmitted += resent
         if self.state is State.CLOSED:
@@ -351,6 +384,9 @@ class Session:
         self._pauseReasons.discard(_CARRIER)
         self._pauseFor(_DETACHED)
         self._expiryCall = self.clock.callLater(self.policy.expireAfter(), self._expire)
+        suspendAfter = self.policy.suspendAfter()
+        if suspendAfter is not None and self.onHibernate is not None:
+            self._hibernateCall = self.clock.callLater(suspendAfter, self._hibernateDue)
         self.log.info(
             "session {sid} detached: {reason}",
             sid=self.hexID,
@@ -360,6 +396,105 @@ class Session:
         if self.transport is not None:
             self.upcalls.notify("sessionSuspended", self.transport, reason)
         self.onCarrierLost(self)
+
+    # Hibernation
+
+    def _cancelHibernation(self) -> None:
+        call, self._hibernateCall = self._hibernateCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _hibernateDue(self) -> None:
+        self._hibernateCall = None
+        if self.onHibernate is not None and self.state is State.DETACHED and not self._ended:
+            self.onHibernate(self)
+
+    def checkpoint(self, appState: Optional[bytes]) -> SessionRecord:
+        """
+        Everything needed to resume this session later, maybe elsewhere.
+        """
+        engine = self.engine
+        now = self.clock.seconds()
+        detached = self.detachedSince if self.detachedSince is not None else now
+        return SessionRecord(
+            sessionID=self.sessionID,
+            side="client" if self.isClient else "server",
+            key=self.key,
+            generation=self.generation,
+            sent=engine.sent,
+            acked=engine.acked,
+            received=engine.received,
+            finSent=engine.finSent,
+            finReceived=engine.finReceived,
+            buffer=engine.unacknowledgedBytes(),
+            peer=formatAddress(self.lastPeer),
+            host=formatAddress(self.lastHost),
+            createdAt=self.createdAt,
+            detachedSince=detached,
+            hibernatedAt=now,
+            expiresAt=detached + self.policy.expireAfter(),
+            handoffs=self.handoffs,
+            appState=appState,
+        )
+
+    def hibernate(self) -> None:
+        """
+        Give back the live resources of a detached session whose checkpoint
+        is being stored: its timers and its retransmission buffer.  (The
+        caller drops the session object itself when the application could be
+        dropped too.)
+        """
+        self.hibernated = True
+        self._cancelHibernation()
+        self._stopLiveness()
+        for name in ("_expiryCall", "_ackCall"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
+        self.engine.releaseBuffer()
+
+    def wake(self, record: SessionRecord) -> None:
+        """
+        A hibernated session kept in memory is being resumed: take its
+        buffer back from the checkpoint, and its expiry timer.
+        """
+        self.hibernated = False
+        self.engine.restoreBuffer(record.buffer)
+        if self._expiryCall is None and not self._ended:
+            self._expiryCall = self.clock.callLater(
+                max(0.0, record.expiresAt - self.clock.seconds()), self._expire
+            )
+
+    @classmethod
+    def fromRecord(
+        cls,
+        clock: IReactorTime,
+        record: SessionRecord,
+        options: SessionOptions,
+        policy: Optional[IMigratePolicy],
+        upcalls: Upcalls,
+    ) -> Session:
+        """
+        Rebuild a detached session from its checkpoint.
+        """
+        session = cls(
+            clock, record.sessionID, record.key, record.side == "client", options, policy, upcalls
+        )
+        session.engine.restore(
+            record.sent, record.acked, record.received, record.finSent, record.finReceived, record.buffer
+        )
+        session.generation = record.generation
+        session.handoffs = record.handoffs
+        session.createdAt = record.createdAt
+        session.detachedSince = record.detachedSince
+        session.lastPeer = parseAddress(record.peer)
+        session.lastHost = parseAddress(record.host)
+        session._expiryCall = clock.callLater(
+            max(0.0, record.expiresAt - clock.seconds()), session._expire
+        )
+        return session
 
     def dropCarrier(self, reason: str) -> None:
         """
@@ -714,6 +849,7 @@ class Session:
         self._writeClosed = self._closeRequested = True
         self.state = State.CLOSED
         self._stopLiveness()
+        self._cancelHibernation()
         for name in ("_expiryCall", "_ackCall", "_closeCall"):
             call = getattr(self, name)
             if call is not None:

@@ -14,12 +14,15 @@ here.
     schedule, liveness bounds, buffer limits, source address, moves).
   - L{IMigrateUpcalls}: what the application hears, and where it can take
     part (veto or delay a resume, choose a policy).
+  - L{ISessionStore} and L{SessionRecord}: where hibernated sessions go.
+  - L{IMigratable}: an application protocol that can be dropped while its
+    session hibernates and rebuilt when it resumes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.internet.interfaces import IAddress, ITransport
 from twisted.python.failure import Failure
@@ -309,4 +312,140 @@ class IMigrateUpcalls(Interface):
         """
         The session is over (the application protocol also hears
         C{connectionLost} with the same reason).
+        """
+
+
+@dataclass
+class SessionRecord:
+    """
+    A session checkpointed into a store: everything needed to resume it,
+    in this process or another one.
+
+    @ivar sessionID: the 16-byte session id.
+    @ivar side: C{"server"} or C{"client"}.
+    @ivar key: the 32-byte session key (secret: stored with mode 0600, never
+        logged).
+    @ivar generation: the last accepted generation.
+    @ivar sent: our stream position after the last data byte.
+    @ivar acked: how far the peer acknowledged our stream.
+    @ivar received: how far we received the peer's stream.
+    @ivar finSent: whether our stream ended.
+    @ivar finReceived: whether the peer's stream ended.
+    @ivar buffer: our unacknowledged bytes (C{sent - acked} of them).
+    @ivar peer: the last peer address, as C{"host:port"}.
+    @ivar host: our last address, as C{"host:port"}.
+    @ivar createdAt: when the session opened (clock seconds).
+    @ivar detachedSince: when its last carrier was lost.
+    @ivar hibernatedAt: when it was checkpointed.
+    @ivar expiresAt: when it expires unless resumed.
+    @ivar handoffs: resumes so far.
+    @ivar appState: what the application saved (L{IMigratable}), or
+        C{None} if its protocol is not migratable.
+    """
+
+    sessionID: bytes
+    side: str
+    key: bytes
+    generation: int
+    sent: int
+    acked: int
+    received: int
+    finSent: bool
+    finReceived: bool
+    buffer: bytes
+    peer: str
+    host: str
+    createdAt: float
+    detachedSince: float
+    hibernatedAt: float
+    expiresAt: float
+    handoffs: int = 0
+    appState: Optional[bytes] = None
+
+
+class CorruptRecord(Exception):
+    """
+    A store entry could not be read back intact (checksum mismatch,
+    truncation, impossible positions).  The entry is unusable; other entries
+    are unaffected.
+
+    @ivar sessionID: the id of the entry, if known.
+    """
+
+    def __init__(self, sessionID: Optional[bytes], reason: str) -> None:
+        Exception.__init__(
+            self,
+            "session %s: store entry unusable: %s"
+            % (sessionID.hex() if sessionID else "?", reason),
+        )
+        self.sessionID = sessionID
+
+
+class ISessionStore(Interface):
+    """
+    Where hibernated sessions are kept.  Every method returns a Deferred;
+    implementations must not block the reactor for long.
+    """
+
+    def save(record: SessionRecord) -> Any:
+        """
+        Store (or replace) a record.  Fires with C{None} once it is durable.
+        """
+
+    def load(sessionID: bytes) -> Any:
+        """
+        Fire with the record of C{sessionID}, or C{None} if there is none;
+        fail with L{CorruptRecord} if the entry is unusable.
+        """
+
+    def delete(sessionID: bytes) -> Any:
+        """
+        Forget a record (no error if there is none).
+        """
+
+    def list(side: Optional[str] = None) -> Any:
+        """
+        Fire with a list of C{(sessionID, side, expiresAt, peer)} for every
+        record (of C{side}, if given), without loading their buffers.
+        """
+
+    def purgeExpired(now: float) -> Any:
+        """
+        Delete every record that expired at or before C{now}; fire with the
+        ids deleted.
+        """
+
+    def close() -> Any:
+        """
+        Release the store's resources (connections, threads).
+        """
+
+
+class IMigratable(Interface):
+    """
+    An application protocol that can be dropped while its session
+    hibernates, rebuilt when it resumes (in this process or after a
+    restart), and asked whether a resume may go ahead.
+    """
+
+    def saveMigrationState() -> bytes:
+        """
+        The session hibernates: return everything needed to rebuild this
+        protocol.  After this the object is dropped: it hears no
+        C{connectionLost}.
+        """
+
+    def restoreMigrationState(state: bytes) -> None:
+        """
+        Called on a new protocol object (built by the same factory) instead
+        of C{connectionMade}, when a hibernated session resumes;
+        C{self.transport} is already set.
+        """
+
+    def validateResume(asleep: float, peer: IAddress) -> object:
+        """
+        Contextual validation: the session slept C{asleep} seconds and comes
+        back from C{peer}.  Return C{False} (or a Deferred firing with it)
+        to refuse: the session then ends on both sides with
+        L{migrate.errors.SessionExpired}.
         """

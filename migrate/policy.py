@@ -87,7 +87,7 @@ class DefaultPolicy:
         return min(self.options.deadAfter, max(0.2, 3 * (srtt + 4 * (rttvar or 0.0))))
 
     def suspendAfter(self) -> Optional[float]:
-        return None
+        return self.options.suspendAfter
 
     def expireAfter(self) -> float:
         return self.options.sessionTimeout

@@ -57,6 +57,10 @@ _HELP = {
     "prefer": "comma-separated interfaces or addresses to connect from, best first",
     "avoid": "comma-separated interfaces or addresses to avoid (e.g. metered)",
     "acceptMoves": 'whether a server accepts resumes from a new address: "yes" or "no"',
+    "suspendAfter": "seconds a detached session stays in memory before it hibernates (with --store)",
+    "maxDetached": "detached sessions kept in memory at most; more hibernate (with --store)",
+    "maxConcurrentResumes": "reconnect attempts made at once by a client side",
+    "purgeInterval": "seconds between purges of expired sessions from the store",
 }
 
 
