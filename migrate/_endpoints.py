@@ -35,7 +35,8 @@ from zope.interface import implementer
 from ._client import AttemptLimiter, ClientConnector
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
-from .interfaces import IConnectivityMonitor, IMigratePolicy
+from .interfaces import IConnectivityMonitor, IMigratePolicy, ISessionStore
+from .store import SQLiteSessionStore
 from .monitors import MonitorLease, defaultMonitor
 from .policy import DefaultPolicy
 
@@ -57,11 +58,18 @@ class MigrateServerEndpoint:
         endpoint: IStreamServerEndpoint,
         options: Optional[SessionOptions] = None,
         policy: Optional[IMigratePolicy] = None,
+        store: Optional[ISessionStore] = None,
     ) -> None:
+        """
+        @param store: where detached sessions hibernate (see
+            L{migrate.store}); without one, they stay in memory until they
+            expire.
+        """
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
         self.policy = policy
+        self.store = store
         self.observers: list[object] = []
         self.factory: MigrateServerFactory | None = None
 
@@ -80,7 +88,7 @@ class MigrateServerEndpoint:
             (its C{getHost()} is the real address).
         """
         self.factory = MigrateServerFactory(
-            protocolFactory, self.clock, self.options, self.policy, self.observers
+            protocolFactory, self.clock, self.options, self.policy, self.observers, self.store
         )
         return self.endpoint.listen(self.factory)
 
@@ -187,8 +195,10 @@ def serverEndpointFromArgs(
     if not args:
         raise ValueError("migrate: needs an inner endpoint, e.g. migrate:tcp:7001")
     options, rest = _split(kwargs)
+    directory = rest.pop("store", None)
+    store = SQLiteSessionStore(reactor, directory) if directory else None
     return MigrateServerEndpoint(
-        reactor, serverFromString(reactor, _unparse(args, rest)), options
+        reactor, serverFromString(reactor, _unparse(args, rest)), options, store=store
     )
 
 

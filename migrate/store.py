@@ -200,6 +200,9 @@ class SQLiteSessionStore:
         os.chmod(self.path, 0o600)
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="migrate-store")
         self._pool.start()
+        addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+        if addTrigger is not None:
+            addTrigger("before", "shutdown", self.close)
         self._db: Optional[sqlite3.Connection] = None
         self._closed = False
 

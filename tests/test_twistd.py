@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -85,6 +86,8 @@ class Processes(TestCase):
     def echo(self, ns: str | None = None) -> tuple[int, subprocess.Popen[bytes]]:
         p = self.spawn([sys.executable, os.path.join(ROOT, "tests", "e2e_echo.py")], ns)
         assert p.stdout is not None
+        ready, _, _ = select.select([p.stdout], [], [], 20)
+        self.assertTrue(ready, "the echo service did not start")
         return int(p.stdout.readline()), p
 
 

@@ -1,0 +1,291 @@
+"""
+Hibernation, deterministically: detached sessions checkpointed into a store
+and their resources released; resumed transparently, with data in flight
+both ways; migratable applications dropped and rebuilt; contextual
+validation; memory pressure; expiry; corrupt entries; management.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from migrate import SessionExpired, SessionOptions
+from migrate._client import AttemptLimiter
+from migrate.interfaces import IMigratable
+from migrate.store import MemorySessionStore
+
+from .helpers import Pair, Recorder
+
+
+@implementer(IMigratable)
+class Counter(Recorder):
+    """
+    A migratable server application: numbers every chunk it receives and
+    remembers how many it saw.
+    """
+
+    built: list["Counter"] = []
+    verdict: Any = True
+
+    def __init__(self) -> None:
+        Recorder.__init__(self)
+        self.count = 0
+        self.restored: bytes | None = None
+        self.asked: list[tuple[float, Any]] = []
+        Counter.built.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        Recorder.dataReceived(self, data)
+        self.count += 1
+
+    def saveMigrationState(self) -> bytes:
+        return json.dumps({"count": self.count, "received": self.received.decode("latin-1")}).encode()
+
+    def restoreMigrationState(self, state: bytes) -> None:
+        self.restored = state
+        saved = json.loads(state)
+        self.count = saved["count"]
+        self.chunks = [saved["received"].encode("latin-1")]
+
+    def validateResume(self, asleep: float, peer: Any) -> Any:
+        self.asked.append((asleep, peer))
+        return Counter.verdict
+
+
+def hibernatingPair(serverProtocol: Any = Counter, **options: Any) -> tuple[Pair, MemorySessionStore]:
+    Counter.built = []
+    Counter.verdict = True
+    store = MemorySessionStore()
+    settings: dict[str, Any] = dict(suspendAfter=10, sessionTimeout=600, purgeInterval=30)
+    settings.update(options)
+    opts = SessionOptions(**settings)
+    pair = Pair(opts, serverProtocol=serverProtocol)
+    pair.factory.store = store
+    pair.factory.startFactory()
+    pair.open()
+    return pair, store
+
+
+def detach(pair: Pair) -> None:
+    pair.net.refuse = True
+    pair.net.cutAll()
+    pair.settle()
+
+
+class HibernationTests(SynchronousTestCase):
+    def test_inFlightBothWays(self) -> None:
+        """
+        Bytes in flight both ways when the carrier dies survive the server's
+        hibernation (buffer and positions in the store, the application
+        rebuilt from its state) and arrive exactly once.
+        """
+        pair, store = hibernatingPair()
+        pair.client.transport.write(b"early ")
+        pair.settle()
+        pair.client.transport.write(b"c" * 3000)
+        pair.server.transport.write(b"s" * 4000)
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.settle(seconds=11, step=0.5)
+        sid = bytes.fromhex(pair.client.transport.sessionID)
+        self.assertIn(sid, store.rows)
+        self.assertNotIn(sid, pair.factory.sessions)
+        self.assertEqual(len(Counter.built), 1)
+        pair.client.transport.write(b"later")
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        self.assertEqual(len(Counter.built), 2)
+        restored = Counter.built[1]
+        self.assertIsNotNone(restored.restored)
+        self.assertEqual(restored.received, b"early " + b"c" * 3000 + b"later")
+        self.assertEqual(pair.client.received, b"s" * 4000)
+        self.assertEqual(restored.made, 0)
+        self.assertEqual(Counter.built[0].lost, [])
+        self.assertNotIn(sid, store.rows)
+        self.assertEqual(pair.client.transport.state, "attached")
+        restored.transport.write(b"from the restored app")
+        pair.settle()
+        self.assertEqual(pair.client.received, b"s" * 4000 + b"from the restored app")
+
+    def test_resourcesReleased(self) -> None:
+        """
+        A hibernated migratable session leaves nothing in memory but its
+        checkpoint on the way to the store: no session object, no timer.
+        """
+        pair, store = hibernatingPair()
+        detach(pair)
+        pair.settle(seconds=11, step=0.5)
+        self.assertEqual(pair.factory.sessions, {})
+        self.assertEqual(pair.factory._saving, {})
+        server = [c for c in pair.clock.getDelayedCalls() if "Session" in repr(c.func) and c.func.__self__.isClient is False]  # type: ignore[attr-defined]
+        self.assertEqual(server, [])
+
+    def test_validationRefuses(self) -> None:
+        """
+        An application that refuses a resume after its sleep ends the
+        session on both sides.
+        """
+        pair, store = hibernatingPair()
+        detach(pair)
+        pair.settle(seconds=11, step=0.5)
+        Counter.verdict = False
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        pair.client.lost[0].trap(SessionExpired)
+        self.assertEqual(len(Counter.built[1].asked), 1)
+        asleep, peer = Counter.built[1].asked[0]
+        self.assertGreater(asleep, 10)
+        self.assertEqual(peer.host, "10.0.0.2")
+        Counter.built[1].lost[0].trap(SessionExpired)
+
+    def test_notMigratableKeepsApp(self) -> None:
+        """
+        An application that is not migratable stays in memory, but the
+        session's buffer goes to the store; writes it makes meanwhile are
+        kept; the resume delivers everything.
+        """
+        pair, store = hibernatingPair(serverProtocol=Recorder)
+        pair.server.transport.write(b"before ")
+        detach(pair)
+        pair.settle(seconds=11, step=0.5)
+        session = pair.serverSession
+        self.assertTrue(session.hibernated)
+        self.assertEqual(len(session.engine._chunks), 0)
+        pair.server.transport.write(b"during")
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        self.assertEqual(pair.client.received, b"before during")
+        self.assertFalse(session.hibernated)
+
+    def test_memoryPressure(self) -> None:
+        """
+        Past C{maxDetached} detached sessions, the longest-detached ones
+        hibernate at once.
+        """
+        Counter.built = []
+        store = MemorySessionStore()
+        pair = Pair(SessionOptions(suspendAfter=1000, maxDetached=2), serverProtocol=Counter)
+        pair.factory.store = store
+        for _ in range(4):
+            pair.servers.clear()
+            pair.open()
+        pair.net.refuse = True
+        for link in list(pair.net.links):
+            link.cut()
+            pair.net.flush()
+        self.assertEqual(len(store.rows), 2)
+        self.assertEqual(len(pair.factory.sessions), 2)
+
+    def test_expiryPurged(self) -> None:
+        """
+        A hibernated session past its expiry is purged from the store; a
+        late resume finds nothing and the client hears L{SessionExpired}.
+        """
+        pair, store = hibernatingPair(sessionTimeout=60)
+        pair.client.transport._session.setPolicy(
+            pair.client.transport._session.policy.__class__(SessionOptions(sessionTimeout=600))
+        )
+        detach(pair)
+        pair.settle(seconds=11, step=0.5)
+        self.assertEqual(len(store.rows), 1)
+        pair.clock.advance(120)
+        self.assertEqual(store.rows, {})
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        pair.client.lost[0].trap(SessionExpired)
+
+    def test_corruptEntry(self) -> None:
+        """
+        A corrupted entry is reported clearly (with its session id) and its
+        session ends; another hibernated session resumes normally.
+        """
+        Counter.built = []
+        store = MemorySessionStore()
+        pair = Pair(SessionOptions(suspendAfter=5), serverProtocol=Counter)
+        pair.factory.store = store
+        pair.open()
+        first = pair.client
+        pair.servers.clear()
+        pair.open()
+        second = pair.client
+        detach(pair)
+        pair.settle(seconds=6, step=0.5)
+        self.assertEqual(len(store.rows), 2)
+        bad = bytes.fromhex(first.transport.sessionID)
+        row = list(store.rows[bad])
+        row[3] = row[3] + b"x"  # the buffer, truncated/extended on disk
+        store.rows[bad] = tuple(row)  # type: ignore[assignment]
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        first.lost[0].trap(SessionExpired)
+        self.assertEqual(second.transport.state, "attached")
+        errors = [e for e in self.flushLoggedErrors()]
+        self.assertEqual(errors, [])
+        self.assertNotIn(bad, store.rows)
+
+    def test_management(self) -> None:
+        """
+        Sessions can be listed (live and hibernated) and expired.
+        """
+        Counter.built = []
+        store = MemorySessionStore()
+        pair = Pair(SessionOptions(suspendAfter=5), serverProtocol=Counter)
+        pair.factory.store = store
+        pair.open()
+        live = pair.client
+        liveServer = pair.server
+        pair.servers.clear()
+        pair.open()
+        sleeper = pair.client
+        pair.net.refuse = True
+        pair.net.links[-1].cut()
+        pair.settle(seconds=6, step=0.5)
+        listed = self.successResultOf(pair.factory.listSessions())
+        byId = {s["id"]: s for s in listed}
+        self.assertFalse(byId[live.transport.sessionID]["hibernated"])
+        self.assertTrue(byId[sleeper.transport.sessionID]["hibernated"])
+        self.assertTrue(self.successResultOf(pair.factory.expireSession(bytes.fromhex(sleeper.transport.sessionID))))
+        self.assertEqual(store.rows, {})
+        self.assertTrue(self.successResultOf(pair.factory.expireSession(bytes.fromhex(live.transport.sessionID))))
+        pair.settle()
+        liveServer.lost[0].trap(SessionExpired)
+        self.assertFalse(self.successResultOf(pair.factory.expireSession(b"x" * 16)))
+
+
+class LimiterTests(SynchronousTestCase):
+    def test_bounded(self) -> None:
+        """
+        No more than the limit run at once; the rest start in order as
+        slots free up; a cancelled waiter is skipped.
+        """
+        limiter = AttemptLimiter(2)
+        started: list[int] = []
+        cancels = [limiter.acquire(lambda i=i: started.append(i)) for i in range(5)]
+        self.assertEqual(started, [0, 1])
+        cancels[2]()
+        limiter.release()
+        self.assertEqual(started, [0, 1, 3])
+        limiter.release()
+        self.assertEqual(started, [0, 1, 3, 4])
+        self.assertEqual(limiter.active, 2)
+
+    def test_storm(self) -> None:
+        """
+        Fifty sessions cut at once all resume through an endpoint that lets
+        three attempts run at a time.
+        """
+        pair = Pair(SessionOptions(maxConcurrentResumes=3))
+        clients = []
+        for _ in range(50):
+            pair.servers.clear()
+            clients.append(pair.open().client)
+        pair.net.cutAll()
+        self.assertLessEqual(pair.endpoint.limiter.active, 3)
+        pair.settle(seconds=1)
+        self.assertEqual({c.transport.generation for c in clients}, {1})
+        self.assertEqual(pair.endpoint.limiter.active, 0)
