@@ -40,7 +40,7 @@ from ._session import Session
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired
-from .interfaces import ConnectivityEvent, IMigratePolicy
+from .interfaces import ConnectivityEvent, IMigratable, IMigratePolicy, SessionRecord
 from .monitors import MonitorLease
 
 # How many times an opening whose confirmation may have been lost is retried.
@@ -541,6 +541,53 @@ class ClientConnector:
             return
         self._carrier = None
         self._attemptFailed("server busy: %s" % (reason,), None)
+
+    # Persistence
+
+    def resumeFrom(self, session: Session) -> None:
+        """
+        Take over a session restored from a store (its application already
+        rebuilt) and resume it now.
+        """
+        self.session = session
+        self._confirmed = True
+        self._generation = session.generation
+        session.onCarrierLost = self._sessionDetached
+        session.onEnd = self._sessionEnded
+        if self.monitor is not None:
+            self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
+        self._retryNow()
+
+    def suspend(self) -> Optional[SessionRecord]:
+        """
+        Stop this session for a process restart: drop its carrier (the
+        server keeps waiting), stop reconnecting, and return its checkpoint
+        with the application's saved state; the application is dropped.
+
+        @return: the checkpoint, or C{None} if the session is over, not
+            established, or its application is not L{IMigratable} (it then
+            goes on as before).
+        """
+        session = self.session
+        if session is None or session.ended or not self._confirmed:
+            return None
+        migratable = IMigratable(session.app, None)
+        if migratable is None:
+            return None
+        try:
+            state = migratable.saveMigrationState()
+        except Exception:
+            self.log.failure("saveMigrationState raised; session not suspended")
+            return None
+        self._stop()
+        session.onCarrierLost = lambda s: None
+        session.dropCarrier("suspended")
+        record = session.checkpoint(state)
+        session.hibernate()
+        session.app = None
+        session.upcalls.app = None
+        session.onEnd = lambda s: None
+        return record
 
     # Session hooks
 

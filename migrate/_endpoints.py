@@ -15,7 +15,8 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Mapping, Optional, Union
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
 from twisted.internet.endpoints import (
     clientFromString,
     quoteStringArgument,
@@ -33,12 +34,22 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from ._client import AttemptLimiter, ClientConnector
+from ._session import restoreSession
+from ._upcalls import Upcalls
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
-from .interfaces import IConnectivityMonitor, IMigratePolicy, ISessionStore
+from .interfaces import IConnectivityMonitor, IMigratePolicy, ISessionStore, SessionRecord
 from .store import SQLiteSessionStore
 from .monitors import MonitorLease, defaultMonitor
 from .policy import DefaultPolicy
+
+
+_log = Logger()
+
+
+def _logUnusable(failure: Any, sid: bytes) -> None:
+    _log.failure("session {sid}: stored session unusable", failure, sid=sid.hex())
+    return None
 
 
 @implementer(IStreamServerEndpoint)
@@ -120,11 +131,14 @@ class MigrateClientEndpoint:
         policy: Optional[IMigratePolicy] = None,
         monitor: Union[IConnectivityMonitor, None, str] = "auto",
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
+        store: Optional[ISessionStore] = None,
     ) -> None:
         """
         @param monitor: a connectivity monitor, C{None} for none, or
             C{"auto"} for the platform's default when C{clock} is a real
             reactor (one providing C{IReactorFDSet}), none otherwise.
+        @param store: where L{suspendAll} puts this endpoint's sessions so
+            that a later process resumes them with L{resumeStored}.
         """
         self.clock = clock
         self.endpoint = endpoint
@@ -137,6 +151,8 @@ class MigrateClientEndpoint:
         self.endpointFor = endpointFor
         self.observers: list[object] = []
         self.limiter = AttemptLimiter(self.options.maxConcurrentResumes)
+        self.store = store
+        self._connectors: list[ClientConnector] = []
 
     def addObserver(self, observer: object) -> None:
         """
@@ -164,7 +180,88 @@ class MigrateClientEndpoint:
             self.endpointFor,
             self.limiter,
         )
+        self._track(connector)
         return connector.open()
+
+    def _track(self, connector: ClientConnector) -> None:
+        self._connectors = [c for c in self._connectors if not c._stopped]
+        self._connectors.append(connector)
+
+    def suspendAll(self) -> Deferred[int]:
+        """
+        Before this process stops: put every session whose application is
+        L{migratable<migrate.interfaces.IMigratable>} into the store (their
+        carriers are dropped; servers keep the sessions for their timeout).
+
+        @return: a Deferred firing with how many were stored once they are
+            durable.
+        @raise RuntimeError: the endpoint has no store.
+        """
+        if self.store is None:
+            raise RuntimeError("this endpoint has no session store")
+        saves = []
+        for connector in self._connectors:
+            record = connector.suspend()
+            if record is not None:
+                saves.append(self.store.save(record))
+        self._connectors = [c for c in self._connectors if not c._stopped]
+        return gatherResults(saves).addCallback(len)
+
+    def resumeStored(self, protocolFactory: IProtocolFactory) -> Deferred[list[IProtocol]]:
+        """
+        In a new process: rebuild the sessions L{suspendAll} stored, their
+        applications built by C{protocolFactory} and given their saved state,
+        and resume them all (at most C{maxConcurrentResumes} attempts at
+        once).  Entries that cannot be used are logged and skipped.
+
+        @return: a Deferred firing with the restored application protocols.
+        """
+        store = self.store
+        if store is None:
+            raise RuntimeError("this endpoint has no session store")
+
+        def restoreAll(rows: list[tuple[bytes, str, float, str]]) -> Deferred[list[IProtocol]]:
+            now = self.clock.seconds()
+            loads = []
+            for sid, side, expiresAt, peer in rows:
+                if expiresAt <= now:
+                    store.delete(sid)
+                    continue
+                d = store.load(sid)
+                d.addCallback(self._resumeRecord, protocolFactory)
+                d.addErrback(_logUnusable, sid)
+                d.addBoth(lambda result, sid=sid: (store.delete(sid), result)[1])
+                loads.append(d)
+            return gatherResults(loads).addCallback(lambda ps: [p for p in ps if p is not None])
+
+        return store.list("client").addCallback(restoreAll)
+
+    def _resumeRecord(
+        self, record: Optional[SessionRecord], protocolFactory: IProtocolFactory
+    ) -> Optional[IProtocol]:
+        if record is None:
+            return None
+        upcalls = Upcalls(list(self.observers))
+        session = restoreSession(
+            self.clock, record, self.options, self.policy, upcalls, protocolFactory, None  # type: ignore[arg-type]
+        )
+        if session is None:
+            return None
+        connector = ClientConnector(
+            self.clock,
+            self.endpoint,
+            protocolFactory,
+            self.options,
+            self.policy,
+            self.monitor,
+            self.observers,
+            self.endpointFor,
+            self.limiter,
+        )
+        connector.upcalls = upcalls
+        self._track(connector)
+        connector.resumeFrom(session)
+        return session.app
 
 
 def _split(kwargs: Mapping[str, Any]) -> tuple[SessionOptions, dict[str, Any]]:

@@ -27,7 +27,7 @@ from ._core import ProtocolViolation
 from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
 from ._options import SessionOptions
 from ._protocol import Carrier
-from ._session import Session, State
+from ._session import Session, State, restoreSession
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
 from .interfaces import CorruptRecord, IMigratable, IMigratePolicy, ISessionStore, SessionRecord
@@ -365,31 +365,16 @@ class MigrateServerFactory(Factory):
         """
         Rebuild a session and its migratable application from a checkpoint.
         """
-        session = Session.fromRecord(
-            self.clock, record, self.options, self.policy, Upcalls(self.observers)
+        session = restoreSession(
+            self.clock,
+            record,
+            self.options,
+            self.policy,
+            Upcalls(self.observers),
+            self.wrappedFactory,
+            carrier.transport.getPeer(),
         )
-        peer = session.lastPeer or carrier.transport.getPeer()
-        try:
-            app = self.wrappedFactory.buildProtocol(peer)
-        except Exception:
-            self.log.failure("the application factory raised while restoring a session")
-            app = None
-        migratable = IMigratable(app, None)
-        if app is None or migratable is None or record.appState is None:
-            session._end(SessionExpired("not restorable"))
-            return None
-        transport = MigrateTransport(session)
-        session.app = app
-        session.transport = transport
-        session.upcalls.app = app
-        app.transport = transport  # type: ignore[attr-defined]
-        app.connected = True  # type: ignore[attr-defined]
-        try:
-            migratable.restoreMigrationState(record.appState)
-        except Exception:
-            self.log.failure("restoreMigrationState raised; the session expires")
-            session.app = None
-            session._end(SessionExpired("application state could not be restored"))
+        if session is None:
             return None
         self._adopt(session, carrier.transport.getPeer())
         self.log.info(

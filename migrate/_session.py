@@ -29,7 +29,7 @@ engine's FIN state saying how far it got.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -50,7 +50,7 @@ from . import _wire
 from ._core import ProtocolViolation, StreamEngine
 from ._options import SessionOptions
 from ._upcalls import Upcalls
-from .interfaces import IMigratePolicy, SessionRecord
+from .interfaces import IMigratable, IMigratePolicy, SessionRecord
 from .policy import DefaultPolicy
 from .errors import BufferFull, BufferOverflow, PeerAborted, SessionExpired
 
@@ -1006,3 +1006,52 @@ class Session:
         self._readPaused = False
         if self.carrier is not None:
             self.carrier.resumeReading()
+
+
+def restoreSession(
+    clock: IReactorTime,
+    record: SessionRecord,
+    options: SessionOptions,
+    policy: Optional[IMigratePolicy],
+    upcalls: Upcalls,
+    appFactory: Any,
+    peer: IAddress,
+) -> Optional[Session]:
+    """
+    Rebuild a hibernated session and its migratable application: the
+    application protocol is built by C{appFactory} and given its saved state
+    (it hears C{restoreMigrationState}, not C{connectionMade}).
+
+    @return: the session, detached; or C{None} (logged) when the factory
+        builds nothing, builds a protocol that is not L{IMigratable}, or the
+        restoration raises.
+    """
+    session = Session.fromRecord(clock, record, options, policy, upcalls)
+    try:
+        app = appFactory.buildProtocol(session.lastPeer or peer)
+    except Exception:
+        Session.log.failure("the application factory raised while restoring a session")
+        app = None
+    migratable = IMigratable(app, None)
+    if app is None or migratable is None or record.appState is None:
+        Session.log.info(
+            "session {sid}: its application cannot be restored", sid=record.sessionID.hex()
+        )
+        session._end(SessionExpired("not restorable"))
+        return None
+    from ._transport import MigrateTransport
+
+    transport = MigrateTransport(session)
+    session.app = app
+    session.transport = transport
+    upcalls.app = app
+    app.transport = transport
+    app.connected = True
+    try:
+        migratable.restoreMigrationState(record.appState)
+    except Exception:
+        Session.log.failure("restoreMigrationState raised; the session expires")
+        session.app = None
+        session._end(SessionExpired("application state could not be restored"))
+        return None
+    return session

@@ -289,3 +289,46 @@ class LimiterTests(SynchronousTestCase):
         pair.settle(seconds=1)
         self.assertEqual({c.transport.generation for c in clients}, {1})
         self.assertEqual(pair.endpoint.limiter.active, 0)
+
+
+class ClientPersistenceTests(SynchronousTestCase):
+    def test_suspendAndResumeInNewProcess(self) -> None:
+        """
+        A client endpoint puts its migratable sessions into its store; a new
+        endpoint (as in a new process) on the same store resumes them, with
+        the application's state and every byte in flight both ways.
+        """
+        from migrate import MigrateClientEndpoint
+
+        Counter.built = []
+        store = MemorySessionStore()
+        pair = Pair(clientProtocol=Counter)
+        pair.endpoint.store = store
+        pair.open()
+        pair.server.transport.write(b"one")
+        pair.settle()
+        pair.client.transport.write(b"in flight up")
+        pair.server.transport.write(b" in flight down")
+        stored = self.successResultOf(pair.endpoint.suspendAll())
+        self.assertEqual(stored, 1)
+        self.assertEqual(len(store.rows), 1)
+        pair.settle(seconds=2)
+        self.assertEqual(pair.server.transport.state, "detached")
+        old = pair.client
+        self.assertEqual(old.lost, [])
+
+        fresh = MigrateClientEndpoint(pair.clock, pair.net.clientEndpoint(), monitor=None, store=store)
+        restored = self.successResultOf(fresh.resumeStored(Factory.forProtocol(Counter)))
+        pair.settle(seconds=1)
+        self.assertEqual(len(restored), 1)
+        app = restored[0]
+        self.assertIsNot(app, old)
+        self.assertEqual(json.loads(app.restored)["count"], old.count)
+        self.assertEqual(app.count, old.count + 1)
+        self.assertEqual(app.transport.state, "attached")
+        self.assertEqual(pair.server.received, b"in flight up")
+        self.assertEqual(app.received, b"one in flight down")
+        self.assertEqual(store.rows, {})
+        app.transport.write(b"!")
+        pair.settle()
+        self.assertEqual(pair.server.received, b"in flight up!")
