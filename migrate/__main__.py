@@ -40,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    print("%d live session(s), %d recently ended" % (len(report["sessions"]), len(report["ended"])))
+    hibernated = report.get("hibernated", [])
+    print(
+        "%d live session(s), %d hibernated, %d recently ended"
+        % (len(report["sessions"]), len(hibernated), len(report["ended"]))
+    )
     return 0
 
 

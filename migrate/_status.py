@@ -17,8 +17,11 @@ from collections import OrderedDict
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
+
+from .errors import SessionExpired
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +40,7 @@ class SessionRegistry:
         self.keepEnded = keepEnded
         self.live: OrderedDict[int, Any] = OrderedDict()
         self.ended: OrderedDict[int, dict[str, object]] = OrderedDict()
+        self.servers: list[Any] = []
 
     def sessionEstablished(self, session: Any) -> None:
         # Keyed by object: one process may hold both ends of a session.
@@ -50,16 +54,57 @@ class SessionRegistry:
         while len(self.ended) > self.keepEnded:
             self.ended.popitem(last=False)
 
+    def watchServer(self, endpoint: Any) -> None:
+        """
+        Also show the hibernated sessions of a L{MigrateServerEndpoint}'s
+        factory, and let the view expire them.
+        """
+        self.servers.append(endpoint)
+
+    def _factories(self) -> list[Any]:
+        return [e.factory for e in self.servers if getattr(e, "factory", None) is not None]
+
     def report(self) -> dict[str, object]:
         """
-        Everything the live view shows.
+        Everything the live view shows about sessions in memory.
         """
         return {
             "version": SCHEMA_VERSION,
             "time": self.clock.seconds(),
-            "sessions": [t.snapshot() for t in self.live.values()],
+            "sessions": [t.snapshot() for t in self.live.values() if not t._session.hibernated],
+            "hibernated": [],
             "ended": list(self.ended.values()),
         }
+
+    def fullReport(self) -> Deferred[dict[str, object]]:
+        """
+        L{report}, with the hibernated sessions of watched servers (read
+        from their stores).
+        """
+        report = self.report()
+        listings = [f.listSessions() for f in self._factories()]
+
+        def merge(results: list[list[dict[str, object]]]) -> dict[str, object]:
+            report["hibernated"] = [s for r in results for s in r if s.get("hibernated")]
+            return report
+
+        return gatherResults(listings).addCallback(merge)
+
+    def expire(self, sessionID: str) -> Deferred[bool]:
+        """
+        End a session (live or hibernated) now.
+        """
+        try:
+            sid = bytes.fromhex(sessionID)
+        except ValueError:
+            return succeed(False)
+        found = False
+        for transport in list(self.live.values()):
+            if transport.sessionID == sessionID:
+                transport._session._end(SessionExpired("expired by the operator"))
+                found = True
+        checks = [f.expireSession(sid) for f in self._factories()]
+        return gatherResults(checks).addCallback(lambda r: found or any(r))
 
 
 def _fmt(value: object) -> str:
@@ -100,7 +145,8 @@ def renderTable(report: dict[str, Any]) -> list[list[str]]:
 
 class StatusResource(Resource):
     """
-    C{/} (HTML, refreshing every 2 s) and C{/sessions.json}.
+    C{/} (HTML, refreshing every 2 s), C{/sessions.json}, and
+    C{POST /sessions/ID/expire}.
     """
 
     isLeaf = True
@@ -109,9 +155,37 @@ class StatusResource(Resource):
         Resource.__init__(self)
         self.registry = registry
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_POST(self, request: Request) -> object:
+        parts = request.path.strip(b"/").split(b"/")
+        request.setHeader(b"content-type", b"application/json")
+        if len(parts) != 3 or parts[0] != b"sessions" or parts[2] != b"expire":
+            request.setResponseCode(404)
+            return b'{"error": "POST /sessions/ID/expire"}'
+
+        def done(found: bool) -> None:
+            if not found:
+                request.setResponseCode(404)
+            request.write(json.dumps({"expired": found}).encode())
+            request.finish()
+
+        self.registry.expire(parts[1].decode("ascii", "replace")).addCallback(done)
+        return NOT_DONE_YET
+
+    def render_GET(self, request: Request) -> object:
+        def respond(report: dict[str, Any]) -> None:
+            request.write(self._render(request, report))
+            request.finish()
+
+        def failed(f: Any) -> None:
+            request.setResponseCode(500)
+            request.write(b"status unavailable\n")
+            request.finish()
+
+        self.registry.fullReport().addCallbacks(respond, failed)
+        return NOT_DONE_YET
+
+    def _render(self, request: Request, report: dict[str, Any]) -> bytes:
         path = request.path.rstrip(b"/")
-        report = self.registry.report()
         if path == b"/sessions.json":
             request.setHeader(b"content-type", b"application/json")
             request.setHeader(b"cache-control", b"no-store")
@@ -136,9 +210,9 @@ class StatusResource(Resource):
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%%}</style>"
             "</head><body><h1>Migrate sessions</h1>"
-            "<p>%d live, %d recently ended. <a href='sessions.json'>JSON</a></p>"
+            "<p>%d live, %d hibernated, %d recently ended. <a href='sessions.json'>JSON</a></p>"
             "<table>%s</table></body></html>"
-            % (len(report["sessions"]), len(report["ended"]), body)  # type: ignore[arg-type]
+            % (len(report["sessions"]), len(report["hibernated"]), len(report["ended"]), body)
         )
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")

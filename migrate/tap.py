@@ -83,6 +83,13 @@ class Options(usage.Options):
         ["listen", "l", None, "endpoint to accept connections on"],
         ["connect", "c", None, "endpoint to forward each connection to"],
         [
+            "store",
+            None,
+            None,
+            "directory where detached sessions of the migrate: --listen side "
+            "hibernate (and survive a restart, for migratable applications)",
+        ],
+        [
             "status",
             "s",
             None,
@@ -110,6 +117,10 @@ class Options(usage.Options):
         self["sessionOptions"] = given
         for name in ("listen", "connect"):
             self[name] = _withOptions(self[name], given)
+        if self["store"]:
+            if not self["listen"].startswith("migrate:"):
+                raise usage.UsageError("--store needs a migrate: --listen endpoint")
+            self["listen"] = _withOptions(self["listen"], {"store": self["store"]})
         from twisted.internet import reactor
 
         for name, parse in (
@@ -156,6 +167,8 @@ def makeService(options: Options) -> service.IService:
     for endpoint in (listen, target):
         if isinstance(endpoint, (MigrateServerEndpoint, MigrateClientEndpoint)):
             endpoint.addObserver(registry)
+        if isinstance(endpoint, MigrateServerEndpoint):
+            registry.watchServer(endpoint)
     forwarder = internet.StreamServerEndpointService(listen, ForwardingFactory(target))
     forwarder.setServiceParent(top)
     statusEndpoint = options["statusEndpoint"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.internet.error import ConnectionDone
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from migrate.__main__ import main as cliMain
@@ -33,11 +34,13 @@ KEYS = {
 }
 
 
-def render(resource: StatusResource, path: bytes) -> tuple[int, bytes, Any]:
+def render(resource: StatusResource, path: bytes, method: str = "GET") -> tuple[int, bytes, Any]:
     request = DummyRequest([p for p in path.split(b"/") if p])
     request.path = path
-    body = resource.render_GET(request)
-    return request.responseCode or 200, body, request
+    request.method = method.encode()
+    result = getattr(resource, "render_" + method)(request)
+    assert result is NOT_DONE_YET and request.finished, result
+    return request.responseCode or 200, b"".join(request.written), request
 
 
 class StatusTests(SynchronousTestCase):
@@ -112,6 +115,35 @@ class StatusTests(SynchronousTestCase):
         Other paths are 404.
         """
         code, _, _ = render(self.resource, b"/elsewhere")
+        self.assertEqual(code, 404)
+
+    def test_hibernatedAndExpire(self) -> None:
+        """
+        Hibernated sessions of a watched server appear in the JSON, and
+        C{POST /sessions/ID/expire} ends a session.
+        """
+        from migrate.store import MemorySessionStore
+
+        store = MemorySessionStore()
+        self.pair.factory.store = store
+
+        class Endpoint:
+            factory = self.pair.factory
+
+        self.registry.watchServer(Endpoint())
+        sid = self.pair.client.transport.sessionID
+        self.pair.net.refuse = True
+        self.pair.net.cutAll()
+        self.pair.settle()
+        self.pair.factory.hibernate(self.pair.serverSession)
+        code, body, _ = render(self.resource, b"/sessions.json")
+        report = json.loads(body)
+        self.assertEqual([h["id"] for h in report["hibernated"]], [sid])
+        self.assertEqual([s["side"] for s in report["sessions"]], ["client"])
+        code, body, _ = render(self.resource, b"/sessions/%s/expire" % sid.encode(), "POST")
+        self.assertEqual((code, json.loads(body)), (200, {"expired": True}))
+        self.assertEqual(store.rows, {})
+        code, body, _ = render(self.resource, b"/sessions/%s/expire" % (b"00" * 16), "POST")
         self.assertEqual(code, 404)
 
     def test_table(self) -> None:

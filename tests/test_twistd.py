@@ -138,7 +138,7 @@ class LoopbackTests(Processes):
             sys.executable, ["-m", "migrate", "status", "http://127.0.0.1:%d/" % statusPort], env=ENV, path=ROOT
         )
         self.assertEqual(code, 0, err)
-        self.assertIn(b"1 live session(s)", out)
+        self.assertIn(b"1 live session(s), 0 hibernated", out)
         out, err, code = yield client
         cutter.stop()
         self.assertEqual(code, 0, out + err)
