@@ -45,6 +45,7 @@ sys.path.insert(0, ROOT)
 from twisted.internet import defer, stdio, task  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString  # noqa: E402
 from twisted.internet.protocol import Factory, Protocol  # noqa: E402
+from twisted.logger import globalLogBeginner  # noqa: E402
 from twisted.protocols.basic import LineReceiver  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
@@ -74,6 +75,16 @@ def rss() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _census() -> dict[str, int]:
+    gc.collect()
+    counts: dict[str, int] = {}
+    for o in gc.get_objects():
+        name = type(o).__name__
+        if name in ("Session", "Carrier", "MigrateTransport", "Idle", "StreamEngine", "Server", "FrameParser", "DelayedCall"):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 @implementer(IMigratable)
@@ -114,6 +125,7 @@ class ServerControl(LineReceiver):
                     "live": sum(1 for s in sessions if not s.hibernated),
                     "attached": sum(1 for s in sessions if s.carrier is not None),
                     "saving": len(factory._saving),
+                    "objects": _census() if command == "count" and "census" in os.environ.get("MIGRATE_BENCH", "") else {},
                 }
             )
         elif command == "hibernate":
@@ -132,6 +144,9 @@ class ServerControl(LineReceiver):
 
 def serve(reactor: Any, port: str, store: str) -> defer.Deferred[None]:
     raiseFileLimit()
+    # As twistd does: log events go to an observer (here, nowhere) instead
+    # of the start-up history buffer, which would keep their sources alive.
+    globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
     endpoint = serverFromString(
         reactor,
         "migrate:tcp:%s:interface=127.0.0.1:store=%s:suspendAfter=100000:maxDetached=1000000:"

@@ -517,8 +517,11 @@ class MigrateServerFactory(Factory):
         if appState is not None:
             self._forgetDetached(session)
             del self.sessions[sid]
+            # Nothing refers to it any more; break its cycles so that its
+            # memory goes back at once, not at the next collection.
             session.app = None
             session.upcalls.app = None
+            session.transport = None
         self.log.info(
             "session {sid} hibernated ({kind})",
             sid=session.hexID,
