@@ -323,13 +323,19 @@ class ClientConnector:
         if carrier is not None:
             carrier.retire("attempt abandoned")
 
-    def _attemptFailed(self, reason: str, failure: Failure | None) -> None:
+    def _clearAttempt(self) -> None:
+        """
+        The attempt in progress is over, one way or the other.
+        """
         self._releaseSlot()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
         self._carrier = None
         self._handshake = None
+
+    def _attemptFailed(self, reason: str, failure: Failure | None) -> None:
+        self._clearAttempt()
         if not self._confirmed:
             if (
                 self.session is not None
@@ -426,12 +432,7 @@ class ClientConnector:
             )
 
     def _finishAttempt(self) -> None:
-        self._releaseSlot()
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
-        self._carrier = None
-        self._handshake = None
+        self._clearAttempt()
         self.attempts = 0
 
     def _openAccepted(

@@ -169,6 +169,9 @@ class MigrateClientEndpoint:
             session is established, or failing with the inner endpoint's
             error or L{migrate.errors.HandshakeError}.
         """
+        return self._newConnector(protocolFactory).open()
+
+    def _newConnector(self, protocolFactory: IProtocolFactory) -> ClientConnector:
         connector = ClientConnector(
             self.clock,
             self.endpoint,
@@ -180,12 +183,9 @@ class MigrateClientEndpoint:
             self.endpointFor,
             self.limiter,
         )
-        self._track(connector)
-        return connector.open()
-
-    def _track(self, connector: ClientConnector) -> None:
         self._connectors = [c for c in self._connectors if not c._stopped]
         self._connectors.append(connector)
+        return connector
 
     def suspendAll(self) -> Deferred[int]:
         """
@@ -247,19 +247,8 @@ class MigrateClientEndpoint:
         )
         if session is None:
             return None
-        connector = ClientConnector(
-            self.clock,
-            self.endpoint,
-            protocolFactory,
-            self.options,
-            self.policy,
-            self.monitor,
-            self.observers,
-            self.endpointFor,
-            self.limiter,
-        )
+        connector = self._newConnector(protocolFactory)
         connector.upcalls = upcalls
-        self._track(connector)
         connector.resumeFrom(session)
         return session.app
 
