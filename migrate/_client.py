@@ -36,7 +36,7 @@ from ._core import ProtocolViolation
 from ._handshake import ClientHandshake, HandshakeFailed
 from ._options import SessionOptions
 from ._protocol import Carrier
-from ._session import Session
+from ._session import Session, formatAddress
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired
@@ -148,8 +148,10 @@ class ClientConnector:
         observers: Sequence[object] = (),
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
         limiter: Optional[AttemptLimiter] = None,
+        endpointTo: Optional[Callable[[str, int], IStreamClientEndpoint]] = None,
     ) -> None:
         self.clock = clock
+        self.endpointTo = endpointTo
         self.limiter = limiter
         self._queued: Optional[Callable[[], None]] = None
         self._slot = False
@@ -174,6 +176,7 @@ class ClientConnector:
         self._stopped = False
         self._confirmed = False
         self._openRetries = 0
+        self._migrating: Optional[str] = None
 
     def open(self) -> Deferred[IProtocol]:
         """
@@ -283,9 +286,7 @@ class ClientConnector:
             else self.options.connectTimeout
         )
         self._deadline = self.clock.callLater(timeout, self._attemptTimedOut)
-        endpoint = self.endpoint
-        if source is not None and self.endpointFor is not None:
-            endpoint = self.endpointFor(source)
+        endpoint = self._pickEndpoint(source)
         try:
             d = endpoint.connect(_CarrierFactory(self))
         except Exception as e:
@@ -304,6 +305,57 @@ class ClientConnector:
             self._attemptFailed(reason.getErrorMessage(), reason)
 
         d.addCallbacks(connected, failed)
+
+    def candidates(self) -> list[str]:
+        """
+        Where the peer may be now, in the order tried: the addresses it
+        advertised (newest first), then the endpoint as configured (which
+        looks its name up again).
+        """
+        session = self.session
+        advertised = list(session.peerAddresses) if session is not None and self.endpointTo else []
+        return advertised + [""]
+
+    def _pickEndpoint(self, source: Optional[str]) -> IStreamClientEndpoint:
+        """
+        The endpoint of this attempt: the candidates in turn, one attempt
+        each.
+        """
+        candidates = self.candidates()
+        choice = candidates[(self.attempts - 1) % len(candidates)] if self._migrating is None else self._migrating
+        self._migrating = None
+        if choice and self.endpointTo is not None:
+            host, _, port = choice.rpartition(":")
+            try:
+                return self.endpointTo(host.strip("[]"), int(port))
+            except ValueError:
+                pass
+        if source is not None and self.endpointFor is not None:
+            return self.endpointFor(source)
+        return self.endpoint
+
+    def _peerAddresses(self, session: Session) -> None:
+        """
+        The peer advertised its addresses.  If its preferred one is not the
+        one this carrier goes to (the server moved, or is moving), make a
+        carrier to it now, while the old path may still work.
+        """
+        if self._stopped or not session.peerAddresses or self.endpointTo is None:
+            return
+        preferred = session.peerAddresses[0]
+        current = formatAddress(session.lastPeer)
+        if session.carrier is None or preferred == current:
+            return
+        if self._carrier is not None or self._connecting is not None or self._queued is not None:
+            return
+        self.log.info(
+            "session {sid}: peer prefers {new}, moving from {old}",
+            sid=session.hexID,
+            new=preferred,
+            old=current,
+        )
+        self._migrating = preferred
+        self._retryNow()
 
     def _attemptTimedOut(self) -> None:
         self._deadline = None
@@ -393,6 +445,10 @@ class ClientConnector:
             if session is None:
                 handshake = ClientHandshake.forOpen()
             else:
+                if session.carrier is not None:
+                    # Moving to a new carrier while the old one works: stop
+                    # reading the old one before saying how far we got.
+                    session.dropCarrier("moving")
                 self._generation = max(self._generation, session.generation) + 1
                 handshake = ClientHandshake.forResume(
                     session.sessionID,
@@ -454,6 +510,7 @@ class ClientConnector:
         )
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
+        session.onPeerAddresses = self._peerAddresses
         self.session = session
         carrier.transport.write(confirm)
 
@@ -555,6 +612,7 @@ class ClientConnector:
         self._generation = session.generation
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
+        session.onPeerAddresses = self._peerAddresses
         if self.monitor is not None:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
         self._retryNow()

@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     clientFromString,
     quoteStringArgument,
     serverFromString,
@@ -70,12 +72,16 @@ class MigrateServerEndpoint:
         options: Optional[SessionOptions] = None,
         policy: Optional[IMigratePolicy] = None,
         store: Optional[ISessionStore] = None,
+        monitor: Optional[IConnectivityMonitor] = None,
     ) -> None:
         """
         @param store: where detached sessions hibernate (see
             L{migrate.store}); without one, they stay in memory until they
             expire.
+        @param monitor: watches this host's addresses, which sessions then
+            advertise to their clients (so they follow a server that moves).
         """
+        self.monitor = monitor
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
@@ -99,7 +105,13 @@ class MigrateServerEndpoint:
             (its C{getHost()} is the real address).
         """
         self.factory = MigrateServerFactory(
-            protocolFactory, self.clock, self.options, self.policy, self.observers, self.store
+            protocolFactory,
+            self.clock,
+            self.options,
+            self.policy,
+            self.observers,
+            self.store,
+            self.monitor,
         )
         return self.endpoint.listen(self.factory)
 
@@ -132,6 +144,7 @@ class MigrateClientEndpoint:
         monitor: Union[IConnectivityMonitor, None, str] = "auto",
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
         store: Optional[ISessionStore] = None,
+        endpointTo: Optional[Callable[[str, int], IStreamClientEndpoint]] = None,
     ) -> None:
         """
         @param monitor: a connectivity monitor, C{None} for none, or
@@ -139,7 +152,11 @@ class MigrateClientEndpoint:
             reactor (one providing C{IReactorFDSet}), none otherwise.
         @param store: where L{suspendAll} puts this endpoint's sessions so
             that a later process resumes them with L{resumeStored}.
+        @param endpointTo: makes an inner endpoint to an address the server
+            advertised (C{host, port}); without it, only C{endpoint} is used.
+            Endpoint strings with C{tcp:} inside provide one.
         """
+        self.endpointTo = endpointTo
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
@@ -182,6 +199,7 @@ class MigrateClientEndpoint:
             self.observers,
             self.endpointFor,
             self.limiter,
+            self.endpointTo,
         )
         self._connectors = [c for c in self._connectors if not c._stopped]
         self._connectors.append(connector)
@@ -282,9 +300,16 @@ def serverEndpointFromArgs(
         raise ValueError("migrate: needs an inner endpoint, e.g. migrate:tcp:7001")
     options, rest = _split(kwargs)
     directory = rest.pop("store", None)
+    monitor = rest.pop("monitor", "auto")
+    if monitor not in ("auto", "none"):
+        raise ValueError('migrate: monitor must be "auto" or "none"')
     store = SQLiteSessionStore(reactor, directory) if directory else None
     return MigrateServerEndpoint(
-        reactor, serverFromString(reactor, _unparse(args, rest)), options, store=store
+        reactor,
+        serverFromString(reactor, _unparse(args, rest)),
+        options,
+        store=store,
+        monitor=defaultMonitor(reactor) if monitor == "auto" else None,
     )
 
 
@@ -312,10 +337,20 @@ def clientEndpointFromArgs(
                 reactor, _unparse(args, dict(rest, bindAddress=source))
             )
 
+    endpointTo = None
+    if str(args[0]) == "tcp":
+        timeout = float(rest.get("timeout", 30))
+
+        def endpointTo(host: str, port: int) -> IStreamClientEndpoint:
+            if ":" in host:
+                return TCP6ClientEndpoint(reactor, host, port, timeout)
+            return TCP4ClientEndpoint(reactor, host, port, timeout)
+
     return MigrateClientEndpoint(
         reactor,
         clientFromString(reactor, _unparse(args, rest)),
         options,
         monitor="auto" if monitor == "auto" else None,
         endpointFor=endpointFor,
+        endpointTo=endpointTo,
     )

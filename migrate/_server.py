@@ -30,7 +30,16 @@ from ._protocol import Carrier
 from ._session import Session, State, restoreSession
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
-from .interfaces import CorruptRecord, IMigratable, IMigratePolicy, ISessionStore, SessionRecord
+from .interfaces import (
+    ConnectivityEvent,
+    CorruptRecord,
+    IConnectivityMonitor,
+    IMigratable,
+    IMigratePolicy,
+    ISessionStore,
+    SessionRecord,
+)
+from .monitors import MonitorLease
 from .policy import DefaultPolicy
 from .errors import SessionExpired
 
@@ -95,8 +104,17 @@ class MigrateServerFactory(Factory):
         policy: Optional[IMigratePolicy] = None,
         observers: Optional[list[object]] = None,
         store: Optional[ISessionStore] = None,
+        monitor: Optional[IConnectivityMonitor] = None,
     ) -> None:
+        """
+        @param monitor: watches this host's addresses; sessions are told
+            in-band where the server can be reached, newest address first,
+            so that clients follow a server that moves.
+        """
         self.wrappedFactory = wrappedFactory
+        self.monitor = MonitorLease(monitor) if monitor is not None else None
+        self._monitorHeld = False
+        self._addresses: list[str] = []
         self.clock = clock
         self.options = options if options is not None else SessionOptions()
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
@@ -389,6 +407,8 @@ class MigrateServerFactory(Factory):
         carrier.transport.write(
             state.handshake.acceptResume(request, session.key, session.engine.received)
         )
+        session.lastHost = carrier.transport.getHost()
+        session.advertised = self._advertisement(session)
         session.generation = request.generation
         self._forgetDetached(session)
         if session.state is not State.CLOSED:
@@ -430,6 +450,8 @@ class MigrateServerFactory(Factory):
             Upcalls(self.observers),
         )
         self._adopt(session, peer)
+        session.lastHost = carrier.transport.getHost()
+        session.advertised = self._advertisement(session)
         carrier.transport.write(_wire.encodeOpened())
         session.attach(carrier, 0)
         self.log.info(
@@ -569,11 +591,53 @@ class MigrateServerFactory(Factory):
     def startFactory(self) -> None:
         if self.store is not None and self._purgeCall is None:
             self._purgeCall = self.clock.callLater(self.options.purgeInterval, self._purgeStore)
+        if self.monitor is not None and not self._monitorHeld:
+            self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
+            self._addresses = [a.address for a in self.monitor.addresses()]
 
     def stopFactory(self) -> None:
         call, self._purgeCall = self._purgeCall, None
         if call is not None and call.active():
             call.cancel()
+        if self.monitor is not None and self._monitorHeld:
+            self._monitorHeld = False
+            self.monitor.release(self._connectivityChanged)
+
+    # Where we are
+
+    def _advertisement(self, session: Session) -> list[str]:
+        """
+        The addresses to tell C{session}'s peer, newest first, with the
+        port its carriers arrive on.
+        """
+        port = getattr(session.lastHost, "port", None)
+        if port is None or not self._addresses:
+            return []
+        return [
+            ("[%s]:%d" if ":" in a else "%s:%d") % (a, port)
+            for a in reversed(self._addresses)
+        ]
+
+    def _connectivityChanged(self, event: ConnectivityEvent) -> None:
+        """
+        Our addresses changed: tell every attached peer (a new address comes
+        first, so clients move to it while the old one still works); drop
+        carriers whose local address is gone.
+        """
+        assert self.monitor is not None
+        current = [a.address for a in self.monitor.addresses()]
+        kept = [a for a in self._addresses if a in current]
+        self._addresses = kept + [a for a in current if a not in kept]
+        for session in list(self.sessions.values()):
+            if session.ended or session.carrier is None:
+                continue
+            host = getattr(session.lastHost, "host", None)
+            if event.kind == ConnectivityEvent.ADDRESS_REMOVED and host == event.address:
+                session.dropCarrier("address-gone")
+                continue
+            advert = self._advertisement(session)
+            if advert and advert != session.advertised:
+                session.advertise(advert)
 
     # Management
 

@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import _wire
+from . import _crypto, _wire
 from ._core import ProtocolViolation, StreamEngine
 from ._options import SessionOptions
 from ._upcalls import Upcalls
@@ -277,6 +277,11 @@ class Session:
         self._pingToken = 0
         self._pingSentAt: Optional[float] = None
         self._smallWrite = min(4096, options.sendFrame)
+        self.peerAddresses: list[str] = []
+        self.advertised: list[str] = []
+        self.onPeerAddresses: Callable[[Session], None] = lambda s: None
+        self._advertSeq = 0
+        self._peerAdvertSeq = 0
         self.setPolicy(policy if policy is not None else DefaultPolicy(options))
 
     def setPolicy(self, policy: IMigratePolicy) -> None:
@@ -357,6 +362,7 @@ class Session:
         if frames:
             carrier.transport.writeSequence(frames)
         self._startLiveness()
+        self._sendAdvert()
         if wasDetached:
             self._resumeFor(_DETACHED)
         if self.handoffs and self.transport is not None:
@@ -536,6 +542,49 @@ class Session:
             return True
         return False
 
+    # Address advertisements
+
+    def _advertProof(self, sender: bytes, seq: int, addresses: list[str]) -> bytes:
+        return _crypto.prove(
+            self.key, b"addresses", sender, seq, *(a.encode("ascii") for a in addresses)
+        )
+
+    def advertise(self, addresses: list[str]) -> None:
+        """
+        Tell the peer where we can be reached (C{"host:port"} each), now and
+        after every resume, authenticated by the session key and numbered
+        so that an old advertisement cannot be replayed.
+        """
+        self.advertised = list(addresses[: _wire.MAX_ADDRESSES])
+        self._sendAdvert()
+
+    def _sendAdvert(self) -> None:
+        carrier = self.carrier
+        if carrier is None or not self.advertised:
+            return
+        # Numbered above anything sent under an earlier generation, so that
+        # a session restored in a new process still counts upwards.
+        self._advertSeq = max(self._advertSeq + 1, (self.generation << 32) + 1)
+        sender = b"client" if self.isClient else b"server"
+        mac = self._advertProof(sender, self._advertSeq, self.advertised)
+        carrier.transport.write(_wire.encodeAddresses(self._advertSeq, self.advertised, mac))
+
+    def _peerAdvertised(self, body: bytes) -> None:
+        try:
+            seq, addresses, mac = _wire.decodeAddresses(body)
+        except _wire.FrameError as e:
+            raise ProtocolViolation(str(e))
+        sender = b"server" if self.isClient else b"client"
+        if not _crypto.verify(self._advertProof(sender, seq, addresses), mac):
+            raise ProtocolViolation("forged address advertisement")
+        if seq <= self._peerAdvertSeq:
+            raise ProtocolViolation("replayed address advertisement")
+        self._peerAdvertSeq = seq
+        old, self.peerAddresses = self.peerAddresses, addresses
+        if old != addresses and self.transport is not None:
+            self.upcalls.notify("peerMoved", self.transport, old, addresses)
+        self.onPeerAddresses(self)
+
     def _snapshot(self) -> tuple[int, int, int]:
         engine = self.engine
         return (engine.received, engine.acked, self._heard)
@@ -665,6 +714,8 @@ class Session:
         if frameType == _wire.ACK:
             if self.engine.acknowledge(_wire.decodePosition(body)):
                 self._acked()
+        elif frameType == _wire.ADDRESSES:
+            self._peerAdvertised(body)
         elif frameType == _wire.PING:
             self._heard += 1
             carrier = self.carrier

@@ -44,6 +44,7 @@ FIN = 0x12
 ABORT = 0x13
 PING = 0x14
 PONG = 0x15
+ADDRESSES = 0x16
 
 # Reject codes.
 REJECT_VERSION = 1
@@ -89,7 +90,12 @@ _CONTROL_SIZES = {
     PING: _POS.size,
     PONG: _POS.size,
 }
-_VARIABLE_CONTROL = {REJECT: 1 + MAX_REASON, ABORT: MAX_REASON}
+MAX_ADDRESSES = 16
+_VARIABLE_CONTROL = {
+    REJECT: 1 + MAX_REASON,
+    ABORT: MAX_REASON,
+    ADDRESSES: 8 + 1 + MAX_ADDRESSES * 48 + MAC_SIZE,
+}
 
 
 class FrameError(Exception):
@@ -168,6 +174,46 @@ def encodePong(body: bytes) -> bytes:
     Encode the answer to a heartbeat whose body (token) was C{body}.
     """
     return _HEAD.pack(PONG, 8) + body
+
+
+def encodeAddresses(seq: int, addresses: list[str], mac: bytes) -> bytes:
+    """
+    Encode an advertisement of the addresses the sender can be reached at
+    (C{"host:port"} each, at most L{MAX_ADDRESSES}), with its proof.
+    """
+    parts = [_POS.pack(seq), bytes([len(addresses)])]
+    for a in addresses:
+        raw = a.encode("ascii")
+        parts.append(bytes([len(raw)]) + raw)
+    parts.append(mac)
+    return encodeFrame(ADDRESSES, b"".join(parts))
+
+
+def decodeAddresses(body: bytes) -> tuple[int, list[str], bytes]:
+    """
+    @return: C{(seq, addresses, mac)}
+    @raise FrameError: malformed.
+    """
+    try:
+        seq = _POS.unpack_from(body)[0]
+        count = body[8]
+        offset = 9
+        addresses = []
+        if count > MAX_ADDRESSES:
+            raise FrameError("too many addresses")
+        for _ in range(count):
+            n = body[offset]
+            raw = body[offset + 1 : offset + 1 + n]
+            if len(raw) != n:
+                raise FrameError("truncated address")
+            addresses.append(raw.decode("ascii"))
+            offset += 1 + n
+        mac = body[offset:]
+    except (IndexError, struct.error, UnicodeDecodeError):
+        raise FrameError("malformed address advertisement")
+    if len(mac) != MAC_SIZE:
+        raise FrameError("malformed address advertisement")
+    return int(seq), addresses, mac
 
 
 def decodePosition(body: bytes) -> int:

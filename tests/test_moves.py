@@ -1,0 +1,115 @@
+"""
+Server-side moves, deterministically: the server advertises its addresses
+in-band (authenticated, numbered), newest first; a client follows the
+preferred one at once; forged and replayed advertisements are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate import _crypto, _wire
+from migrate.interfaces import ConnectivityEvent, LocalAddress
+from migrate.testing import FakeMonitor
+
+from .helpers import Pair
+
+
+class Moves:
+    def __init__(self) -> None:
+        self.moves: list[tuple[Any, Any]] = []
+
+    def peerMoved(self, session: Any, old: Any, new: Any) -> None:
+        self.moves.append((old, new))
+
+
+def movingPair() -> tuple[Pair, FakeMonitor, list[tuple[str, int]]]:
+    serverMonitor = FakeMonitor()
+    serverMonitor.local = [LocalAddress("lo", "10.0.0.1", 4)]
+    targets: list[tuple[str, int]] = []
+    holder: list[Pair] = []
+
+    def endpointTo(host: str, port: int) -> Any:
+        targets.append((host, port))
+        net = holder[0].net
+        net.serverAddress = IPv4Address("TCP", host, port)
+        return net.clientEndpoint()
+
+    pair = Pair()
+    holder.append(pair)
+    pair.factory.monitor = __import__("migrate.monitors", fromlist=["MonitorLease"]).MonitorLease(serverMonitor)
+    pair.factory.startFactory()
+    pair.endpoint.endpointTo = endpointTo
+    pair.open()
+    return pair, serverMonitor, targets
+
+
+class AdvertisementTests(SynchronousTestCase):
+    def test_advertisedOnOpen(self) -> None:
+        """
+        The client learns the server's addresses when the session opens.
+        """
+        pair, monitor, targets = movingPair()
+        self.assertEqual(pair.clientSession.peerAddresses, ["10.0.0.1:7001"])
+        self.assertEqual(targets, [])
+
+    def test_serverMoves(self) -> None:
+        """
+        A new server address is advertised first; the client moves its
+        session there at once (while the old path still works), and keeps
+        every byte.
+        """
+        pair, monitor, targets = movingPair()
+        watch = Moves()
+        pair.clientSession.upcalls.observers.append(watch)
+        pair.client.transport.write(b"before ")
+        monitor.local = [LocalAddress("lo", "10.0.0.1", 4), LocalAddress("lo", "10.0.0.9", 4)]
+        monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "lo", "10.0.0.9")
+        pair.client.transport.write(b"during ")
+        pair.settle()
+        self.assertEqual(targets, [("10.0.0.9", 7001)])
+        self.assertEqual(pair.client.transport.getPeer().host, "10.0.0.9")
+        self.assertEqual(pair.client.transport.generation, 1)
+        self.assertEqual(watch.moves, [(["10.0.0.1:7001"], ["10.0.0.9:7001", "10.0.0.1:7001"])])
+        monitor.local = [LocalAddress("lo", "10.0.0.9", 4)]
+        monitor.emit(ConnectivityEvent.ADDRESS_REMOVED, "lo", "10.0.0.1")
+        pair.client.transport.write(b"after")
+        pair.settle()
+        self.assertEqual(pair.server.received, b"before during after")
+        self.assertEqual(pair.clientSession.peerAddresses, ["10.0.0.9:7001"])
+
+    def test_detachedClientUsesAdvertised(self) -> None:
+        """
+        A detached client tries the advertised addresses before the
+        configured one.
+        """
+        pair, monitor, targets = movingPair()
+        pair.clientSession.peerAddresses = ["10.0.0.5:7001", "10.0.0.1:7001"]
+        pair.net.cutAll()
+        pair.settle()
+        self.assertEqual(targets[0], ("10.0.0.5", 7001))
+
+    def test_forgedAndReplayed(self) -> None:
+        """
+        An advertisement with a wrong proof, or an old one again, is refused
+        (its carrier dropped, the session resumes); the peer's addresses do
+        not change.
+        """
+        pair, monitor, targets = movingPair()
+        link = pair.net.links[0]
+        session = pair.clientSession
+        forged = _wire.encodeAddresses(99, ["192.0.2.66:7001"], b"m" * 32)
+        link.client.protocol.dataReceived(forged)
+        self.assertEqual(session.peerAddresses, ["10.0.0.1:7001"])
+        pair.settle()
+        self.assertEqual(pair.client.transport.state, "attached")
+        key = session.key
+        seq = session._peerAdvertSeq
+        mac = _crypto.prove(key, b"addresses", b"server", seq, b"192.0.2.66:7001")
+        replay = _wire.encodeAddresses(seq, ["192.0.2.66:7001"], mac)
+        pair.net.links[0].client.protocol.dataReceived(replay)
+        self.assertNotIn("192.0.2.66:7001", session.peerAddresses)
+        self.flushLoggedErrors()
