@@ -115,6 +115,7 @@ class MigrateServerFactory(Factory):
         self.monitor = MonitorLease(monitor) if monitor is not None else None
         self._monitorHeld = False
         self._addresses: list[str] = []
+        self._preferred: Optional[str] = None
         self.clock = clock
         self.options = options if options is not None else SessionOptions()
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
@@ -607,16 +608,18 @@ class MigrateServerFactory(Factory):
 
     def _advertisement(self, session: Session) -> list[str]:
         """
-        The addresses to tell C{session}'s peer, newest first, with the
-        port its carriers arrive on.
+        The addresses to tell C{session}'s peer, with the port its carriers
+        arrive on: first the address this host gained most recently (where
+        it is moving to), then the one the session uses now, then the rest.
         """
         port = getattr(session.lastHost, "port", None)
         if port is None or not self._addresses:
             return []
-        return [
-            ("[%s]:%d" if ":" in a else "%s:%d") % (a, port)
-            for a in reversed(self._addresses)
-        ]
+        order: list[str] = []
+        for a in [self._preferred, getattr(session.lastHost, "host", None)] + self._addresses:
+            if a is not None and a in self._addresses and a not in order:
+                order.append(a)
+        return [("[%s]:%d" if ":" in a else "%s:%d") % (a, port) for a in order]
 
     def _connectivityChanged(self, event: ConnectivityEvent) -> None:
         """
@@ -628,6 +631,10 @@ class MigrateServerFactory(Factory):
         current = [a.address for a in self.monitor.addresses()]
         kept = [a for a in self._addresses if a in current]
         self._addresses = kept + [a for a in current if a not in kept]
+        if event.kind == ConnectivityEvent.ADDRESS_ADDED and event.address in current:
+            self._preferred = event.address
+        elif self._preferred not in current:
+            self._preferred = None
         for session in list(self.sessions.values()):
             if session.ended or session.carrier is None:
                 continue

@@ -132,6 +132,8 @@ class Recorder:
 class _Base(TestCase):
     timeout = 60
     options = SessionOptions()
+    serverInterface = netns.Topology.serviceAddress
+    serverMonitor = False
 
     def setUp(self) -> Any:
         reason = netns.skipReason()
@@ -151,10 +153,16 @@ class _Base(TestCase):
             return p
 
         with netns.namespace(self.topology.server):
+            serverMonitor = None
+            if self.serverMonitor:
+                serverMonitor = NetlinkMonitor(reactor)  # type: ignore[arg-type]
+                serverMonitor.start()
+                self.addCleanup(serverMonitor.stop)
             self.serverEndpoint = MigrateServerEndpoint(
                 reactor,
-                TCP4ServerEndpoint(reactor, PORT, interface=netns.Topology.serviceAddress),
+                TCP4ServerEndpoint(reactor, PORT, interface=self.serverInterface),
                 options,
+                monitor=serverMonitor,
             )
             port = yield self.serverEndpoint.listen(Factory.forProtocol(build))
         self.addCleanup(port.stopListening)
@@ -170,6 +178,9 @@ class _Base(TestCase):
             ),
             options,
             monitor=self.monitor,
+            endpointTo=lambda host, port: netns.NamespacedEndpoint(
+                self.topology.mobile, TCP4ClientEndpoint(reactor, host, port)
+            ),
         )
         self.watch = Recorder()
         self.clientEndpoint.addObserver(self.watch)
@@ -270,6 +281,47 @@ class MobilityTests(_Base):
         self.topology.blackhole(False)
         took = yield waitFor(lambda: self.server.received > before, 6)
         self.assertLess(took, 2.5)
+        yield self.finishAndCheck()
+
+
+class ServerMoveTests(_Base):
+    """
+    The server host changes address; then both hosts at once.
+    """
+
+    serverInterface = "0.0.0.0"
+    serverMonitor = True
+
+    @inlineCallbacks
+    def test_serverMovesWhileAttached(self) -> Any:
+        """
+        The server gains a new address and loses the old one while the
+        client is attached: the client follows the advertisement to the new
+        address before the old one goes, and the stream is intact.
+        """
+        netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
+        yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 5)
+        netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
+        before = self.server.received
+        yield waitFor(lambda: self.server.received > before + 20000, 5)
+        self.assertEqual(self.client.transport.generation, 1)
+        yield self.finishAndCheck()
+
+    @inlineCallbacks
+    def test_bothMoveAtOnce(self) -> Any:
+        """
+        In the same instant the server moves to a new address and the
+        mobile host loses the link it used: the client reaches the server
+        through an address it advertised earlier, then follows it to its
+        new one; the stream is intact.
+        """
+        netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
+        netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
+        self.topology.setLink("a", False)
+        yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 10)
+        before = self.server.received
+        yield waitFor(lambda: self.server.received > before + 20000, 5)
+        self.assertEqual(self.client.transport.getHost().host, "10.77.2.2")
         yield self.finishAndCheck()
 
 
