@@ -40,7 +40,7 @@ from ._session import Session, formatAddress
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired
-from .interfaces import ConnectivityEvent, IMigratable, IMigratePolicy, SessionRecord
+from .interfaces import ConnectivityEvent, ILocator, IMigratable, IMigratePolicy, SessionRecord
 from .monitors import MonitorLease
 
 # How many times an opening whose confirmation may have been lost is retried.
@@ -149,9 +149,14 @@ class ClientConnector:
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
         limiter: Optional[AttemptLimiter] = None,
         endpointTo: Optional[Callable[[str, int], IStreamClientEndpoint]] = None,
+        locator: Optional[ILocator] = None,
+        peerName: Optional[str] = None,
     ) -> None:
         self.clock = clock
         self.endpointTo = endpointTo
+        self.locator = locator
+        self.peerName = peerName
+        self._located: list[str] = []
         self.limiter = limiter
         self._queued: Optional[Callable[[], None]] = None
         self._slot = False
@@ -313,8 +318,39 @@ class ClientConnector:
         looks its name up again).
         """
         session = self.session
-        advertised = list(session.peerAddresses) if session is not None and self.endpointTo else []
-        return advertised + [""]
+        if session is None or self.endpointTo is None:
+            return [""]
+        advertised = list(session.peerAddresses)
+        located = [a for a in self._located if a not in advertised]
+        return advertised + located + [""]
+
+    def _relocate(self) -> None:
+        """
+        Look the peer's name up again (a new reconnect round): its answer
+        joins the candidates of the next attempts.
+        """
+        session = self.session
+        if self.locator is None or not self.peerName or session is None:
+            return
+        port = getattr(session.lastPeer, "port", None)
+        if port is None:
+            return
+
+        def found(addresses: list[str]) -> None:
+            new = [("[%s]:%d" if ":" in a else "%s:%d") % (a, port) for a in addresses]
+            if new != self._located:
+                self.log.info(
+                    "session {sid}: {name} is at {addresses}",
+                    sid=session.hexID,
+                    name=self.peerName,
+                    addresses=new,
+                )
+            self._located = new
+
+        def failed(f: Failure) -> None:
+            self.log.info("lookup of {name} failed: {e}", name=self.peerName, e=f.getErrorMessage())
+
+        self.locator.resolve(self.peerName).addCallbacks(found, failed)
 
     def _pickEndpoint(self, source: Optional[str]) -> IStreamClientEndpoint:
         """
@@ -410,6 +446,8 @@ class ClientConnector:
         session = self.session
         if self._stopped or session is None or session.ended:
             return
+        if self.attempts % 4 == 0:
+            self._relocate()
         self.log.debug(
             "session {sid}: attempt {n} failed: {reason}",
             sid=session.hexID,
@@ -653,6 +691,7 @@ class ClientConnector:
     def _sessionDetached(self, session: Session) -> None:
         self.policy = session.policy
         self.attempts = 0
+        self._relocate()
         if not self._stopped and self._carrier is None and self._connecting is None:
             self._retryNow()
 
@@ -687,6 +726,7 @@ class ClientConnector:
                 # The attempt in progress may be stuck on the old route.
                 self._abandonAttempt()
             self.attempts = 0
+            self._relocate()
             self._retryNow()
             return
         host = getattr(session.lastHost, "host", None)

@@ -40,7 +40,13 @@ from ._session import restoreSession
 from ._upcalls import Upcalls
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
-from .interfaces import IConnectivityMonitor, IMigratePolicy, ISessionStore, SessionRecord
+from .interfaces import (
+    IConnectivityMonitor,
+    ILocator,
+    IMigratePolicy,
+    ISessionStore,
+    SessionRecord,
+)
 from .store import SQLiteSessionStore
 from .monitors import MonitorLease, defaultMonitor
 from .policy import DefaultPolicy
@@ -73,8 +79,15 @@ class MigrateServerEndpoint:
         policy: Optional[IMigratePolicy] = None,
         store: Optional[ISessionStore] = None,
         monitor: Optional[IConnectivityMonitor] = None,
+        locator: Optional[ILocator] = None,
+        publishName: Optional[str] = None,
+        serviceInterface: Optional[str] = None,
     ) -> None:
         """
+        @param locator: where this host publishes its addresses under
+            C{publishName} whenever they change (needs C{monitor}).
+        @param serviceInterface: only addresses on this interface are
+            advertised and published.
         @param store: where detached sessions hibernate (see
             L{migrate.store}); without one, they stay in memory until they
             expire.
@@ -82,6 +95,9 @@ class MigrateServerEndpoint:
             advertise to their clients (so they follow a server that moves).
         """
         self.monitor = monitor
+        self.locator = locator
+        self.publishName = publishName
+        self.serviceInterface = serviceInterface
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
@@ -112,6 +128,9 @@ class MigrateServerEndpoint:
             self.observers,
             self.store,
             self.monitor,
+            self.locator,
+            self.publishName,
+            self.serviceInterface,
         )
         return self.endpoint.listen(self.factory)
 
@@ -145,6 +164,8 @@ class MigrateClientEndpoint:
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
         store: Optional[ISessionStore] = None,
         endpointTo: Optional[Callable[[str, int], IStreamClientEndpoint]] = None,
+        locator: Optional[ILocator] = None,
+        peerName: Optional[str] = None,
     ) -> None:
         """
         @param monitor: a connectivity monitor, C{None} for none, or
@@ -157,6 +178,8 @@ class MigrateClientEndpoint:
             Endpoint strings with C{tcp:} inside provide one.
         """
         self.endpointTo = endpointTo
+        self.locator = locator
+        self.peerName = peerName
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
@@ -200,6 +223,8 @@ class MigrateClientEndpoint:
             self.endpointFor,
             self.limiter,
             self.endpointTo,
+            self.locator,
+            self.peerName,
         )
         self._connectors = [c for c in self._connectors if not c._stopped]
         self._connectors.append(connector)

@@ -34,6 +34,7 @@ from .interfaces import (
     ConnectivityEvent,
     CorruptRecord,
     IConnectivityMonitor,
+    ILocator,
     IMigratable,
     IMigratePolicy,
     ISessionStore,
@@ -105,12 +106,23 @@ class MigrateServerFactory(Factory):
         observers: Optional[list[object]] = None,
         store: Optional[ISessionStore] = None,
         monitor: Optional[IConnectivityMonitor] = None,
+        locator: Optional[ILocator] = None,
+        publishName: Optional[str] = None,
+        serviceInterface: Optional[str] = None,
     ) -> None:
         """
         @param monitor: watches this host's addresses; sessions are told
             in-band where the server can be reached, newest address first,
             so that clients follow a server that moves.
+        @param locator: where this host publishes its addresses under
+            C{publishName} whenever they change (so that clients that were
+            away find it).
+        @param serviceInterface: only addresses on this interface are
+            advertised and published (default: every global address).
         """
+        self.locator = locator
+        self.publishName = publishName
+        self.serviceInterface = serviceInterface
         self.wrappedFactory = wrappedFactory
         self.monitor = MonitorLease(monitor) if monitor is not None else None
         self._monitorHeld = False
@@ -594,7 +606,32 @@ class MigrateServerFactory(Factory):
             self._purgeCall = self.clock.callLater(self.options.purgeInterval, self._purgeStore)
         if self.monitor is not None and not self._monitorHeld:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
-            self._addresses = [a.address for a in self.monitor.addresses()]
+            self._addresses = self._ourAddresses()
+            self._publish()
+
+    def _ourAddresses(self) -> list[str]:
+        assert self.monitor is not None
+        return [
+            a.address
+            for a in self.monitor.addresses()
+            if self.serviceInterface is None or a.interface == self.serviceInterface
+        ]
+
+    def _publish(self) -> None:
+        """
+        Tell the locator where we are now (preferred address first).
+        """
+        if self.locator is None or not self.publishName or not self._addresses:
+            return
+        order = [self._preferred] if self._preferred in self._addresses else []
+        order += [a for a in self._addresses if a not in order]
+        name = self.publishName
+        self.locator.publish(name, order).addCallbacks(
+            lambda _: self.log.info("published {name} at {addresses}", name=name, addresses=order),
+            lambda f: self.log.warn(
+                "could not publish {name}: {reason}", name=name, reason=f.getErrorMessage()
+            ),
+        )
 
     def stopFactory(self) -> None:
         call, self._purgeCall = self._purgeCall, None
@@ -628,13 +665,16 @@ class MigrateServerFactory(Factory):
         carriers whose local address is gone.
         """
         assert self.monitor is not None
-        current = [a.address for a in self.monitor.addresses()]
+        current = self._ourAddresses()
         kept = [a for a in self._addresses if a in current]
+        before = self._addresses
         self._addresses = kept + [a for a in current if a not in kept]
         if event.kind == ConnectivityEvent.ADDRESS_ADDED and event.address in current:
             self._preferred = event.address
         elif self._preferred not in current:
             self._preferred = None
+        if set(before) != set(self._addresses):
+            self._publish()
         for session in list(self.sessions.values()):
             if session.ended or session.carrier is None:
                 continue

@@ -17,6 +17,7 @@ here.
   - L{ISessionStore} and L{SessionRecord}: where hibernated sessions go.
   - L{IMigratable}: an application protocol that can be dropped while its
     session hibernates and rebuilt when it resumes.
+  - L{ILocator}: names to current addresses, and publishing one's own.
 """
 
 from __future__ import annotations
@@ -448,4 +449,23 @@ class IMigratable(Interface):
         back from C{peer}.  Return C{False} (or a Deferred firing with it)
         to refuse: the session then ends on both sides with
         L{migrate.errors.SessionExpired}.
+        """
+
+
+class ILocator(Interface):
+    """
+    Maps a host's name to where it is now, and lets a host say where it is.
+    """
+
+    def resolve(name: str) -> Any:
+        """
+        Fire with the addresses (text, IPv4 or IPv6) C{name} leads to now,
+        possibly empty.  Implementations honour the records' lifetimes:
+        repeated calls within a record's TTL may answer from memory.
+        """
+
+    def publish(name: str, addresses: Sequence[str]) -> Any:
+        """
+        Make C{name} lead to C{addresses}.  Fires with C{None} once the
+        locator accepted it; fails with a clear reason when it refused.
         """

@@ -1,0 +1,207 @@
+"""
+Locators: the embedded DNS locator and the DNS locator client, over real
+UDP on loopback: publishing with signed updates, looking up with TTLs, and
+refusing forged, replayed, stale, foreign and too frequent updates.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from migrate.interfaces import ILocator
+from migrate.locate import DNSLocator, LocatorError, StaticLocator
+from migrate.locator import LocatorServer, RecordTable
+
+SECRET = base64.b64encode(b"s" * 32).decode()
+OTHER = base64.b64encode(b"o" * 32).decode()
+ZONE = "mobile.example."
+
+
+def signedUpdate(name: str, address: str, secret: str = SECRET, zone: str = ZONE) -> dns.update.UpdateMessage:
+    u = dns.update.UpdateMessage(
+        zone, keyring=dns.tsigkeyring.from_text({"laptop.": secret}), keyname="laptop."
+    )
+    u.replace(name, 30, "A", address)
+    return u
+
+
+class ServerTests(SynchronousTestCase):
+    """
+    The locator's answers, message by message.
+    """
+
+    def setUp(self) -> None:
+        self.clock = __import__("twisted.internet.task", fromlist=["Clock"]).Clock()
+        self.clock.advance(time.time())
+        self.server = LocatorServer(self.clock, ZONE, {"laptop.": SECRET}, RecordTable(None), rate=3)
+
+    def rcode(self, wire: bytes) -> int:
+        answer = self.server.respond(wire)
+        assert answer is not None
+        return answer[3] & 0xF
+
+    def lookup(self, name: str) -> list[str]:
+        q = dns.message.make_query(name, "A")
+        answer = dns.message.from_wire(self.server.respond(q.to_wire()))
+        return [rd.to_text() for rrset in answer.answer for rd in rrset]
+
+    def test_update(self) -> None:
+        """
+        A signed update is applied; lookups return it.
+        """
+        self.assertEqual(self.rcode(signedUpdate("host.mobile.example.", "10.1.1.1").to_wire()), dns.rcode.NOERROR)
+        self.assertEqual(self.lookup("host.mobile.example."), ["10.1.1.1"])
+
+    def test_forged(self) -> None:
+        """
+        An update signed with an unknown secret is refused (NOTAUTH) and
+        changes nothing.
+        """
+        wire = signedUpdate("host.mobile.example.", "192.0.2.66", secret=OTHER).to_wire()
+        self.assertEqual(self.rcode(wire), dns.rcode.NOTAUTH)
+        self.assertEqual(self.lookup("host.mobile.example."), [])
+
+    def test_unsigned(self) -> None:
+        """
+        An unsigned update is refused.
+        """
+        u = dns.update.UpdateMessage(ZONE)
+        u.replace("host", 30, "A", "192.0.2.66")
+        self.assertEqual(self.rcode(u.to_wire()), dns.rcode.REFUSED)
+        self.assertEqual(self.lookup("host.mobile.example."), [])
+
+    def test_replayed(self) -> None:
+        """
+        The same signed update sent again is refused, even within the
+        signature's time window; a newer one is accepted.
+        """
+        first = signedUpdate("host.mobile.example.", "10.1.1.1").to_wire()
+        self.assertEqual(self.rcode(first), dns.rcode.NOERROR)
+        self.assertEqual(self.rcode(signedUpdate("host.mobile.example.", "10.2.2.2").to_wire()), dns.rcode.NOERROR)
+        self.assertEqual(self.rcode(first), dns.rcode.REFUSED)
+        self.assertEqual(self.lookup("host.mobile.example."), ["10.2.2.2"])
+
+    def test_stale(self) -> None:
+        """
+        An update signed long ago (outside the TSIG time window) is refused.
+        """
+        self.patch(time, "time", lambda: 1_000_000.0)
+        old = signedUpdate("host.mobile.example.", "192.0.2.66").to_wire()
+        self.unpatch = None
+        self.patch(time, "time", lambda: 1_000_000.0 + 3600)
+        self.assertEqual(self.rcode(old), dns.rcode.NOTAUTH)
+
+    def test_outsideZone(self) -> None:
+        """
+        Updates for another zone, or names outside ours, are refused.
+        """
+        self.assertEqual(self.rcode(signedUpdate("host.other.", "10.1.1.1", zone="other.").to_wire()), dns.rcode.NOTAUTH)
+        q = dns.message.make_query("www.other.", "A")
+        self.assertEqual(self.rcode(q.to_wire()), dns.rcode.REFUSED)
+
+    def test_rateLimit(self) -> None:
+        """
+        A key may update only so often.
+        """
+        codes = [self.rcode(signedUpdate("h.mobile.example.", "10.0.0.%d" % i).to_wire()) for i in range(5)]
+        self.assertEqual(codes, [0, 0, 0, dns.rcode.REFUSED, dns.rcode.REFUSED])
+        self.clock.advance(61)
+        self.assertEqual(self.rcode(signedUpdate("h.mobile.example.", "10.0.0.9").to_wire()), 0)
+
+    def test_garbage(self) -> None:
+        """
+        Bytes that are not DNS get FORMERR or nothing, never a crash.
+        """
+        self.assertIsNone(self.server.respond(b"\x00"))
+        self.assertEqual(self.rcode(b"\x12\x34\x00\x00" + b"\xff" * 20), dns.rcode.FORMERR)
+
+    def test_nxdomain(self) -> None:
+        """
+        A name of the zone with no records is NXDOMAIN.
+        """
+        q = dns.message.make_query("nobody.mobile.example.", "A")
+        self.assertEqual(self.rcode(q.to_wire()), dns.rcode.NXDOMAIN)
+
+
+class ClientTests(TestCase):
+    """
+    L{DNSLocator} against the embedded server over real UDP.
+    """
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        self.table = RecordTable(self.mktemp())
+        self.server = LocatorServer(reactor, ZONE, {"laptop.": SECRET}, self.table)
+        self.port = reactor.listenUDP(0, self.server, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(self.port.stopListening)
+        self.addCleanup(self.table.close)
+        self.address = ("127.0.0.1", self.port.getHost().port)
+
+    @inlineCallbacks
+    def test_publishAndResolve(self) -> Any:
+        """
+        Published addresses are found; the answer is reused while its TTL
+        lasts; a new publication is seen by the next lookup after it.
+        """
+        locator = DNSLocator(reactor, self.address, ZONE, "laptop.", SECRET, ttl=1)
+        self.assertTrue(verifyObject(ILocator, locator))
+        yield locator.publish("server.mobile.example.", ["10.77.0.1", "fd00::1"])
+        found = yield locator.resolve("server.mobile.example.")
+        self.assertEqual(sorted(found), ["10.77.0.1", "fd00::1"])
+        other = DNSLocator(reactor, self.address, ZONE)
+        yield locator.publish("server.mobile.example.", ["10.77.0.2"])
+        self.assertEqual((yield other.resolve("server.mobile.example.")), ["10.77.0.2"])
+        self.assertEqual((yield locator.resolve("server.mobile.example.")), ["10.77.0.2"])
+
+    @inlineCallbacks
+    def test_refusedPublish(self) -> Any:
+        """
+        Publishing with a wrong key fails with a clear error; lookups do not
+        return what it tried to publish.
+        """
+        forger = DNSLocator(reactor, self.address, ZONE, "laptop.", OTHER)
+        yield self.assertFailure(forger.publish("server.mobile.example.", ["192.0.2.66"]), Exception)
+        self.assertEqual((yield DNSLocator(reactor, self.address, ZONE).resolve("server.mobile.example.")), [])
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_noAnswer(self) -> Any:
+        """
+        A locator that does not answer fails the publication after the
+        timeout.
+        """
+
+        class Silent(DatagramProtocol):
+            pass
+
+        port = reactor.listenUDP(0, Silent(), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        locator = DNSLocator(reactor, ("127.0.0.1", port.getHost().port), ZONE, "laptop.", SECRET, timeout=0.2)
+        yield self.assertFailure(locator.publish("x.mobile.example.", ["10.0.0.1"]), LocatorError)
+
+
+class StaticTests(SynchronousTestCase):
+    def test_static(self) -> None:
+        """
+        The static locator answers from its table and records publications.
+        """
+        s = StaticLocator({"a.": ["10.0.0.1"]})
+        self.assertTrue(verifyObject(ILocator, s))
+        self.assertEqual(self.successResultOf(s.resolve("a.")), ["10.0.0.1"])
+        s.publish("b.", ["10.0.0.2"])
+        self.assertEqual(self.successResultOf(s.resolve("b.")), ["10.0.0.2"])
