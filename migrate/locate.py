@@ -112,6 +112,8 @@ class DNSLocator:
         timeout: float = 2.0,
     ) -> None:
         """
+        @param reactor: provides C{IReactorUDP} and C{IReactorTime}; its
+            C{listenUDP} makes the sockets lookups and updates go out on.
         @param secret: the TSIG key, base64; needed only to publish.
         """
         self.reactor = reactor

@@ -95,6 +95,28 @@ class NamespacedEndpoint:
             return self.endpoint.connect(factory)
 
 
+class NamespacedReactor:
+    """
+    The reactor, but the sockets it creates belong to a namespace (for code
+    that creates sockets itself, such as a DNS resolver).
+    """
+
+    def __init__(self, ns: str, reactor: Any) -> None:
+        self._ns = ns
+        self._reactor = reactor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def listenUDP(self, *args: Any, **kwargs: Any) -> Any:
+        with namespace(self._ns):
+            return self._reactor.listenUDP(*args, **kwargs)
+
+    def connectTCP(self, *args: Any, **kwargs: Any) -> Any:
+        with namespace(self._ns):
+            return self._reactor.connectTCP(*args, **kwargs)
+
+
 class Topology:
     """
     Two hosts: C{server} (service address 10.77.0.1 on its loopback) and
@@ -108,16 +130,40 @@ class Topology:
 
     serviceAddress = "10.77.0.1"
 
-    def __init__(self) -> None:
+    dnsAddress = "10.77.9.2"
+
+    def __init__(self, dns: bool = False) -> None:
+        """
+        @param dns: also build a third host, C{dns}, for a DNS server at
+            L{dnsAddress}, reached through the server host.
+        """
         tag = "mg%d%d" % (os.getpid() % 100000, next(_counter))
         self.server = tag + "s"
         self.mobile = tag + "m"
+        self.dns = tag + "d"
         self.created: list[str] = []
         try:
             self._build(tag)
+            if dns:
+                self._buildDNS(tag)
         except BaseException:
             self.destroy()
             raise
+
+    def _buildDNS(self, tag: str) -> None:
+        ip("netns", "add", self.dns)
+        self.created.append(self.dns)
+        ip("-n", self.dns, "link", "set", "dev", "lo", "up")
+        ip("link", "add", tag + "dd", "netns", self.dns, "type", "veth", "peer", "name", tag + "sd", "netns", self.server)
+        ip("-n", self.dns, "link", "set", "dev", tag + "dd", "name", "dd")
+        ip("-n", self.server, "link", "set", "dev", tag + "sd", "name", "sd")
+        ip("-n", self.dns, "addr", "add", self.dnsAddress + "/24", "dev", "dd")
+        ip("-n", self.server, "addr", "add", "10.77.9.1/24", "dev", "sd")
+        ip("-n", self.dns, "link", "set", "dev", "dd", "up")
+        ip("-n", self.server, "link", "set", "dev", "sd", "up")
+        ip("-n", self.dns, "route", "add", "default", "via", "10.77.9.1")
+        sysctl(self.server, "net.ipv4.ip_forward", "1")
+        sysctl(self.server, "net.ipv4.conf.sd.rp_filter", "0")
 
     def _build(self, tag: str) -> None:
         for ns in (self.server, self.mobile):

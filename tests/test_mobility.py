@@ -20,11 +20,15 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
 from migrate import MigrateClientEndpoint, MigrateServerEndpoint, SessionExpired, SessionOptions
+from migrate.locate import DNSLocator
+from migrate.locator import LocatorServer, RecordTable
 from migrate.monitors import NetlinkMonitor
 
 from . import netns
 
 PORT = 7001
+ZONE = "mobile.example."
+SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I="
 
 
 class Pattern:
@@ -134,12 +138,13 @@ class _Base(TestCase):
     options = SessionOptions()
     serverInterface = netns.Topology.serviceAddress
     serverMonitor = False
+    withDNS = False
 
     def setUp(self) -> Any:
         reason = netns.skipReason()
         if reason:
             raise SkipTest(reason)
-        self.topology = netns.Topology()
+        self.topology = netns.Topology(dns=self.withDNS)
         self.addCleanup(self.topology.destroy)
         return self.start(self.options)
 
@@ -152,6 +157,22 @@ class _Base(TestCase):
             self.servers.append(p)
             return p
 
+        serverLocator = clientLocator = None
+        if self.withDNS:
+            self.table = RecordTable(None)
+            self.addCleanup(self.table.close)
+            with netns.namespace(self.topology.dns):
+                dnsPort = reactor.listenUDP(  # type: ignore[attr-defined]
+                    53,
+                    LocatorServer(reactor, ZONE, {"server.": SECRET}, self.table),
+                    interface=netns.Topology.dnsAddress,
+                )
+            self.addCleanup(dnsPort.stopListening)
+            where = (netns.Topology.dnsAddress, 53)
+            serverLocator = DNSLocator(
+                netns.NamespacedReactor(self.topology.server, reactor), where, ZONE, "server.", SECRET
+            )
+            clientLocator = DNSLocator(netns.NamespacedReactor(self.topology.mobile, reactor), where, ZONE)
         with netns.namespace(self.topology.server):
             serverMonitor = None
             if self.serverMonitor:
@@ -163,6 +184,9 @@ class _Base(TestCase):
                 TCP4ServerEndpoint(reactor, PORT, interface=self.serverInterface),
                 options,
                 monitor=serverMonitor,
+                locator=serverLocator,
+                publishName="server.mobile.example.",
+                serviceInterface="lo" if self.serverMonitor else None,
             )
             port = yield self.serverEndpoint.listen(Factory.forProtocol(build))
         self.addCleanup(port.stopListening)
@@ -181,6 +205,8 @@ class _Base(TestCase):
             endpointTo=lambda host, port: netns.NamespacedEndpoint(
                 self.topology.mobile, TCP4ClientEndpoint(reactor, host, port)
             ),
+            locator=clientLocator,
+            peerName="server.mobile.example.",
         )
         self.watch = Recorder()
         self.clientEndpoint.addObserver(self.watch)
@@ -307,13 +333,46 @@ class ServerMoveTests(_Base):
         self.assertEqual(self.client.transport.generation, 1)
         yield self.finishAndCheck()
 
+
+class FoundThroughDNSTests(_Base):
+    """
+    The server moves while the client is away; the client finds it through
+    DNS (the embedded locator, in a third host).
+    """
+
+    serverInterface = "0.0.0.0"
+    serverMonitor = True
+    withDNS = True
+
+    @inlineCallbacks
+    def test_serverMovedWhileDetached(self) -> Any:
+        """
+        The mobile host loses every link; meanwhile the server moves to a new
+        address and publishes it; when the links return, the client's
+        session resumes at the new address, found by a DNS lookup, and the
+        stream is intact.
+        """
+        self.topology.setLink("a", False)
+        self.topology.setLink("b", False)
+        yield waitFor(lambda: self.client.transport.state == "detached", 5)
+        netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
+        netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
+        yield waitFor(lambda: self.table.lookup("server.mobile.example.", 1) == [("10.77.0.2", 30)], 5)
+        self.topology.setLink("a", True)
+        yield waitFor(lambda: self.client.transport.state == "attached", 10)
+        self.assertEqual(self.client.transport.getPeer().host, "10.77.0.2")
+        before = self.server.received
+        yield waitFor(lambda: self.server.received > before + 20000, 5)
+        yield self.finishAndCheck()
+
+
     @inlineCallbacks
     def test_bothMoveAtOnce(self) -> Any:
         """
-        In the same instant the server moves to a new address and the
-        mobile host loses the link it used: the client reaches the server
-        through an address it advertised earlier, then follows it to its
-        new one; the stream is intact.
+        In the same instant the server moves to a new address (its old one
+        gone, so its advertisement cannot reach the client) and the mobile
+        host loses the link it used: the client finds the server through
+        DNS from its other link; the stream is intact.
         """
         netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
         netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
