@@ -14,6 +14,7 @@ Mobile side, where the client program connects::
 
 from __future__ import annotations
 
+import base64
 from dataclasses import fields
 from typing import Any
 
@@ -178,3 +179,72 @@ def makeService(options: Options) -> service.IService:
         internet.StreamServerEndpointService(statusEndpoint, site).setServiceParent(top)
     top.registry = registry  # type: ignore[attr-defined]
     return top
+
+
+class LocatorOptions(usage.Options):
+    """
+    Command-line options of C{twistd migrate-locator}.
+    """
+
+    synopsis = "--zone ZONE --key NAME:SECRET [options]"
+    longdesc = (
+        "A small authoritative DNS server for a zone of mobile hosts: it "
+        "answers A/AAAA queries from its records and accepts RFC 2136 "
+        "updates signed with TSIG (hmac-sha256) by one of its keys, refusing "
+        "unsigned, forged, replayed, stale, out-of-zone and too frequent "
+        "ones. Migrate servers publish their addresses here; clients look "
+        "them up when they reconnect."
+    )
+    optParameters: list[Any] = [
+        ["zone", "z", None, "the zone served, e.g. mobile.example."],
+        ["port", "p", "53", "UDP port"],
+        ["interface", "i", "127.0.0.1", "address to listen on"],
+        ["store", None, None, "directory for the records (SQLite); in memory if omitted"],
+        ["max-ttl", None, "60", "longest TTL stored"],
+        ["rate", None, "60", "updates accepted per key per minute"],
+    ]
+
+    def __init__(self) -> None:
+        usage.Options.__init__(self)
+        self["keys"] = {}
+
+    def opt_key(self, value: str) -> None:
+        """
+        A TSIG key allowed to update, as NAME:BASE64SECRET (repeatable).
+        """
+        name, sep, secret = value.partition(":")
+        if not sep or not name or not secret:
+            raise usage.UsageError("--key takes NAME:BASE64SECRET")
+        try:
+            base64.b64decode(secret, validate=True)
+        except ValueError:
+            raise usage.UsageError("--key secret for %s is not base64" % (name,))
+        self["keys"][name if name.endswith(".") else name + "."] = secret
+
+    def postOptions(self) -> None:
+        if not self["zone"]:
+            raise usage.UsageError("--zone is required")
+        if not self["keys"]:
+            raise usage.UsageError("at least one --key is required")
+        for name in ("port", "max-ttl", "rate"):
+            try:
+                self[name] = int(self[name])
+            except ValueError:
+                raise usage.UsageError("--%s takes a number" % (name,))
+        if not self["zone"].endswith("."):
+            self["zone"] += "."
+
+
+def makeLocatorService(options: LocatorOptions) -> service.IService:
+    """
+    Build the embedded locator's DNS service.
+    """
+    from twisted.internet import reactor
+
+    from .locator import LocatorServer, RecordTable
+
+    table = RecordTable(options["store"])
+    server = LocatorServer(
+        reactor, options["zone"], options["keys"], table, options["max-ttl"], options["rate"]
+    )
+    return internet.UDPServer(options["port"], server, interface=options["interface"])

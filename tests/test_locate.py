@@ -205,3 +205,47 @@ class StaticTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(s.resolve("a.")), ["10.0.0.1"])
         s.publish("b.", ["10.0.0.2"])
         self.assertEqual(self.successResultOf(s.resolve("b.")), ["10.0.0.2"])
+
+
+class TwistdLocatorTests(TestCase):
+    timeout = 60
+
+    @inlineCallbacks
+    def test_twistdMigrateLocator(self) -> Any:
+        """
+        C{twistd migrate-locator} serves a zone: a signed publication is
+        accepted, a forged one refused, and lookups see only the first.
+        """
+        import os
+        import signal
+        import socket
+        import subprocess
+
+        from .test_twistd import ENV, ROOT, TWISTD
+
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        log = os.path.abspath(self.mktemp() + ".log")
+        p = subprocess.Popen(
+            TWISTD
+            + ["-n", "--pidfile=", "--logfile=" + log, "migrate-locator", "--zone", "mobile.example",
+               "--key", "laptop:" + SECRET, "--port", str(port), "--store", os.path.abspath(self.mktemp())],
+            cwd=ROOT,
+            env=ENV,
+        )
+        self.addCleanup(lambda: (p.send_signal(signal.SIGTERM), p.wait()))
+        for _ in range(200):
+            if os.path.exists(log) and "starting on %d" % port in open(log).read():
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        where = ("127.0.0.1", port)
+        yield DNSLocator(reactor, where, ZONE, "laptop.", SECRET).publish("laptop.mobile.example.", ["10.9.9.9"])
+        yield self.assertFailure(
+            DNSLocator(reactor, where, ZONE, "laptop.", OTHER).publish("laptop.mobile.example.", ["192.0.2.66"]),
+            Exception,
+        )
+        found = yield DNSLocator(reactor, where, ZONE).resolve("laptop.mobile.example.")
+        self.assertEqual(found, ["10.9.9.9"])
+        self.assertIn("update refused", open(log).read())

@@ -260,3 +260,24 @@ class FlowControlTests(TestCase):
         yield waitFor(lambda: counted["n"] > before + 5_000_000)
         reader.transport.abortConnection()
         yield waitFor(lambda: all(s.ended for s in serverSide.factory.sessions.values()))  # type: ignore[union-attr]
+
+
+class LocatorTapTests(SynchronousTestCase):
+    def test_options(self) -> None:
+        """
+        The locator's options: zone and keys required, keys checked.
+        """
+        from migrate.tap import LocatorOptions, makeLocatorService
+
+        self.assertRaises(usage.UsageError, LocatorOptions().parseOptions, ["--key", "a:c2VjcmV0"])
+        self.assertRaises(usage.UsageError, LocatorOptions().parseOptions, ["--zone", "m.example"])
+        e = self.assertRaises(
+            usage.UsageError, LocatorOptions().parseOptions, ["--zone", "m.example", "--key", "a:not base64!"]
+        )
+        self.assertIn("not base64", str(e))
+        o = LocatorOptions()
+        o.parseOptions(["--zone", "m.example", "--key", "laptop:c2VjcmV0", "--port", "5353"])
+        self.assertEqual(o["zone"], "m.example.")
+        self.assertEqual(o["keys"], {"laptop.": "c2VjcmV0"})
+        service = makeLocatorService(o)
+        self.assertEqual(service.args[0], 5353)

@@ -71,3 +71,27 @@ class _MigrateServiceMaker:
 
 
 migrateServiceMaker = _MigrateServiceMaker()
+
+
+@implementer(IPlugin, IServiceMaker)
+class _LocatorServiceMaker:
+    """
+    C{twistd migrate-locator}: the embedded DNS locator.
+    """
+
+    tapname = "migrate-locator"
+    description = "A small DNS server that mobile Migrate hosts publish their addresses to."
+
+    @property
+    def options(self) -> Any:
+        from migrate.tap import LocatorOptions
+
+        return LocatorOptions
+
+    def makeService(self, options: Any) -> Any:
+        from migrate.tap import makeLocatorService
+
+        return makeLocatorService(options)
+
+
+locatorServiceMaker = _LocatorServiceMaker()
