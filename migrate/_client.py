@@ -36,12 +36,16 @@ from ._core import ProtocolViolation
 from ._handshake import ClientHandshake, HandshakeFailed
 from ._options import SessionOptions
 from ._protocol import Carrier
+from ._race import RacingEndpoint
 from ._session import Session, formatAddress
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired
 from .interfaces import ConnectivityEvent, ILocator, IMigratable, IMigratePolicy, SessionRecord
 from .monitors import MonitorLease
+
+# Seconds between the starts of racing candidates.
+_STAGGER = 0.05
 
 # How many times an opening whose confirmation may have been lost is retried.
 _OPEN_RETRIES = 3
@@ -352,14 +356,7 @@ class ClientConnector:
 
         self.locator.resolve(self.peerName).addCallbacks(found, failed)
 
-    def _pickEndpoint(self, source: Optional[str]) -> IStreamClientEndpoint:
-        """
-        The endpoint of this attempt: the candidates in turn, one attempt
-        each.
-        """
-        candidates = self.candidates()
-        choice = candidates[(self.attempts - 1) % len(candidates)] if self._migrating is None else self._migrating
-        self._migrating = None
+    def _candidateEndpoint(self, choice: str, source: Optional[str]) -> IStreamClientEndpoint:
         if choice and self.endpointTo is not None:
             host, _, port = choice.rpartition(":")
             try:
@@ -369,6 +366,22 @@ class ClientConnector:
         if source is not None and self.endpointFor is not None:
             return self.endpointFor(source)
         return self.endpoint
+
+    def _pickEndpoint(self, source: Optional[str]) -> IStreamClientEndpoint:
+        """
+        The endpoint of this attempt: a move goes to the peer's preferred
+        address; otherwise every candidate races, happy-eyeballs style, in
+        order, a short stagger apart.
+        """
+        if self._migrating is not None:
+            choice, self._migrating = self._migrating, None
+            return self._candidateEndpoint(choice, source)
+        candidates = self.candidates()
+        if len(candidates) == 1:
+            return self._candidateEndpoint(candidates[0], source)
+        return RacingEndpoint(
+            self.clock, [self._candidateEndpoint(c, source) for c in candidates], _STAGGER
+        )
 
     def _peerAddresses(self, session: Session) -> None:
         """
