@@ -44,6 +44,9 @@ from .errors import HandshakeError, SessionExpired
 from .interfaces import ConnectivityEvent, ILocator, IMigratable, IMigratePolicy, SessionRecord
 from .monitors import MonitorLease
 
+# The shortest time between two fresh lookups of the peer's name.
+_LOOKUP_INTERVAL = 0.5
+
 # Seconds between the starts of racing candidates.
 _STAGGER = 0.05
 
@@ -161,6 +164,7 @@ class ClientConnector:
         self.locator = locator
         self.peerName = peerName
         self._located: list[str] = []
+        self._lastLookup = float("-inf")
         self.limiter = limiter
         self._queued: Optional[Callable[[], None]] = None
         self._slot = False
@@ -328,33 +332,42 @@ class ClientConnector:
         located = [a for a in self._located if a not in advertised]
         return advertised + located + [""]
 
-    def _relocate(self) -> None:
+    def _relocate(self, urgent: bool = False) -> None:
         """
-        Look the peer's name up again (a new reconnect round): its answer
-        joins the candidates of the next attempts.
+        Look the peer's name up again (a new reconnect round, or a
+        connectivity change when C{urgent}): a new answer joins the
+        candidates, and a detached session tries it at once.
         """
         session = self.session
         if self.locator is None or not self.peerName or session is None:
             return
         port = getattr(session.lastPeer, "port", None)
-        if port is None:
+        now = self.clock.seconds()
+        if port is None or (not urgent and now - self._lastLookup < _LOOKUP_INTERVAL):
             return
+        self._lastLookup = now
 
         def found(addresses: list[str]) -> None:
             new = [("[%s]:%d" if ":" in a else "%s:%d") % (a, port) for a in addresses]
-            if new != self._located:
-                self.log.info(
-                    "session {sid}: {name} is at {addresses}",
-                    sid=session.hexID,
-                    name=self.peerName,
-                    addresses=new,
-                )
+            if new == self._located:
+                return
+            self.log.info(
+                "session {sid}: {name} is at {addresses}",
+                sid=session.hexID,
+                name=self.peerName,
+                addresses=new,
+            )
             self._located = new
+            if not self._stopped and session.carrier is None and not session.ended:
+                # Somewhere new to try: now, not after the backoff.
+                if self._connecting is not None or self._carrier is not None:
+                    self._abandonAttempt()
+                self._retryNow()
 
         def failed(f: Failure) -> None:
             self.log.info("lookup of {name} failed: {e}", name=self.peerName, e=f.getErrorMessage())
 
-        self.locator.resolve(self.peerName).addCallbacks(found, failed)
+        self.locator.resolve(self.peerName, True).addCallbacks(found, failed)
 
     def _candidateEndpoint(self, choice: str, source: Optional[str]) -> IStreamClientEndpoint:
         if choice and self.endpointTo is not None:
@@ -459,8 +472,7 @@ class ClientConnector:
         session = self.session
         if self._stopped or session is None or session.ended:
             return
-        if self.attempts % 4 == 0:
-            self._relocate()
+        self._relocate()
         self.log.debug(
             "session {sid}: attempt {n} failed: {reason}",
             sid=session.hexID,
@@ -739,7 +751,7 @@ class ClientConnector:
                 # The attempt in progress may be stuck on the old route.
                 self._abandonAttempt()
             self.attempts = 0
-            self._relocate()
+            self._relocate(urgent=True)
             self._retryNow()
             return
         host = getattr(session.lastHost, "host", None)

@@ -457,11 +457,13 @@ class ILocator(Interface):
     Maps a host's name to where it is now, and lets a host say where it is.
     """
 
-    def resolve(name: str) -> Any:
+    def resolve(name: str, fresh: bool = False) -> Any:
         """
         Fire with the addresses (text, IPv4 or IPv6) C{name} leads to now,
         possibly empty.  Implementations honour the records' lifetimes:
-        repeated calls within a record's TTL may answer from memory.
+        repeated calls within a record's TTL may answer from memory, unless
+        C{fresh} asks to look again (a reconnect round does: the last
+        answer just failed).
         """
 
     def publish(name: str, addresses: Sequence[str]) -> Any:

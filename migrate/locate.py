@@ -54,7 +54,7 @@ class StaticLocator:
         self.table = dict(table or {})
         self.published: list[tuple[str, list[str]]] = []
 
-    def resolve(self, name: str) -> Deferred[list[str]]:
+    def resolve(self, name: str, fresh: bool = False) -> Deferred[list[str]]:
         return succeed(list(self.table.get(name, [])))
 
     def publish(self, name: str, addresses: Sequence[str]) -> Deferred[None]:
@@ -108,7 +108,7 @@ class DNSLocator:
         keyName: Optional[str] = None,
         secret: Optional[str] = None,
         algorithm: str = "hmac-sha256",
-        ttl: int = 30,
+        ttl: int = 10,
         timeout: float = 2.0,
     ) -> None:
         """
@@ -130,13 +130,14 @@ class DNSLocator:
         self._resolver = namesClient.Resolver(servers=[server], reactor=reactor)
         self._cache: dict[str, tuple[float, list[str]]] = {}
 
-    def resolve(self, name: str) -> Deferred[list[str]]:
+    def resolve(self, name: str, fresh: bool = False) -> Deferred[list[str]]:
         """
-        A and AAAA records of C{name}, from memory while their TTL lasts.
+        A and AAAA records of C{name}, from memory while their TTL lasts
+        (unless C{fresh}).
         """
         now = self.clock.seconds()
         cached = self._cache.get(name)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not fresh:
             return succeed(list(cached[1]))
 
         def answers(result: Any, kind: int) -> list[tuple[str, int]]:
