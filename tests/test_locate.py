@@ -7,6 +7,7 @@ refusing forged, replayed, stale, foreign and too frequent updates.
 from __future__ import annotations
 
 import base64
+import os
 import time
 from typing import Any
 
@@ -37,6 +38,18 @@ def signedUpdate(name: str, address: str, secret: str = SECRET, zone: str = ZONE
     )
     u.replace(name, 30, "A", address)
     return u
+
+
+def signedAt(update: dns.update.UpdateMessage, when: float) -> bytes:
+    """
+    The update's wire form, signed as if at C{when}.
+    """
+    original = time.time
+    time.time = lambda: when  # type: ignore[assignment]
+    try:
+        return update.to_wire()
+    finally:
+        time.time = original  # type: ignore[assignment]
 
 
 class ServerTests(SynchronousTestCase):
@@ -99,10 +112,7 @@ class ServerTests(SynchronousTestCase):
         """
         An update signed long ago (outside the TSIG time window) is refused.
         """
-        self.patch(time, "time", lambda: 1_000_000.0)
-        old = signedUpdate("host.mobile.example.", "192.0.2.66").to_wire()
-        self.unpatch = None
-        self.patch(time, "time", lambda: 1_000_000.0 + 3600)
+        old = signedAt(signedUpdate("host.mobile.example.", "192.0.2.66"), time.time() - 3600)
         self.assertEqual(self.rcode(old), dns.rcode.NOTAUTH)
 
     def test_outsideZone(self) -> None:
@@ -249,3 +259,76 @@ class TwistdLocatorTests(TestCase):
         found = yield DNSLocator(reactor, where, ZONE).resolve("laptop.mobile.example.")
         self.assertEqual(found, ["10.9.9.9"])
         self.assertIn("update refused", open(log).read())
+
+
+class BindTests(TestCase):
+    """
+    The DNS locator against a real BIND 9 authoritative server.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        import socket
+
+        from twisted.trial.unittest import SkipTest
+
+        from . import bind
+
+        reason = bind.skipReason()
+        if reason:
+            raise SkipTest(reason)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.bind = bind.Bind(
+            os.path.abspath(self.mktemp()), "127.0.0.1", self.port, ZONE, "laptop.", SECRET
+        )
+        self.addCleanup(self.bind.stop)
+        self.where = ("127.0.0.1", self.port)
+        probe = DNSLocator(reactor, self.where, ZONE, timeout=0.5)
+        for _ in range(100):
+            found = yield probe.resolve("ns.mobile.example.", True)
+            if found:
+                return
+            yield deferLater(reactor, 0.1, lambda: None)
+        self.fail("named did not start:\n" + self.bind.output())
+
+    @inlineCallbacks
+    def test_publishAndResolve(self) -> Any:
+        """
+        Signed updates published to BIND are found by lookups; a new one
+        replaces the old.
+        """
+        locator = DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET)
+        yield locator.publish("server.mobile.example.", ["10.77.0.1"])
+        self.assertEqual((yield locator.resolve("server.mobile.example.", True)), ["10.77.0.1"])
+        yield locator.publish("server.mobile.example.", ["10.77.0.2"])
+        self.assertEqual((yield locator.resolve("server.mobile.example.", True)), ["10.77.0.2"])
+
+    @inlineCallbacks
+    def test_forgedAndStale(self) -> Any:
+        """
+        BIND refuses an update signed with the wrong secret, and one signed
+        outside the TSIG time window (a stale replay); lookups never return
+        them.
+        """
+        good = DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET)
+        yield good.publish("server.mobile.example.", ["10.77.0.1"])
+        forger = DNSLocator(reactor, self.where, ZONE, "laptop.", OTHER)
+        yield self.assertFailure(forger.publish("server.mobile.example.", ["192.0.2.66"]), Exception)
+        stale = signedUpdate("server.mobile.example.", "192.0.2.67")
+        wire = signedAt(stale, 1_000_000.0)
+        import socket as socketModule
+
+        s = socketModule.socket(socketModule.AF_INET, socketModule.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(wire, self.where)
+        answer = s.recv(4096)
+        s.close()
+        self.assertNotEqual(answer[3] & 0xF, dns.rcode.NOERROR)
+        found = yield good.resolve("server.mobile.example.", True)
+        self.assertEqual(found, ["10.77.0.1"])
+        self.flushLoggedErrors()
