@@ -24,7 +24,9 @@ from migrate.locate import DNSLocator
 from migrate.locator import LocatorServer, RecordTable
 from migrate.monitors import NetlinkMonitor
 
-from . import netns
+import os
+
+from . import bind, netns
 
 PORT = 7001
 ZONE = "mobile.example."
@@ -139,6 +141,7 @@ class _Base(TestCase):
     serverInterface = netns.Topology.serviceAddress
     serverMonitor = False
     withDNS = False
+    dnsServer = "embedded"
 
     def setUp(self) -> Any:
         reason = netns.skipReason()
@@ -159,16 +162,31 @@ class _Base(TestCase):
 
         serverLocator = clientLocator = None
         if self.withDNS:
-            self.table = RecordTable(None)
-            self.addCleanup(self.table.close)
-            with netns.namespace(self.topology.dns):
-                dnsPort = reactor.listenUDP(  # type: ignore[attr-defined]
-                    53,
-                    LocatorServer(reactor, ZONE, {"server.": SECRET}, self.table),
-                    interface=netns.Topology.dnsAddress,
-                )
-            self.addCleanup(dnsPort.stopListening)
             where = (netns.Topology.dnsAddress, 53)
+            if self.dnsServer == "bind":
+                server = bind.Bind(
+                    os.path.abspath(self.mktemp()), where[0], 53, ZONE, "server.", SECRET,
+                    ns=self.topology.dns,
+                )
+                self.addCleanup(server.stop)
+            else:
+                table = RecordTable(None)
+                self.addCleanup(table.close)
+                with netns.namespace(self.topology.dns):
+                    dnsPort = reactor.listenUDP(  # type: ignore[attr-defined]
+                        53,
+                        LocatorServer(reactor, ZONE, {"server.": SECRET}, table),
+                        interface=where[0],
+                    )
+                self.addCleanup(dnsPort.stopListening)
+            self.lookup = DNSLocator(
+                netns.NamespacedReactor(self.topology.server, reactor), where, ZONE, timeout=0.5
+            )
+            for _ in range(100):
+                ready = yield self.lookup.resolve("ns.mobile.example.", True)
+                if ready or self.dnsServer != "bind":
+                    break
+                yield task.deferLater(reactor, 0.1, lambda: None)
             serverLocator = DNSLocator(
                 netns.NamespacedReactor(self.topology.server, reactor), where, ZONE, "server.", SECRET
             )
@@ -345,6 +363,18 @@ class FoundThroughDNSTests(_Base):
     withDNS = True
 
     @inlineCallbacks
+    def published(self, addresses: list[str]) -> Any:
+        """
+        Wait until the server's name leads to C{addresses}.
+        """
+        for _ in range(100):
+            found = yield self.lookup.resolve("server.mobile.example.", True)
+            if sorted(found) == sorted(addresses):
+                return
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("not published: %r" % (found,))
+
+    @inlineCallbacks
     def test_serverMovedWhileDetached(self) -> Any:
         """
         The mobile host loses every link; meanwhile the server moves to a new
@@ -357,7 +387,7 @@ class FoundThroughDNSTests(_Base):
         yield waitFor(lambda: self.client.transport.state == "detached", 5)
         netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
         netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
-        yield waitFor(lambda: [a for a, _ in self.table.lookup("server.mobile.example.", 1)] == ["10.77.0.2"], 5)
+        yield self.published(["10.77.0.2"])
         self.topology.setLink("a", True)
         yield waitFor(lambda: self.client.transport.state == "attached", 10)
         self.assertEqual(self.client.transport.getPeer().host, "10.77.0.2")
@@ -382,6 +412,20 @@ class FoundThroughDNSTests(_Base):
         yield waitFor(lambda: self.server.received > before + 20000, 5)
         self.assertEqual(self.client.transport.getHost().host, "10.77.2.2")
         yield self.finishAndCheck()
+
+
+class FoundThroughBindTests(FoundThroughDNSTests):
+    """
+    The same, with a real BIND 9 as the DNS server of the third host.
+    """
+
+    dnsServer = "bind"
+
+    def setUp(self) -> Any:
+        reason = bind.skipReason()
+        if reason:
+            raise SkipTest(reason)
+        return FoundThroughDNSTests.setUp(self)
 
 
 class ExpiryTests(_Base):
