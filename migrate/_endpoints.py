@@ -47,6 +47,7 @@ from .interfaces import (
     ISessionStore,
     SessionRecord,
 )
+from .locate import DNSLocator
 from .store import SQLiteSessionStore
 from .monitors import MonitorLease, defaultMonitor
 from .policy import DefaultPolicy
@@ -328,6 +329,11 @@ def serverEndpointFromArgs(
     monitor = rest.pop("monitor", "auto")
     if monitor not in ("auto", "none"):
         raise ValueError('migrate: monitor must be "auto" or "none"')
+    publishName = rest.pop("publish", None)
+    locator = _locatorFrom(reactor, rest, publishing=publishName is not None)
+    if publishName is not None and locator is None:
+        raise ValueError("migrate: publish= needs locator=, zone=, tsigName= and tsigSecret=")
+    serviceInterface = rest.pop("serviceInterface", None)
     store = SQLiteSessionStore(reactor, directory) if directory else None
     return MigrateServerEndpoint(
         reactor,
@@ -335,7 +341,35 @@ def serverEndpointFromArgs(
         options,
         store=store,
         monitor=defaultMonitor(reactor) if monitor == "auto" else None,
+        locator=locator,
+        publishName=publishName,
+        serviceInterface=serviceInterface,
     )
+
+
+def _locatorFrom(reactor: Any, rest: dict[str, Any], publishing: bool) -> Optional[DNSLocator]:
+    """
+    A DNS locator from C{locator=ADDRESS[,locatorPort=N],zone=Z} (and, to
+    publish, C{tsigName=}, C{tsigSecret=}), taken out of C{rest}.
+    """
+    address = rest.pop("locator", None)
+    port = rest.pop("locatorPort", "53")
+    zone = rest.pop("zone", None)
+    tsigName = rest.pop("tsigName", None)
+    tsigSecret = rest.pop("tsigSecret", None)
+    if address is None:
+        if zone or tsigName or tsigSecret:
+            raise ValueError("migrate: zone= and tsig options need locator=")
+        return None
+    if not zone:
+        raise ValueError("migrate: locator= needs zone=")
+    if publishing and not (tsigName and tsigSecret):
+        raise ValueError("migrate: publishing needs tsigName= and tsigSecret=")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError("migrate: locatorPort must be a number")
+    return DNSLocator(reactor, (address, number), zone, tsigName, tsigSecret)
 
 
 def clientEndpointFromArgs(
@@ -354,6 +388,8 @@ def clientEndpointFromArgs(
     monitor = rest.pop("monitor", "auto")
     if monitor not in ("auto", "none"):
         raise ValueError('migrate: monitor must be "auto" or "none"')
+    locator = _locatorFrom(reactor, rest, publishing=False)
+    peerName = rest.get("host") if locator is not None else None
     endpointFor = None
     if str(args[0]) in ("tcp", "tls") and "bindAddress" not in rest:
 
@@ -378,4 +414,6 @@ def clientEndpointFromArgs(
         monitor="auto" if monitor == "auto" else None,
         endpointFor=endpointFor,
         endpointTo=endpointTo,
+        locator=locator,
+        peerName=str(peerName) if peerName else None,
     )

@@ -76,6 +76,9 @@ class SessionOptions:
         thousands of sessions coming back together do not stampede a server.
     @ivar purgeInterval: how often a server purges expired sessions from its
         store.
+    @ivar republishInterval: how often a server publishes its addresses to
+        its locator even when they did not change (records there are short
+        lived; a locator that lost them learns them again).
     """
 
     sessionTimeout: float = 900.0
@@ -105,6 +108,7 @@ class SessionOptions:
     maxDetached: int = 1000
     maxConcurrentResumes: int = 64
     purgeInterval: float = 60.0
+    republishInterval: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

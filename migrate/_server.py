@@ -128,6 +128,7 @@ class MigrateServerFactory(Factory):
         self._monitorHeld = False
         self._addresses: list[str] = []
         self._preferred: Optional[str] = None
+        self._republishCall: Optional[IDelayedCall] = None
         self.clock = clock
         self.options = options if options is not None else SessionOptions()
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
@@ -619,9 +620,18 @@ class MigrateServerFactory(Factory):
 
     def _publish(self) -> None:
         """
-        Tell the locator where we are now (preferred address first).
+        Tell the locator where we are now (preferred address first); again
+        every C{republishInterval} of the policy.
         """
-        if self.locator is None or not self.publishName or not self._addresses:
+        if self.locator is None or not self.publishName:
+            return
+        if self._republishCall is not None and self._republishCall.active():
+            self._republishCall.cancel()
+        self._republishCall = None
+        interval = self.policy.republishInterval()
+        if interval is not None and self._monitorHeld:
+            self._republishCall = self.clock.callLater(interval, self._publish)
+        if not self._addresses:
             return
         order = [self._preferred] if self._preferred in self._addresses else []
         order += [a for a in self._addresses if a not in order]
@@ -640,6 +650,9 @@ class MigrateServerFactory(Factory):
         if self.monitor is not None and self._monitorHeld:
             self._monitorHeld = False
             self.monitor.release(self._connectivityChanged)
+        republish, self._republishCall = self._republishCall, None
+        if republish is not None and republish.active():
+            republish.cancel()
 
     # Where we are
 

@@ -229,6 +229,12 @@ class IMigratePolicy(Interface):
         usable C{candidates}, or C{None} to let the system choose.
         """
 
+    def republishInterval() -> Optional[float]:
+        """
+        Seconds between publications of a server's addresses to its locator
+        when nothing changed, or C{None} to publish only on changes.
+        """
+
     def acceptResumeFrom(previous: Optional[IAddress], new: IAddress) -> bool:
         """
         Whether a server accepts a resume that comes from C{new} when the

@@ -121,6 +121,9 @@ class DefaultPolicy:
             return usable[0].address
         return None
 
+    def republishInterval(self) -> Optional[float]:
+        return self.options.republishInterval
+
     def acceptResumeFrom(self, previous: Optional[IAddress], new: IAddress) -> bool:
         if self.acceptMoves or previous is None:
             return True

@@ -62,6 +62,7 @@ _HELP = {
     "maxDetached": "detached sessions kept in memory at most; more hibernate (with --store)",
     "maxConcurrentResumes": "reconnect attempts made at once by a client side",
     "purgeInterval": "seconds between purges of expired sessions from the store",
+    "republishInterval": "seconds between publications of unchanged addresses to the locator",
 }
 
 

@@ -108,3 +108,46 @@ class OptionsTests(SynchronousTestCase):
         """
         o = SessionOptions().replace(sessionTimeout=5.0)
         self.assertEqual(o.sessionTimeout, 5.0)
+
+
+class LocatorStringTests(SynchronousTestCase):
+    def test_server(self) -> None:
+        """
+        A server string can publish its addresses to a DNS locator.
+        """
+        reactor = MemoryReactorClock()
+        ep = serverFromString(
+            reactor,
+            "migrate:tcp:7001:monitor=none:publish=server.mobile.example.:locator=10.77.9.2:"
+            "zone=mobile.example.:tsigName=server.:tsigSecret=c2VjcmV0:serviceInterface=lo",
+        )
+        self.assertEqual(ep.publishName, "server.mobile.example.")
+        self.assertEqual(ep.locator.server, ("10.77.9.2", 53))
+        self.assertEqual(ep.serviceInterface, "lo")
+        self.assertEqual(ep.endpoint._port, 7001)
+
+    def test_client(self) -> None:
+        """
+        A client string can look its server's name up through a locator.
+        """
+        reactor = MemoryReactorClock()
+        ep = clientFromString(
+            reactor,
+            "migrate:tcp:host=server.mobile.example:port=7001:monitor=none:locator=10.77.9.2:"
+            "locatorPort=5353:zone=mobile.example.",
+        )
+        self.assertEqual(ep.peerName, "server.mobile.example")
+        self.assertEqual(ep.locator.server, ("10.77.9.2", 5353))
+
+    def test_incomplete(self) -> None:
+        """
+        Locator options that do not fit together are clear errors.
+        """
+        reactor = MemoryReactorClock()
+        for bad in (
+            "migrate:tcp:7001:monitor=none:publish=a.example.",
+            "migrate:tcp:7001:monitor=none:publish=a.example.:locator=10.0.0.1:zone=example.",
+            "migrate:tcp:7001:monitor=none:zone=example.",
+            "migrate:tcp:7001:monitor=none:locator=10.0.0.1",
+        ):
+            self.assertRaises(ValueError, serverFromString, reactor, bad)

@@ -113,3 +113,40 @@ class AdvertisementTests(SynchronousTestCase):
         pair.net.links[0].client.protocol.dataReceived(replay)
         self.assertNotIn("192.0.2.66:7001", session.peerAddresses)
         self.flushLoggedErrors()
+
+
+class PublishTests(SynchronousTestCase):
+    def test_publishOnChangeAndPeriodically(self) -> None:
+        """
+        A server publishes its service addresses (preferred first) when it
+        starts, when they change, and every C{republishInterval}; nothing
+        stays scheduled once it stops.
+        """
+        from migrate import MigrateServerFactory, SessionOptions
+        from migrate.locate import StaticLocator
+        from migrate.monitors import MonitorLease
+        from twisted.internet.protocol import Factory, Protocol
+        from twisted.internet.task import Clock
+
+        clock = Clock()
+        monitor = FakeMonitor()
+        monitor.local = [LocalAddress("lo", "10.0.0.1", 4), LocalAddress("eth0", "192.168.1.5", 4)]
+        locator = StaticLocator()
+        factory = MigrateServerFactory(
+            Factory.forProtocol(Protocol),
+            clock,
+            SessionOptions(republishInterval=100),
+            monitor=monitor,
+            locator=locator,
+            publishName="srv.example.",
+            serviceInterface="lo",
+        )
+        factory.doStart()
+        self.assertEqual(locator.published, [("srv.example.", ["10.0.0.1"])])
+        monitor.local.append(LocalAddress("lo", "10.0.0.2", 4))
+        monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "lo", "10.0.0.2")
+        self.assertEqual(locator.published[-1], ("srv.example.", ["10.0.0.2", "10.0.0.1"]))
+        clock.advance(100)
+        self.assertEqual(len(locator.published), 3)
+        factory.doStop()
+        self.assertEqual(clock.getDelayedCalls(), [])
