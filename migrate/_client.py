@@ -15,9 +15,9 @@ expiry, a refused resume, a close or an abort.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.error import NoProtocol
 from twisted.internet.interfaces import (
     IAddress,
@@ -37,6 +37,7 @@ from ._handshake import ClientHandshake, HandshakeFailed
 from ._options import SessionOptions
 from ._protocol import Carrier
 from ._race import RacingEndpoint
+from .locate import locatorList as _locatorList
 from ._session import Session, formatAddress
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
@@ -156,12 +157,14 @@ class ClientConnector:
         endpointFor: Optional[Callable[[str], IStreamClientEndpoint]] = None,
         limiter: Optional[AttemptLimiter] = None,
         endpointTo: Optional[Callable[[str, int], IStreamClientEndpoint]] = None,
-        locator: Optional[ILocator] = None,
+        locator: Union[ILocator, Sequence[ILocator], None] = None,
         peerName: Optional[str] = None,
     ) -> None:
         self.clock = clock
         self.endpointTo = endpointTo
-        self.locator = locator
+        self.locators: list[ILocator] = (
+            _locatorList(locator)
+        )
         self.peerName = peerName
         self._located: list[str] = []
         self._lastLookup = float("-inf")
@@ -339,7 +342,7 @@ class ClientConnector:
         candidates, and a detached session tries it at once.
         """
         session = self.session
-        if self.locator is None or not self.peerName or session is None:
+        if not self.locators or not self.peerName or session is None:
             return
         port = getattr(session.lastPeer, "port", None)
         now = self.clock.seconds()
@@ -364,10 +367,22 @@ class ClientConnector:
                     self._abandonAttempt()
                 self._retryNow()
 
-        def failed(f: Failure) -> None:
+        def failedLookup(f: Failure) -> list[str]:
             self.log.info("lookup of {name} failed: {e}", name=self.peerName, e=f.getErrorMessage())
+            return []
 
-        self.locator.resolve(self.peerName, True).addCallbacks(found, failed)
+        name = self.peerName
+        lookups = []
+        for locator in session.policy.chooseLocators(self.locators):
+            lookups.append(locator.resolve(name, True).addErrback(failedLookup))
+
+        def merge(answers: list[list[str]]) -> None:
+            merged: list[str] = []
+            for answer in answers:
+                merged += [a for a in answer if a not in merged]
+            found(merged)
+
+        gatherResults(lookups).addCallback(merge)
 
     def _candidateEndpoint(self, choice: str, source: Optional[str]) -> IStreamClientEndpoint:
         if choice and self.endpointTo is not None:

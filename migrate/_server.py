@@ -14,7 +14,7 @@ reason and a reject frame; no session is touched before a proof verifies.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory
@@ -40,6 +40,7 @@ from .interfaces import (
     ISessionStore,
     SessionRecord,
 )
+from .locate import locatorList as _locatorList
 from .monitors import MonitorLease
 from .policy import DefaultPolicy
 from .errors import SessionExpired
@@ -106,7 +107,7 @@ class MigrateServerFactory(Factory):
         observers: Optional[list[object]] = None,
         store: Optional[ISessionStore] = None,
         monitor: Optional[IConnectivityMonitor] = None,
-        locator: Optional[ILocator] = None,
+        locator: Union[ILocator, Sequence[ILocator], None] = None,
         publishName: Optional[str] = None,
         serviceInterface: Optional[str] = None,
     ) -> None:
@@ -120,7 +121,9 @@ class MigrateServerFactory(Factory):
         @param serviceInterface: only addresses on this interface are
             advertised and published (default: every global address).
         """
-        self.locator = locator
+        self.locators: list[ILocator] = (
+            _locatorList(locator)
+        )
         self.publishName = publishName
         self.serviceInterface = serviceInterface
         self.wrappedFactory = wrappedFactory
@@ -623,7 +626,7 @@ class MigrateServerFactory(Factory):
         Tell the locator where we are now (preferred address first); again
         every C{republishInterval} of the policy.
         """
-        if self.locator is None or not self.publishName:
+        if not self.locators or not self.publishName:
             return
         if self._republishCall is not None and self._republishCall.active():
             self._republishCall.cancel()
@@ -636,12 +639,13 @@ class MigrateServerFactory(Factory):
         order = [self._preferred] if self._preferred in self._addresses else []
         order += [a for a in self._addresses if a not in order]
         name = self.publishName
-        self.locator.publish(name, order).addCallbacks(
-            lambda _: self.log.info("published {name} at {addresses}", name=name, addresses=order),
-            lambda f: self.log.warn(
-                "could not publish {name}: {reason}", name=name, reason=f.getErrorMessage()
-            ),
-        )
+        for locator in self.policy.chooseLocators(self.locators):
+            locator.publish(name, order).addCallbacks(
+                lambda _: self.log.info("published {name} at {addresses}", name=name, addresses=order),
+                lambda f: self.log.warn(
+                    "could not publish {name}: {reason}", name=name, reason=f.getErrorMessage()
+                ),
+            )
 
     def stopFactory(self) -> None:
         call, self._purgeCall = self._purgeCall, None

@@ -229,6 +229,12 @@ class IMigratePolicy(Interface):
         usable C{candidates}, or C{None} to let the system choose.
         """
 
+    def chooseLocators(available: Sequence[ILocator]) -> Sequence[ILocator]:
+        """
+        Which of the endpoint's locators a session uses (to look its peer
+        up, or to publish a server's addresses), in order.
+        """
+
     def republishInterval() -> Optional[float]:
         """
         Seconds between publications of a server's addresses to its locator

@@ -35,7 +35,18 @@ from zope.interface import implementer
 
 from .interfaces import ILocator
 
-__all__ = ["DNSLocator", "StaticLocator", "LocatorError"]
+__all__ = ["DNSLocator", "StaticLocator", "LocatorError", "locatorList"]
+
+
+def locatorList(locator: Any) -> list[Any]:
+    """
+    C{None}, one locator, or a sequence of them, as a list.
+    """
+    if locator is None:
+        return []
+    if isinstance(locator, (list, tuple)):
+        return list(locator)
+    return [locator]
 
 
 class LocatorError(Exception):

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
 
 from ._options import SessionOptions
-from .interfaces import IMigratePolicy, LocalAddress
+from .interfaces import ILocator, IMigratePolicy, LocalAddress
 
 __all__ = ["DefaultPolicy"]
 
@@ -120,6 +120,9 @@ class DefaultPolicy:
         if usable and len(usable) < len(candidates):
             return usable[0].address
         return None
+
+    def chooseLocators(self, available: Sequence[ILocator]) -> Sequence[ILocator]:
+        return list(available)
 
     def republishInterval(self) -> Optional[float]:
         return self.options.republishInterval

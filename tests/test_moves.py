@@ -150,3 +150,41 @@ class PublishTests(SynchronousTestCase):
         self.assertEqual(len(locator.published), 3)
         factory.doStop()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_policyChoosesLocators(self) -> None:
+        """
+        The policy chooses which locators a server publishes to and a
+        client looks its peer up with; answers of several are merged.
+        """
+        from migrate import MigrateServerFactory
+        from migrate.locate import StaticLocator
+        from migrate.policy import DefaultPolicy
+        from twisted.internet.protocol import Factory, Protocol
+        from twisted.internet.task import Clock
+
+        class OnlyFirst(DefaultPolicy):
+            def chooseLocators(self, available: Any) -> Any:
+                return list(available)[:1]
+
+        first, second = StaticLocator(), StaticLocator()
+        monitor = FakeMonitor()
+        monitor.local = [LocalAddress("lo", "10.0.0.1", 4)]
+        factory = MigrateServerFactory(
+            Factory.forProtocol(Protocol),
+            Clock(),
+            policy=OnlyFirst(),
+            monitor=monitor,
+            locator=[first, second],
+            publishName="srv.example.",
+        )
+        factory.doStart()
+        self.assertEqual(first.published, [("srv.example.", ["10.0.0.1"])])
+        self.assertEqual(second.published, [])
+        factory.doStop()
+
+        pair, serverMonitor, targets = movingPair()
+        connector = pair.endpoint._connectors[0]
+        connector.locators = [StaticLocator({"srv.": ["10.0.0.7"]}), StaticLocator({"srv.": ["10.0.0.8", "10.0.0.7"]})]
+        connector.peerName = "srv."
+        connector._relocate(urgent=True)
+        self.assertEqual(connector._located, ["10.0.0.7:7001", "10.0.0.8:7001"])
