@@ -193,6 +193,9 @@ class ClientConnector:
         self._confirmed = False
         self._openRetries = 0
         self._migrating: Optional[str] = None
+        self._inAttempt = False
+        self._race: Optional[RacingEndpoint] = None
+        self._spares: list[Carrier] = []
 
     def open(self) -> Deferred[IProtocol]:
         """
@@ -303,6 +306,9 @@ class ClientConnector:
         )
         self._deadline = self.clock.callLater(timeout, self._attemptTimedOut)
         endpoint = self._pickEndpoint(source)
+        self._inAttempt = True
+        if isinstance(endpoint, RacingEndpoint):
+            self._race = endpoint
         try:
             d = endpoint.connect(_CarrierFactory(self))
         except Exception as e:
@@ -440,6 +446,7 @@ class ClientConnector:
         self._attemptFailed("connection attempt timed out", None)
 
     def _abandonAttempt(self) -> None:
+        self._endRace()
         self._releaseSlot()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
@@ -456,6 +463,7 @@ class ClientConnector:
         """
         The attempt in progress is over, one way or the other.
         """
+        self._endRace()
         self._releaseSlot()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
@@ -464,6 +472,8 @@ class ClientConnector:
         self._handshake = None
 
     def _attemptFailed(self, reason: str, failure: Failure | None) -> None:
+        if self._inAttempt and self._tryAnotherCandidate(reason):
+            return
         self._clearAttempt()
         if not self._confirmed:
             if (
@@ -505,12 +515,69 @@ class ClientConnector:
     # Handshaker
 
     def carrierConnected(self, carrier: Carrier) -> None:
-        if self._stopped or self._carrier is not None:
+        if self._stopped or not self._inAttempt:
             carrier.retire("not wanted")
             return
-        self._carrier = carrier
+        if self._carrier is None:
+            self._carrier = carrier
+            return
+        # Another candidate connected too: keep it in reserve, unread, in
+        # case the first one's resume fails.
+        carrier.pauseReading()
+        self._spares.append(carrier)
+
+    def _promote(self) -> bool:
+        """
+        The carrier in its handshake failed: go on with the next candidate
+        that connected meanwhile, if any.
+        """
+        while self._spares:
+            carrier = self._spares.pop(0)
+            if carrier.retired:
+                continue
+            self._carrier = carrier
+            self._handshake = None
+            carrier.resumeReading()
+            return True
+        return False
+
+    def _tryAnotherCandidate(self, reason: str) -> bool:
+        """
+        The carrier in its handshake failed, but the round is not over: go
+        on with a candidate that connected meanwhile, or start the next one.
+        """
+        if self._promote():
+            return True
+        race = self._race
+        if race is None or not race.more():
+            return False
+        self._carrier = None
+        self._handshake = None
+
+        def exhausted() -> None:
+            if self._race is race and self._carrier is None and not self._spares:
+                self._attemptFailed(reason, None)
+
+        race.onExhausted = exhausted
+        race.startNext()
+        return True
+
+    def _endRace(self) -> None:
+        """
+        The attempt is over: stop racing candidates, drop the reserve.
+        """
+        self._inAttempt = False
+        race, self._race = self._race, None
+        if race is not None:
+            race.stop()
+        spares, self._spares = self._spares, []
+        for carrier in spares:
+            carrier.retire("another candidate won")
 
     def carrierFailed(self, carrier: Carrier, reason: str) -> None:
+        if carrier in self._spares:
+            self._spares.remove(carrier)
+            return
         if carrier is self._carrier:
             self._carrier = None
             self._attemptFailed("carrier lost during handshake: %s" % (reason,), None)
@@ -667,6 +734,10 @@ class ClientConnector:
                 opened.errback(Failure(HandshakeError("server refused: %s" % (reason,), code)))
             return
         if code in _FATAL:
+            if self._inAttempt and self._tryAnotherCandidate("refused: %s" % (reason,)):
+                # A refusal is not signed: another candidate may be the
+                # server that knows the session.
+                return
             self._finishAttempt()
             self.log.info(
                 "session {sid}: server refused the resume: {reason}",

@@ -194,3 +194,54 @@ class LoopbackTests(TestCase):
             and getattr(c.func, "__module__", "").startswith("migrate")
         ]
         self.assertEqual(left, [])
+
+
+class ImpostorTests(TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_firstAuthenticatedResumeWins(self) -> Any:
+        """
+        Reconnect candidates race: the first to connect is not the server
+        (it answers garbage), so the next candidate's authenticated resume
+        wins, in the same round, and the impostor is never tried again in
+        it.
+        """
+
+        class Garbage(Protocol):
+            connections = 0
+
+            def connectionMade(self) -> None:
+                Garbage.connections += 1
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        impostor = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Garbage)
+        )
+        self.addCleanup(impostor.stopListening)
+        server = MigrateServerEndpoint(reactor, TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"))
+        port = yield server.listen(Factory.forProtocol(Echo))
+        self.addCleanup(port.stopListening)
+        relay = CuttingRelay(lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port))
+        relayPort = reactor.listenTCP(0, relay.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(relayPort.stopListening)
+        self.addCleanup(relay.cutAll)
+        client = MigrateClientEndpoint(
+            reactor,
+            TCP4ClientEndpoint(reactor, "127.0.0.1", relayPort.getHost().port),
+            SessionOptions(reconnectInitial=5, reconnectMax=5),
+            monitor=None,
+            endpointTo=lambda host, p: TCP4ClientEndpoint(reactor, host, p),
+        )
+        proto = yield client.connect(Factory.forProtocol(Recorder))
+        session = proto.transport._session
+        session.peerAddresses = ["127.0.0.1:%d" % impostor.getHost().port]
+        relay.cutAll()
+        proto.transport.write(b"after")
+        # With 5 s between rounds, only a resume in the same round is quick.
+        yield waitFor(lambda: proto.received == b"after", 3)
+        self.assertEqual(Garbage.connections, 1)
+        self.assertEqual(proto.transport.handoffs, 1)
+        sessions = server.factory.sessions  # type: ignore[union-attr]
+        proto.transport.loseConnection()
+        yield waitFor(lambda: all(s.ended for s in sessions.values()))

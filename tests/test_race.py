@@ -44,19 +44,26 @@ class RaceTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.log, ["start a"])
 
-    def test_staggeredWinnerCancelsOthers(self) -> None:
+    def test_staggeredWinnerThenStop(self) -> None:
         """
         A slow first candidate does not hold up the next, started a stagger
-        later; the first to connect wins and the others are cancelled.
+        later; the first to connect wins, no further candidate starts, and
+        the others go on until the race is stopped.
         """
-        d = self.race.connect(Factory.forProtocol(Protocol))
+        race = RacingEndpoint(self.clock, [self.a, self.b, self.c, Fake("d", self.log)], stagger=0.05)
+        d = race.connect(Factory.forProtocol(Protocol))
         self.clock.advance(0.05)
         self.clock.advance(0.05)
         self.assertEqual(self.log, ["start a", "start b", "start c"])
         p = Protocol()
         self.b.d.callback(p)
         self.assertIs(self.successResultOf(d), p)
-        self.assertEqual(sorted(self.log[3:]), ["cancel a", "cancel c"])
+        self.clock.advance(1)
+        self.assertEqual(self.log, ["start a", "start b", "start c"])
+        self.c.d.callback(Protocol())  # a reserve connection: no effect here
+        race.stop()
+        self.assertEqual(self.log[3:], ["cancel a"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_failureStartsNextAtOnce(self) -> None:
         """
@@ -86,3 +93,27 @@ class RaceTests(SynchronousTestCase):
         A race needs a candidate.
         """
         self.assertRaises(ValueError, RacingEndpoint, self.clock, [])
+
+
+class SearchOnTests(SynchronousTestCase):
+    def test_startNextAfterFailedWinner(self) -> None:
+        """
+        When the winner turns out useless, C{startNext} starts the next
+        candidate; when all are used up, C{onExhausted} is called.
+        """
+        clock = Clock()
+        log: list[str] = []
+        a, b = Fake("a", log), Fake("b", log)
+        race = RacingEndpoint(clock, [a, b], stagger=0.05)
+        exhausted: list[bool] = []
+        race.onExhausted = lambda: exhausted.append(True)
+        d = race.connect(Factory.forProtocol(Protocol))
+        a.d.callback(Protocol())
+        self.successResultOf(d)
+        self.assertTrue(race.more())
+        race.startNext()
+        self.assertEqual(log, ["start a", "start b"])
+        b.d.errback(ConnectionRefusedError())
+        self.assertEqual(exhausted, [True])
+        self.assertFalse(race.more())
+        self.assertEqual(clock.getDelayedCalls(), [])
