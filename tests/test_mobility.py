@@ -337,6 +337,25 @@ class ServerMoveTests(_Base):
     serverMonitor = True
 
     @inlineCallbacks
+    def test_serverMovesWhileIdle(self) -> Any:
+        """
+        The same with the session idle (nothing flowing when the server
+        moves): the advertisement alone moves it; data then flows.
+        """
+        self.client.stopSending()
+        self.server.stopSending()
+        yield waitFor(
+            lambda: self.server.received == self.client.sent and self.client.received == self.server.sent, 10
+        )
+        netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
+        yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 5)
+        netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
+        self.assertEqual(self.client.transport.generation, 1)
+        self.client.tick()
+        self.server.tick()
+        yield self.finishAndCheck()
+
+    @inlineCallbacks
     def test_serverMovesWhileAttached(self) -> Any:
         """
         The server gains a new address and loses the old one while the
