@@ -571,6 +571,7 @@ class MigrateServerFactory(Factory):
         def saved(_: object) -> None:
             if self._saving.get(sid) is record:
                 del self._saving[sid]
+            self.log.info("session {sid} stored", sid=sid.hex(), event="stored")
 
         def failed(f: Failure) -> None:
             # The checkpoint stays in memory and can still be resumed.

@@ -38,7 +38,7 @@ class Lines(LineReceiver):
         self.lost.append(reason)
 
 
-def waitFor(predicate: Any, timeout: float = 20.0) -> Deferred[None]:
+def waitFor(predicate: Any, timeout: float = 45.0) -> Deferred[None]:
     d: Deferred[None] = Deferred()
     end = time.monotonic() + timeout
 
@@ -55,7 +55,7 @@ def waitFor(predicate: Any, timeout: float = 20.0) -> Deferred[None]:
 
 
 class RestartTests(TestCase):
-    timeout = 60
+    timeout = 120
 
     def startServer(self) -> subprocess.Popen[bytes]:
         p = subprocess.Popen(
@@ -99,7 +99,8 @@ class RestartTests(TestCase):
         # The path goes away; the server's session hibernates into the store.
         yield relayPort.stopListening()
         relay.cutAll()
-        yield waitFor(lambda: "hibernated" in open(self.log).read())
+        # Hibernated, and its checkpoint durable in the store.
+        yield waitFor(lambda: " stored" in open(self.log).read())
         server.send_signal(signal.SIGKILL)
         server.wait()
         client.sendLine(b"c")

@@ -258,6 +258,8 @@ class FlowControlTests(TestCase):
         reader.transport.resumeProducing()
         before = counted["n"]
         yield waitFor(lambda: counted["n"] > before + 5_000_000)
+        # End both ends: the writer's stream, and the reader.
+        hose.transport.abortConnection()
         reader.transport.abortConnection()
         yield waitFor(lambda: all(s.ended for s in serverSide.factory.sessions.values()))  # type: ignore[union-attr]
 
