@@ -661,16 +661,6 @@ class Session:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
             self.srtt = 0.875 * self.srtt + 0.125 * sample
 
-    def detach(self) -> None:
-        """
-        Drop the current carrier on purpose (the client does this before it
-        resumes on a new one, so the old one cannot deliver more).
-        """
-        carrier = self.carrier
-        if carrier is not None:
-            carrier.retire("detached for a resume")
-            self.carrierLost(carrier)
-
     def _expire(self) -> None:
         self._expiryCall = None
         self._end(
