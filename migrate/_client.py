@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.test_session,tests.test_liveness,tests.test_moves -*-
 """
 The client side: open a session through any inner endpoint, and keep it
 attached.

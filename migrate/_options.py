@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_options -*-
+# -*- test-case-name: tests.test_endpoints -*-
 """
 Per-session options: timeouts, buffer limits, table limits.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_server -*-
+# -*- test-case-name: tests.test_hostile,tests.test_hibernation,tests.test_moves -*-
 """
 The server side: a wrapping protocol factory that keeps a table of sessions.
 

@@ -16,6 +16,13 @@ producer/consumer rules of the wrapper:
     acknowledgement) and resumed only when none remains;
   - an application that paused reading stays paused on every new carrier.
 
+It also watches its carrier's path (heartbeats on a silent carrier, RTT
+estimation, probes after connectivity events: see L{Session._liveTick}),
+tells the peer where it can be reached (authenticated C{ADDRESSES}
+frames), and can be checkpointed for hibernation and rebuilt from the
+checkpoint (L{Session.checkpoint}, L{Session.fromRecord},
+L{restoreSession}).
+
 States::
 
     ATTACHED <--> DETACHED          (carrier lost / verified resume)

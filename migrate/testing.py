@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_testing -*-
+# -*- test-case-name: tests.test_session,tests.test_loopback -*-
 """
 Helpers for testing code that uses Migrate, deterministically and in memory.
 
