@@ -1,6 +1,10 @@
 """
-Command-line tools: C{python -m migrate status URL} prints the sessions a
-C{twistd migrate --status ...} process serves, as a table.
+Command-line tools for a C{twistd migrate --status ...} process:
+
+  - C{python -m migrate status URL} prints its sessions as a table
+    (C{--json}: the raw JSON, with every field of every session);
+  - C{python -m migrate expire URL SESSIONID} ends one session now, live or
+    hibernated.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
 import urllib.request
 from typing import Sequence
 
@@ -20,10 +25,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = commands.add_parser("status", help="show the sessions of a twistd migrate process")
     status.add_argument("url", help="the --status address, e.g. http://127.0.0.1:7080/")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    expire = commands.add_parser("expire", help="end a session now")
+    expire.add_argument("url", help="the --status address")
+    expire.add_argument("session", help="the session id (hex)")
     args = parser.parse_args(argv)
     url = args.url
     if not url.startswith(("http://", "https://")):
         url = "http://" + url
+    if args.command == "expire":
+        target = url.rstrip("/").removesuffix("/sessions.json") + "/sessions/%s/expire" % (args.session,)
+        request = urllib.request.Request(target, data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                json.load(response)
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                print("no session %s" % (args.session,), file=sys.stderr)
+                return 1
+            print("cannot expire: %s" % (e,), file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as e:
+            print("cannot reach %s: %s" % (target, e), file=sys.stderr)
+            return 1
+        print("session %s expired" % (args.session,))
+        return 0
     if not url.endswith("sessions.json"):
         url = url.rstrip("/") + "/sessions.json"
     try:

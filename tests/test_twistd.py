@@ -165,6 +165,16 @@ class LoopbackTests(Processes):
         self.assertGreater(sessions[0]["handoffs"], 1)
         self.assertEqual(len(report["sessions"]) + len(report["ended"]), 2)
 
+        idleID = [s["id"] for s in report["sessions"] + report["ended"] if s["bytesSent"] < total][0]
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "migrate", "expire", "127.0.0.1:%d" % statusPort, idleID], env=ENV, path=ROOT
+        )
+        self.assertEqual((code, out.strip()), (0, b"session %s expired" % idleID.encode()), err)
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "migrate", "expire", "127.0.0.1:%d" % statusPort, "00" * 16], env=ENV, path=ROOT
+        )
+        self.assertEqual(code, 1)
+        self.assertIn(b"no session", err)
         assert echoProc.stdout is not None
         echoProc.send_signal(signal.SIGTERM)
         echoProc.wait()
