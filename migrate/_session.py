@@ -448,6 +448,7 @@ class Session:
             expiresAt=detached + self.policy.expireAfter(),
             handoffs=self.handoffs,
             appState=appState,
+            policy=self.policy.settings() if type(self.policy) is DefaultPolicy else None,
         )
 
     def hibernate(self) -> None:
@@ -492,6 +493,14 @@ class Session:
         """
         Rebuild a detached session from its checkpoint.
         """
+        if record.policy is not None:
+            try:
+                policy = DefaultPolicy.fromSettings(record.policy)
+            except ValueError:
+                cls.log.warn(
+                    "session {sid}: stored policy unusable; using the default",
+                    sid=record.sessionID.hex(),
+                )
         session = cls(
             clock, record.sessionID, record.key, record.side == "client", options, policy, upcalls
         )

@@ -354,6 +354,10 @@ class SessionRecord:
     @ivar handoffs: resumes so far.
     @ivar appState: what the application saved (L{IMigratable}), or
         C{None} if its protocol is not migratable.
+    @ivar policy: the settings of the session's policy when it is a
+        L{migrate.policy.DefaultPolicy} (its options, preferences and
+        moves), so that a restored session keeps them; C{None} for other
+        policies (a restored session then gets its factory's).
     """
 
     sessionID: bytes
@@ -374,6 +378,7 @@ class SessionRecord:
     expiresAt: float
     handoffs: int = 0
     appState: Optional[bytes] = None
+    policy: Optional[dict[str, Any]] = None
 
 
 class CorruptRecord(Exception):

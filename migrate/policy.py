@@ -13,7 +13,8 @@ C{examples/custom_policy.py}.
 from __future__ import annotations
 
 import random
-from typing import Optional, Sequence
+from dataclasses import fields
+from typing import Any, Optional, Sequence
 
 from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
@@ -120,6 +121,30 @@ class DefaultPolicy:
         if usable and len(usable) < len(candidates):
             return usable[0].address
         return None
+
+    def settings(self) -> dict[str, Any]:
+        """
+        This policy's settings as plain data (for a session checkpoint).
+        """
+        return {
+            "options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
+            "prefer": list(self.prefer),
+            "avoid": list(self.avoid),
+            "acceptMoves": self.acceptMoves,
+        }
+
+    @classmethod
+    def fromSettings(cls, settings: dict[str, Any]) -> DefaultPolicy:
+        """
+        The policy L{settings} describe.
+
+        @raise ValueError: they do not describe one.
+        """
+        try:
+            options = SessionOptions(**settings["options"])
+            return cls(options, settings["prefer"], settings["avoid"], settings["acceptMoves"])
+        except (KeyError, TypeError) as e:
+            raise ValueError("bad policy settings: %s" % (e,))
 
     def chooseLocators(self, available: Sequence[ILocator]) -> Sequence[ILocator]:
         return list(available)

@@ -50,6 +50,7 @@ _META_FIELDS = (
     "hibernatedAt",
     "expiresAt",
     "handoffs",
+    "policy",
 )
 
 
@@ -87,7 +88,7 @@ def decodeRecord(
             key=bytes(key),
             buffer=bytes(buffer),
             appState=bytes(state) if state is not None else None,
-            **{name: fields[name] for name in _META_FIELDS},
+            **{name: fields.get(name) if name == "policy" else fields[name] for name in _META_FIELDS},
         )
     except CorruptRecord:
         raise

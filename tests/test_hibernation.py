@@ -332,3 +332,27 @@ class ClientPersistenceTests(SynchronousTestCase):
         app.transport.write(b"!")
         pair.settle()
         self.assertEqual(pair.server.received, b"in flight up!")
+
+
+class PolicyKeptTests(SynchronousTestCase):
+    def test_policyRestored(self) -> None:
+        """
+        A session's own default policy (e.g. one chosen by its application)
+        is stored with it and restored with it.
+        """
+        from migrate.policy import DefaultPolicy
+        from migrate.store import decodeRecord, encodeRecord
+
+        pair, store = hibernatingPair()
+        session = pair.serverSession
+        session.setPolicy(DefaultPolicy(SessionOptions(sessionTimeout=1234), prefer=["eth0"], acceptMoves=False))
+        record = session.checkpoint(b"{}")
+        back = decodeRecord(*encodeRecord(record))
+        from migrate._session import Session
+        from migrate._upcalls import Upcalls
+
+        restored = Session.fromRecord(pair.clock, back, SessionOptions(), None, Upcalls([]))
+        self.assertEqual(restored.policy.expireAfter(), 1234)
+        self.assertEqual(restored.policy.prefer, ("eth0",))
+        self.assertFalse(restored.policy.acceptMoves)
+        restored._end(SessionExpired("done"))
