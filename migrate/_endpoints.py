@@ -133,7 +133,15 @@ class MigrateServerEndpoint:
             self.publishName,
             self.serviceInterface,
         )
-        return self.endpoint.listen(self.factory)
+        factory = self.factory
+
+        def listening(port: IListeningPort) -> IListeningPort:
+            host = getattr(port.getHost(), "host", None)
+            if isinstance(host, str):
+                factory.setListeningHost(host)
+            return port
+
+        return self.endpoint.listen(factory).addCallback(listening)
 
 
 @implementer(IStreamClientEndpoint)

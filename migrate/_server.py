@@ -132,6 +132,7 @@ class MigrateServerFactory(Factory):
         self._addresses: list[str] = []
         self._preferred: Optional[str] = None
         self._republishCall: Optional[IDelayedCall] = None
+        self.listeningHost: Optional[str] = None
         self.clock = clock
         self.options = options if options is not None else SessionOptions()
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
@@ -614,8 +615,22 @@ class MigrateServerFactory(Factory):
             self._addresses = self._ourAddresses()
             self._publish()
 
+    def setListeningHost(self, host: str) -> None:
+        """
+        The address the listening socket is bound to: when it is not a
+        wildcard, only that address is ever advertised or published (the
+        others do not lead to this service).
+        """
+        self.listeningHost = host
+        if self.monitor is not None and self._monitorHeld:
+            self._addresses = self._ourAddresses()
+            self._publish()
+
     def _ourAddresses(self) -> list[str]:
         assert self.monitor is not None
+        bound = self.listeningHost
+        if bound not in (None, "", "0.0.0.0", "::"):
+            return [bound]
         return [
             a.address
             for a in self.monitor.addresses()

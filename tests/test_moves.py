@@ -188,3 +188,26 @@ class PublishTests(SynchronousTestCase):
         connector.peerName = "srv."
         connector._relocate(urgent=True)
         self.assertEqual(connector._located, ["10.0.0.7:7001", "10.0.0.8:7001"])
+
+    def test_boundAddressOnly(self) -> None:
+        """
+        A server whose socket is bound to one address advertises and
+        publishes only that one, never the host's other addresses.
+        """
+        from migrate import MigrateServerFactory
+        from migrate.locate import StaticLocator
+        from twisted.internet.protocol import Factory, Protocol
+        from twisted.internet.task import Clock
+
+        monitor = FakeMonitor()
+        monitor.local = [LocalAddress("eth0", "192.0.2.10", 4), LocalAddress("lo", "127.0.0.1", 4)]
+        locator = StaticLocator()
+        factory = MigrateServerFactory(
+            Factory.forProtocol(Protocol), Clock(), monitor=monitor, locator=locator, publishName="s."
+        )
+        factory.doStart()
+        factory.setListeningHost("127.0.0.1")
+        self.assertEqual(locator.published[-1], ("s.", ["127.0.0.1"]))
+        monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "eth0", "192.0.2.11")
+        self.assertEqual(factory._addresses, ["127.0.0.1"])
+        factory.doStop()
