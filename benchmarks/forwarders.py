@@ -33,17 +33,10 @@ from twisted.internet.endpoints import clientFromString  # noqa: E402
 from twisted.internet.protocol import Factory  # noqa: E402
 
 from echo import PingClient, bulk  # noqa: E402
+from tests.helpers import freePort  # noqa: E402
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-def freePort() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
 
 
 def waitPort(port: int, timeout: float = 20.0) -> None:

@@ -50,6 +50,7 @@ from twisted.protocols.basic import LineReceiver  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
 from migrate import MigrateClientEndpoint, SessionOptions  # noqa: E402
+from tests.helpers import freePort  # noqa: E402
 from migrate.interfaces import IMigratable  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
@@ -234,16 +235,6 @@ class Proc:
         if self.p.poll() is None:
             self.p.kill()
         self.p.wait()
-
-
-def freePort() -> int:
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
 
 
 def waitFor(server: Proc, predicate: Any, timeout: float = 600) -> dict[str, Any]:

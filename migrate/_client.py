@@ -15,7 +15,7 @@ expiry, a refused resume, a close or an abort.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.error import NoProtocol
@@ -446,16 +446,11 @@ class ClientConnector:
         self._attemptFailed("connection attempt timed out", None)
 
     def _abandonAttempt(self) -> None:
-        self._endRace()
-        self._releaseSlot()
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
         connecting, self._connecting = self._connecting, None
+        carrier = self._carrier
+        self._clearAttempt()
         if connecting is not None:
             connecting.cancel()
-        carrier, self._carrier = self._carrier, None
-        self._handshake = None
         if carrier is not None:
             carrier.retire("attempt abandoned")
 
@@ -719,11 +714,7 @@ class ClientConnector:
         ):
             # Our confirmation never reached the server: open afresh.
             self.session = None
-            self._carrier = None
-            self._handshake = None
-            if self._deadline is not None and self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
+            self._clearAttempt()
             self._retryCall = self.clock.callLater(0, self._attempt)
             return
         if session is None or not self._confirmed:

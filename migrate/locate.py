@@ -15,7 +15,6 @@ L{migrate.locator.LocatorServer} (C{twistd migrate-locator}).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
 import dns.message

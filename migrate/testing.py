@@ -221,7 +221,6 @@ class MemoryLink:
             return moved
         for end in (self.client, self.server):
             if end.disconnecting and not end.outgoing:
-                other = self.server if end is self.client else self.client
                 reasons: tuple[Exception, Exception]
                 if end.aborted:
                     reasons = (ConnectionAborted(), ConnectionLost("peer aborted"))

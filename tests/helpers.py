@@ -14,6 +14,20 @@ from migrate import MigrateClientEndpoint, MigrateServerFactory, SessionOptions
 from migrate.testing import MemoryNetwork
 
 
+def freePort() -> int:
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago (for processes that
+    must be told their port in advance).
+    """
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
 class Recorder(Protocol):
     """
     An application protocol that records what happens to it.

@@ -7,7 +7,6 @@ once.
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
 from migrate import SessionOptions

@@ -461,7 +461,6 @@ class ExpiryTests(_Base):
         no session in the server's table, nothing scheduled, the monitor
         lease given back.
         """
-        before = set(reactor.getDelayedCalls())  # type: ignore[attr-defined]
         self.topology.setLink("a", False)
         self.topology.setLink("b", False)
         yield waitFor(lambda: bool(self.client.lost) and bool(self.server.lost), 15)

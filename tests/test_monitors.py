@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 from types import SimpleNamespace
 from typing import Any
 

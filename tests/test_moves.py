@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from migrate import _crypto, _wire
 from migrate.interfaces import ConnectivityEvent, LocalAddress
+from migrate.monitors import MonitorLease
 from migrate.testing import FakeMonitor
 
 from .helpers import Pair
@@ -40,7 +41,7 @@ def movingPair() -> tuple[Pair, FakeMonitor, list[tuple[str, int]]]:
 
     pair = Pair()
     holder.append(pair)
-    pair.factory.monitor = __import__("migrate.monitors", fromlist=["MonitorLease"]).MonitorLease(serverMonitor)
+    pair.factory.monitor = MonitorLease(serverMonitor)
     pair.factory.startFactory()
     pair.endpoint.endpointTo = endpointTo
     pair.open()
@@ -124,7 +125,6 @@ class PublishTests(SynchronousTestCase):
         """
         from migrate import MigrateServerFactory, SessionOptions
         from migrate.locate import StaticLocator
-        from migrate.monitors import MonitorLease
         from twisted.internet.protocol import Factory, Protocol
         from twisted.internet.task import Clock
 

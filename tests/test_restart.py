@@ -10,10 +10,9 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
@@ -23,7 +22,9 @@ from twisted.trial.unittest import TestCase
 from migrate import MigrateClientEndpoint, SessionOptions
 from migrate.testing import CuttingRelay
 
-from .test_twistd import ENV, ROOT, freePort
+from .helpers import freePort
+from .test_loopback import waitFor as _waitFor
+from .test_twistd import ENV, ROOT
 
 
 class Lines(LineReceiver):
@@ -39,19 +40,10 @@ class Lines(LineReceiver):
 
 
 def waitFor(predicate: Any, timeout: float = 45.0) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    end = time.monotonic() + timeout
-
-    def check() -> None:
-        if predicate():
-            d.callback(None)
-        elif time.monotonic() > end:
-            d.errback(AssertionError("timed out"))
-        else:
-            reactor.callLater(0.02, check)  # type: ignore[attr-defined]
-
-    check()
-    return d
+    """
+    Wait on the real reactor; slow starts of processes need a long limit.
+    """
+    return _waitFor(predicate, timeout)
 
 
 class RestartTests(TestCase):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet.error import ConnectionDone
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest

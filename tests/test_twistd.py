@@ -11,7 +11,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,11 @@ from twisted.trial.unittest import SkipTest, TestCase
 from migrate.testing import CuttingRelay
 
 from . import netns
+from .helpers import freePort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 ENV = dict(os.environ, PYTHONPATH=ROOT)
-
-
-def freePort() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
 
 
 class Processes(TestCase):
