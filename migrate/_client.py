@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.error import NoProtocol
 from twisted.internet.interfaces import (
     IAddress,
+    IReactorCore,
     IDelayedCall,
     IProtocol,
     IProtocolFactory,
@@ -121,7 +122,9 @@ class _CarrierFactory(Factory):
         self._connector = connector
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Carrier:
-        return Carrier(self._connector, self._connector.options.maxFrame)
+        connector = self._connector
+        options = connector.options
+        return Carrier(connector, options.maxFrame, connector.clock, options.drainTimeout)
 
 
 class ClientConnector:
@@ -196,6 +199,39 @@ class ClientConnector:
         self._inAttempt = False
         self._race: Optional[RacingEndpoint] = None
         self._spares: list[Carrier] = []
+        self._shutdownTrigger: Optional[object] = None
+        self._reactorStopped = False
+
+    def _watchShutdown(self) -> None:
+        """
+        When the clock is a reactor: end with it rather than start new
+        attempts while it stops.
+        """
+        if self._shutdownTrigger is None and IReactorCore.providedBy(self.clock):
+            self._shutdownTrigger = self.clock.addSystemEventTrigger(
+                "before", "shutdown", self._reactorStopping
+            )
+
+    def _letGo(self, carrier: Carrier, reason: str) -> None:
+        """
+        Close a carrier we no longer want (or, while the reactor stops,
+        leave it to the reactor).
+        """
+        if self._reactorStopped:
+            carrier.abandon()
+        else:
+            carrier.retire(reason)
+
+    def _reactorStopping(self) -> None:
+        self._reactorStopped = True
+        self._shutdownTrigger = None
+        session = self.session
+        opened, self._opened = self._opened, None
+        self._stop()
+        if session is not None:
+            session.shutdown()
+        if opened is not None:
+            opened.errback(Failure(HandshakeError("the reactor is shutting down")))
 
     def open(self) -> Deferred[IProtocol]:
         """
@@ -207,6 +243,7 @@ class ClientConnector:
         """
         opened: Deferred[IProtocol] = Deferred(lambda d: self._cancelOpen())
         self._opened = opened
+        self._watchShutdown()
         if self.monitor is not None:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
         self._attempt()
@@ -231,6 +268,9 @@ class ClientConnector:
         if self._monitorHeld and self.monitor is not None:
             self._monitorHeld = False
             self.monitor.release(self._connectivityChanged)
+        trigger, self._shutdownTrigger = self._shutdownTrigger, None
+        if trigger is not None:
+            self.clock.removeSystemEventTrigger(trigger)  # type: ignore[attr-defined]
 
     # Attempts
 
@@ -452,7 +492,7 @@ class ClientConnector:
         if connecting is not None:
             connecting.cancel()
         if carrier is not None:
-            carrier.retire("attempt abandoned")
+            self._letGo(carrier, "attempt abandoned")
 
     def _clearAttempt(self) -> None:
         """
@@ -567,7 +607,7 @@ class ClientConnector:
             race.stop()
         spares, self._spares = self._spares, []
         for carrier in spares:
-            carrier.retire("another candidate won")
+            self._letGo(carrier, "another candidate won")
 
     def carrierFailed(self, carrier: Carrier, reason: str) -> None:
         if carrier in self._spares:
@@ -755,6 +795,7 @@ class ClientConnector:
         session.onPeerAddresses = self._peerAddresses
         if self.monitor is not None:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
+        self._watchShutdown()
         self._retryNow()
 
     def suspend(self) -> Optional[SessionRecord]:

@@ -29,6 +29,9 @@ class SessionOptions:
         included, may take.
     @ivar closeTimeout: how long a close may wait for the peer's
         acknowledgement (through detachments) before the session ends anyway.
+    @ivar drainTimeout: how long a carrier that is being let go (its
+        session ended, or it was replaced) may take to flush and close
+        before it is aborted.
     @ivar closedLinger: how long a server remembers a cleanly closed session
         so that a client whose last acknowledgement was lost can resume and
         receive it.
@@ -85,6 +88,7 @@ class SessionOptions:
     handshakeTimeout: float = 10.0
     connectTimeout: float = 5.0
     closeTimeout: float = 60.0
+    drainTimeout: float = 10.0
     closedLinger: float = 60.0
     highWater: int = 4 * 1024 * 1024
     hardCap: int = 64 * 1024 * 1024

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Protocol as TypingProtocol
 
-from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -104,19 +105,33 @@ class Carrier(Protocol):
         matters any more.
     @ivar label: a short description for logs.
     @ivar handshakeState: the handshaker's private per-carrier state.
+    @ivar _clock: runs the drain deadline and deferred parsing.
+    @ivar _drainTimeout: how long a retired carrier may take to close
+        before it is aborted.
+    @ivar _drainCall: that deadline, while it runs.
+    @ivar _resumeCall: parsing resumed after a pause, in the next turn.
     """
 
     log = Logger()
     transport: CarrierTransport  # type: ignore[assignment]
 
-    def __init__(self, handshaker: Handshaker, maxPayload: int) -> None:
+    def __init__(
+        self,
+        handshaker: Handshaker,
+        maxPayload: int,
+        clock: IReactorTime,
+        drainTimeout: float,
+    ) -> None:
         self.handshaker = handshaker
         self.session: Session | None = None
         self.parser = _wire.FrameParser(self, maxPayload)
         self.retired = False
         self.label = "carrier"
         self.handshakeState: object = None
-        self._readPaused = False
+        self._clock = clock
+        self._drainTimeout = drainTimeout
+        self._drainCall: IDelayedCall | None = None
+        self._resumeCall: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         _setNoDelay(self.transport)
@@ -180,15 +195,20 @@ class Carrier(Protocol):
         if session is not None:
             session.carrierLost(self, "protocol-error")
 
-    def retire(self, reason: str, graceful: bool = False) -> None:
+    def retire(self, reason: str, graceful: bool = False, waitForPeer: bool = False) -> None:
         """
-        Let go of this carrier: stop parsing, close the connection (after
-        flushing what was written, if C{graceful}).
+        Let go of this carrier: stop parsing (what still arrives is
+        discarded) and close the connection: at once, or (if C{graceful})
+        after flushing what was written, or (if C{waitForPeer}) once the
+        peer closes it, having read what we wrote.  A carrier that does not
+        close within the drain timeout is aborted, so a peer that never
+        reads cannot hold its memory.
         """
         if self.retired:
             return
         self.retired = True
         self.parser.pause()
+        self._cancelResume()
         transport = self.transport
         if transport is None:
             return
@@ -197,29 +217,76 @@ class Carrier(Protocol):
                 transport.unregisterProducer()
             except RuntimeError:
                 pass
+        if not (graceful or waitForPeer):
+            transport.abortConnection()
+            return
         if graceful:
             transport.loseConnection()
         else:
-            transport.abortConnection()
+            # Keep reading (and discarding), so that the peer is never
+            # blocked on us and its close is seen.
+            transport.resumeProducing()
+        if self._drainCall is None:
+            self._drainCall = self._clock.callLater(self._drainTimeout, self._drained)
+
+    def abandon(self) -> None:
+        """
+        The reactor is stopping and will close this connection itself:
+        ignore it from now on, without scheduling anything.
+        """
+        self.retired = True
+        self.parser.pause()
+        self._cancelResume()
+        drain, self._drainCall = self._drainCall, None
+        if drain is not None and drain.active():
+            drain.cancel()
+
+    def _drained(self) -> None:
+        self._drainCall = None
+        self.log.info("{label}: did not close in time; aborted", label=self.label)
+        self.transport.abortConnection()
 
     def pauseReading(self) -> None:
         """
         Stop reading (the application paused).
         """
+        self._cancelResume()
         self.parser.pause()
         self.transport.pauseProducing()
 
     def resumeReading(self) -> None:
         """
-        Resume reading.
+        Resume reading.  Frames kept while paused are delivered in the next
+        reactor turn, never from within the caller's own call.
         """
         self.transport.resumeProducing()
-        self.parser.resume()
+        if self._resumeCall is None and not self.retired:
+            self._resumeCall = self._clock.callLater(0, self._resumeParser)
+
+    def _resumeParser(self) -> None:
+        self._resumeCall = None
+        if self.retired:
+            return
+        try:
+            self.parser.resume()
+        except HandshakeFailed as e:
+            self.reject(e.code, e.reason)
+        except (_wire.FrameError, ProtocolViolation) as e:
+            self.fail("protocol error: %s" % (e,))
+
+    def _cancelResume(self) -> None:
+        call, self._resumeCall = self._resumeCall, None
+        if call is not None and call.active():
+            call.cancel()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelResume()
+        drain, self._drainCall = self._drainCall, None
+        if drain is not None and drain.active():
+            drain.cancel()
         session = self.session
         if session is not None:
-            session.carrierLost(self)
+            session.carrierLost(self, clean=reason.check(ConnectionDone) is not None)
         elif not self.retired:
             self.handshaker.carrierFailed(self, reason.getErrorMessage())
         else:

@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from typing import Optional, Sequence, Union
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IProtocolFactory,
+    IReactorCore,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
@@ -146,6 +152,7 @@ class MigrateServerFactory(Factory):
         self._pending: dict[Carrier, _PendingCarrier] = {}
         self._pendingPerHost: Counter[str] = Counter()
         self._detachedByHost: dict[str, OrderedDict[bytes, Session]] = {}
+        self._shutdownTrigger: Optional[object] = None
 
     def addObserver(self, observer: object) -> None:
         """
@@ -168,7 +175,7 @@ class MigrateServerFactory(Factory):
         super().doStop()
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Carrier:
-        return Carrier(self, self.options.maxFrame)
+        return Carrier(self, self.options.maxFrame, self.clock, self.options.drainTimeout)
 
     # Handshaker
 
@@ -256,6 +263,10 @@ class MigrateServerFactory(Factory):
             are wrong; nothing changed.
         """
         state.handshake.verifyResume(request, session.key, session.generation)
+        if session.ended and session.endNotice is not None:
+            # It ended while the peer was away: accept, to tell it why.
+            self._acceptResume(carrier, state, session, request)
+            return
         try:
             session.engine.checkResume(request.received)
         except ProtocolViolation as e:
@@ -519,10 +530,14 @@ class MigrateServerFactory(Factory):
     def _sessionEnded(self, session: Session) -> None:
         self._forgetDetached(session)
         self.sessions.pop(session.sessionID, None)
-        if session.engine.finished:
+        if session.engine.finished or session.endNotice is not None:
+            # Remembered for a while, so that a peer that missed the end
+            # and resumes learns it.
             self._closed[session.sessionID] = (self.clock.seconds(), session)
             self.sessions[session.sessionID] = session
             self._purgeClosed()
+        if not self.numPorts:
+            self._unwatchShutdown()
 
     # Hibernation
 
@@ -607,7 +622,36 @@ class MigrateServerFactory(Factory):
                 lambda f: self.log.failure("store purge failed", f)
             )
 
+    def _watchShutdown(self) -> None:
+        """
+        When the clock is a reactor: end every session with it (nothing of
+        ours may stay scheduled on a stopped reactor).
+        """
+        if self._shutdownTrigger is None and IReactorCore.providedBy(self.clock):
+            self._shutdownTrigger = self.clock.addSystemEventTrigger(
+                "before", "shutdown", self._reactorStopping
+            )
+
+    def _unwatchShutdown(self) -> None:
+        """
+        Stop watching the reactor once nothing of ours is left on it.
+        """
+        if self.numPorts or self._pending or any(not s.ended for s in self.sessions.values()):
+            return
+        trigger, self._shutdownTrigger = self._shutdownTrigger, None
+        if trigger is not None:
+            self.clock.removeSystemEventTrigger(trigger)  # type: ignore[attr-defined]
+
+    def _reactorStopping(self) -> None:
+        self._shutdownTrigger = None
+        for carrier in list(self._pending):
+            self._donePending(carrier)
+            carrier.abandon()
+        for session in list(self.sessions.values()):
+            session.shutdown()
+
     def startFactory(self) -> None:
+        self._watchShutdown()
         if self.store is not None and self._purgeCall is None:
             self._purgeCall = self.clock.callLater(self.options.purgeInterval, self._purgeStore)
         if self.monitor is not None and not self._monitorHeld:
@@ -664,6 +708,7 @@ class MigrateServerFactory(Factory):
             )
 
     def stopFactory(self) -> None:
+        self._unwatchShutdown()
         call, self._purgeCall = self._purgeCall, None
         if call is not None and call.active():
             call.cancel()

@@ -39,18 +39,21 @@ import enum
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    ILoggingContext,
     IProtocol,
     IPullProducer,
     IPushProducer,
     IReactorTime,
 )
 from twisted.logger import Logger
+from twisted.python import context
 from twisted.python.failure import Failure
+from twisted.python.log import ILogContext
 from zope.interface import implementer
 
 from . import _crypto, _wire
@@ -114,15 +117,16 @@ _BUFFER = "buffer"
 class _PullDriver:
     """
     Drive a pull producer as a push producer, the way Twisted's TCP
-    transport does: ask it for data once, then again in the next reactor
-    turn each time it wrote something (once its write has gone out), never
-    while paused.  A producer that wrote nothing is not asked again until it
-    is resumed after a pause (Twisted's transports would not ask it again at
-    all), so an idle producer costs nothing.
+    transport does: ask it for data at once when it is registered, then
+    again in a later reactor turn for as long as it keeps writing, never
+    while paused.  A producer that wrote nothing since it was last asked is
+    not asked again until it is resumed after a pause, so an idle producer
+    costs nothing.
 
     @ivar _producer: the application's pull producer.
     @ivar _written: returns how much has been written so far.
-    @ivar _onError: called (with no arguments) when the producer raises.
+    @ivar _onError: called with the failure when the producer raises.
+    @ivar _mark: what L{_written} said after the last pull.
     """
 
     def __init__(
@@ -130,7 +134,7 @@ class _PullDriver:
         producer: IPullProducer,
         clock: IReactorTime,
         written: Callable[[], int],
-        onError: Callable[[], None],
+        onError: Callable[[Failure], None],
     ) -> None:
         self._producer = producer
         self._clock = clock
@@ -138,13 +142,19 @@ class _PullDriver:
         self._onError = onError
         self._paused = False
         self._stopped = False
+        self._mark = -1
         self._call: IDelayedCall | None = None
 
-    def start(self) -> None:
+    def start(self, backlog: bool) -> None:
         """
-        Begin pulling.
+        Ask for data now, as Twisted's transports do on registration; if
+        C{backlog} (data written before is still unacknowledged), ask once
+        more later whatever it writes now, as they do once their buffer
+        drains.
         """
-        self._schedule()
+        if not backlog:
+            self._mark = self._written()
+        self._pull()
 
     def _schedule(self) -> None:
         if self._call is None and not self._paused and not self._stopped:
@@ -152,15 +162,17 @@ class _PullDriver:
 
     def _pull(self) -> None:
         self._call = None
-        before = self._written()
+        if self._stopped:
+            return
         try:
             self._producer.resumeProducing()
         except BaseException:
-            Session.log.failure("pull producer raised; unregistering it")
             self._cancel()
-            self._onError()
+            self._onError(Failure())
             return
-        if self._written() != before:
+        written = self._written()
+        if written != self._mark:
+            self._mark = written
             self._schedule()
 
     def _cancel(self) -> None:
@@ -220,8 +232,25 @@ class Session:
     @ivar _readPaused: the application paused reading.
     @ivar _closeRequested: C{loseConnection} was called: no more data to the
         application, FIN once the producer is gone.
-    @ivar _writeClosed: no more writes accepted (FIN requested).
-    @ivar _ended: C{connectionLost} was (or is being) delivered.
+    @ivar _writeClosed: our direction is closing (FIN requested; it goes
+        out once the producer, if any, is unregistered).
+    @ivar _noWrites: writes are dropped (our FIN went out, or the
+        application's connection is over).
+    @ivar _finWritten: our FIN was written to a carrier.
+    @ivar _appLost: the application's C{connectionLost} was delivered or is
+        scheduled; the session may still be finishing in the background
+        (delivering its FIN or its abort to the peer).
+    @ivar _lostCall: the scheduled delivery of C{connectionLost}.
+    @ivar _ended: the session is over: no timers, no carrier.
+    @ivar _aborting: the reason to tell the peer, while an abort waits to
+        reach it (client side: through a later carrier if need be).
+    @ivar _unreadAfterClose: the peer sent data after the application's
+        full close; like a TCP close with unread data, the session is then
+        aborted.
+    @ivar endNotice: why the session ended, told to a peer that resumes
+        it while the server still remembers it (C{None} for a clean close).
+    @ivar _logContext: the log context of the application's callbacks
+        (its C{logPrefix} is the log system, as on Twisted's transports).
     """
 
     log = Logger()
@@ -266,8 +295,19 @@ class Session:
         self._readPaused = False
         self._closeRequested = False
         self._writeClosed = False
+        self._noWrites = False
         self._finPending = False
+        self._finWritten = False
+        self._appLost = False
+        self._lostCall: IDelayedCall | None = None
+        self._lostReason: Optional[Failure] = None
         self._ended = False
+        self._aborting: Optional[str] = None
+        self._unreadAfterClose = False
+        self.endNotice: Optional[str] = None
+        self.endReason: Optional[Exception] = None
+        self._logContext: dict[Any, Any] = {ILogContext: {"system": "Migrate"}}
+        self._depth = 0
         self._expiryCall: IDelayedCall | None = None
         self._ackCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
@@ -300,6 +340,30 @@ class Session:
         self._lowWater = self._highWater // 2
 
     @property
+    def highWater(self) -> int:
+        """
+        Unacknowledged bytes above which the application's producer is
+        paused.
+        """
+        return self._highWater
+
+    def setBufferSize(self, size: int) -> None:
+        """
+        Pause the application's producer above C{size} unacknowledged bytes
+        from now on (resume below half of it); the hard cap is raised to
+        C{size} if it was lower.
+
+        @raise ValueError: C{size} is not positive.
+        """
+        if size <= 0:
+            raise ValueError("buffer size must be positive")
+        self._highWater = size
+        self._lowWater = size // 2
+        self._hardCap = max(self._hardCap, size)
+        if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
+            self._resumeFor(_BUFFER)
+
+    @property
     def hexID(self) -> str:
         """
         The session id as hex, for logs and the application.
@@ -308,19 +372,37 @@ class Session:
 
     # Starting
 
-    def connectApp(self, app: IProtocol, transport: MigrateTransport) -> None:
+    def setApp(self, app: IProtocol, transport: MigrateTransport) -> None:
         """
-        Connect the application protocol; it hears C{connectionMade}.
+        Give the session its application protocol and the transport it
+        holds (without telling the application).
         """
         self.app = app
         self.transport = transport
         self.upcalls.app = app
+        if ILoggingContext.providedBy(app):
+            prefix = app.logPrefix()
+        else:
+            prefix = app.__class__.__name__
+        side = "client" if self.isClient else "server"
+        self._logContext = {ILogContext: {"system": "%s,%s" % (prefix, side)}}
+
+    def connectApp(self, app: IProtocol, transport: MigrateTransport) -> None:
+        """
+        Connect the application protocol; it hears C{connectionMade}.  If
+        that raises, the error is logged and the session aborted, as
+        Twisted's transports do.
+        """
+        self.setApp(app, transport)
         for chosen in self.upcalls.notify("choosePolicy", transport):
             if chosen is not None:
                 self.setPolicy(chosen)
                 break
-        app.makeConnection(transport)
-        if not self._ended:
+        try:
+            context.call(self._logContext, app.makeConnection, transport)
+        except BaseException:
+            self._appFailed(Failure())
+        if not self._appLost:
             self.upcalls.notify("sessionEstablished", transport)
 
     # Carriers
@@ -352,15 +434,28 @@ class Session:
             self._expiryCall.cancel()
             self._expiryCall = None
         self._cancelHibernation()
-        frames, resent = self.engine.resumeFrames(peerReceived)
-        self.retransmitted += resent
         if self.state is State.CLOSED:
+            self.carrier = None
+            if self.endNotice is not None:
+                # A lingering ended session: tell the peer why.
+                carrier.transport.write(_wire.encodeAbort(self.endNotice))
+                carrier.retire("session already ended", waitForPeer=True)
+                return
             # A lingering closed session: hand the peer what it missed and
             # let the carrier go.
+            frames, resent = self.engine.resumeFrames(peerReceived)
             carrier.transport.writeSequence(frames)
             carrier.retire("session already closed", graceful=True)
-            self.carrier = None
             return
+        if self._aborting is not None:
+            # Our abort has yet to reach the peer: that is all this carrier
+            # is for.
+            self.state = State.ATTACHED
+            self.detachedSince = None
+            self._sendAbort(self._aborting)
+            return
+        frames, resent = self.engine.resumeFrames(peerReceived)
+        self.retransmitted += resent
         self.state = State.ATTACHED
         self.detachedSince = None
         carrier.transport.registerProducer(self, True)
@@ -368,6 +463,10 @@ class Session:
             carrier.pauseReading()
         if frames:
             carrier.transport.writeSequence(frames)
+        if self.engine.finSent and not self._finWritten:
+            self._finWrittenOut()
+            if self._aborting is not None or self.carrier is not carrier:
+                return
         self._startLiveness()
         self._sendAdvert()
         if wasDetached:
@@ -379,16 +478,23 @@ class Session:
         self._checkBuffer()
         self._checkFinished()
 
-    def carrierLost(self, carrier: Carrier, reason: str = "carrier-lost") -> None:
+    def carrierLost(
+        self, carrier: Carrier, reason: str = "carrier-lost", clean: bool = False
+    ) -> None:
         """
         A carrier's connection ended.  If it was the session's, detach.
 
         @param reason: why, as told to the upcalls (see
             L{IMigrateUpcalls.sessionSuspended}).
+        @param clean: the connection was closed cleanly by the peer (after
+            an abort we sent: it read it).
         """
         if carrier is not self.carrier:
             return
         self.carrier = None
+        if self._aborting is not None and clean:
+            self._end(ConnectionAborted("aborted"))
+            return
         self._stopLiveness()
         if self.state is not State.ATTACHED:
             return
@@ -419,7 +525,7 @@ class Session:
 
     def _hibernateDue(self) -> None:
         self._hibernateCall = None
-        if self.onHibernate is not None and self.state is State.DETACHED and not self._ended:
+        if self.onHibernate is not None and self.state is State.DETACHED and not self._appLost:
             self.onHibernate(self)
 
     def checkpoint(self, appState: Optional[bytes]) -> SessionRecord:
@@ -643,7 +749,12 @@ class Session:
         send a heartbeat and declare the path dead unless something arrives
         within the policy's probe timeout.
         """
-        if self.carrier is None or self._ended or self._probeCall is not None:
+        if (
+            self.carrier is None
+            or self._ended
+            or self._aborting is not None
+            or self._probeCall is not None
+        ):
             return
         self._ping()
         self._probeCall = self.clock.callLater(
@@ -708,8 +819,21 @@ class Session:
             self._sendAck()
         elif self._ackCall is None:
             self._ackCall = self.clock.callLater(self.options.ackDelay, self._ackTimer)
-        if not self._closeRequested and self.app is not None:
-            self.app.dataReceived(payload)
+        if self._closeRequested:
+            self._unreadAfterClose = True
+            if self._finWritten and self._aborting is None and not self._ended:
+                self._resetAfterClose()
+            return
+        app = self.app
+        if app is not None:
+            self._depth += 1
+            try:
+                context.call(self._logContext, app.dataReceived, payload)
+            except BaseException:
+                self._depth -= 1
+                self._appFailed(Failure())
+            else:
+                self._depth -= 1
 
     def controlFrameReceived(self, frameType: int, body: bytes) -> None:
         """
@@ -739,6 +863,7 @@ class Session:
             carrier = self.carrier
             self.carrier = None
             if carrier is not None:
+                # Closing it tells the peer we read its abort.
                 carrier.retire("peer aborted", graceful=True)
             self._end(PeerAborted("peer aborted the session: %s" % (reason,)))
         else:
@@ -753,12 +878,11 @@ class Session:
             if halfCloseable is not None:
                 self._sendAck()
                 try:
-                    halfCloseable.readConnectionLost()
+                    context.call(self._logContext, halfCloseable.readConnectionLost)
                 except BaseException:
-                    self.log.failure("readConnectionLost raised")
-                    self.loseConnection()
+                    self._appFailed(Failure())
             else:
-                self.loseConnection()
+                self._loseConnection()
         if not self._ended:
             if self.engine.unacknowledged:
                 self._sendAck()
@@ -785,8 +909,12 @@ class Session:
     def write(self, data: bytes) -> None:
         """
         Send application data (see L{MigrateTransport.write}).
+
+        @raise TypeError: C{data} is not C{bytes}.
         """
-        if self._writeClosed or self._ended or not data:
+        if not isinstance(data, bytes):
+            raise TypeError("Data must be bytes")
+        if self._noWrites or not data:
             return
         engine = self.engine
         n = len(data)
@@ -800,7 +928,11 @@ class Session:
                 sid=self.hexID,
                 cap=self._hardCap,
             )
-            self.abort(BufferOverflow("session buffer passed its hard cap"))
+            self._depth += 1
+            try:
+                self._abort(Failure(BufferOverflow("session buffer passed its hard cap")))
+            finally:
+                self._depth -= 1
             return
         carrier = self.carrier
         if n <= self._smallWrite:
@@ -812,7 +944,11 @@ class Session:
             if carrier is not None:
                 carrier.transport.writeSequence(frames)
         if engine.sent - engine.acked > self._highWater:
-            self._checkBuffer()
+            self._depth += 1
+            try:
+                self._checkBuffer()
+            finally:
+                self._depth -= 1
 
     def _checkBuffer(self) -> None:
         if self.engine.buffered > self._highWater:
@@ -820,9 +956,17 @@ class Session:
 
     def loseWriteConnection(self) -> None:
         """
-        End our direction once the producer, if any, is unregistered.
+        End our direction once the producer, if any, is unregistered (until
+        then its writes still go out, as on Twisted's TCP transport).
         """
-        if self._writeClosed or self._ended:
+        self._depth += 1
+        try:
+            self._loseWriteConnection()
+        finally:
+            self._depth -= 1
+
+    def _loseWriteConnection(self) -> None:
+        if self._writeClosed or self._appLost:
             return
         self._writeClosed = True
         if self._appProducer is None:
@@ -832,28 +976,81 @@ class Session:
 
     def loseConnection(self) -> None:
         """
-        Close cleanly: no more data to the application, FIN after every
-        byte written, the session ends when both FINs are acknowledged.
+        Close: no more data to the application, FIN after every byte
+        written.  As on Twisted's TCP transport, the application hears
+        C{connectionLost} once the FIN is written to a carrier; the session
+        then finishes in the background (retransmitting through
+        detachments, acknowledging the peer's FIN) up to C{closeTimeout}.
         """
-        if self._closeRequested or self._ended:
+        self._depth += 1
+        try:
+            self._loseConnection()
+        finally:
+            self._depth -= 1
+
+    def _loseConnection(self) -> None:
+        if self._closeRequested or self._appLost:
             return
         self._closeRequested = True
         if not self._writeClosed:
-            self.loseWriteConnection()
-        else:
-            self._checkFinished()
+            self._loseWriteConnection()
+        elif self._finWritten:
+            self._closeDone()
+        self._checkFinished()
 
     def _sendFin(self) -> None:
         self._finPending = False
+        self._noWrites = True
         frame = self.engine.finish()
         carrier = self.carrier
-        if carrier is not None:
-            carrier.transport.write(frame)
         if self._closeCall is None:
             self._closeCall = self.clock.callLater(
                 self.options.closeTimeout, self._closeTimedOut
             )
+        if carrier is not None:
+            carrier.transport.write(frame)
+            self._finWrittenOut()
         self._checkFinished()
+
+    def _finWrittenOut(self) -> None:
+        """
+        Our FIN was written to a carrier: a full close is done for the
+        application; a half-closing application hears
+        C{writeConnectionLost}.
+        """
+        self._finWritten = True
+        if self._closeRequested:
+            self._closeDone()
+        elif not self._appLost:
+            halfCloseable = IHalfCloseableProtocol(self.app, None)
+            if halfCloseable is not None:
+                self.clock.callLater(0, self._writeConnectionLost, halfCloseable)
+
+    def _writeConnectionLost(self, halfCloseable: IHalfCloseableProtocol) -> None:
+        if self._appLost:
+            return
+        try:
+            context.call(self._logContext, halfCloseable.writeConnectionLost)
+        except BaseException:
+            self._appFailed(Failure())
+
+    def _closeDone(self) -> None:
+        """
+        The application's full close is complete on our side.
+        """
+        self._appGone(Failure(ConnectionDone("session closed cleanly")))
+        if self._unreadAfterClose and self._aborting is None:
+            self._resetAfterClose()
+
+    def _resetAfterClose(self) -> None:
+        """
+        The peer sent data after the application closed: as a TCP close
+        with unread data resets the connection, abort the session.
+        """
+        self.log.info(
+            "session {sid}: the peer sent data after the close; aborted", sid=self.hexID
+        )
+        self._abortPeer("connection closed by the peer; data after the close discarded")
 
     def _closeTimedOut(self) -> None:
         self._closeCall = None
@@ -868,7 +1065,7 @@ class Session:
         self._end(reason)
 
     def _checkFinished(self) -> None:
-        if self._ended or not self.engine.finished:
+        if self._ended or self._aborting is not None or not self.engine.finished:
             return
         carrier = self.carrier
         self.carrier = None
@@ -878,84 +1075,194 @@ class Session:
             carrier.retire("session closed", graceful=True)
         self._end(ConnectionDone("session closed cleanly"))
 
-    def abort(self, reason: Exception | None = None) -> None:
+    def abort(self, reason: Optional[Failure] = None) -> None:
         """
-        End at once, dropping what is unsent; tell the peer if attached.
+        End at once, dropping what is unsent: the application hears
+        C{connectionLost} (with C{reason}, by default L{ConnectionAborted})
+        in the next reactor turn, and the peer is told.  A second call, or
+        a call after the end, does nothing.
+        """
+        self._depth += 1
+        try:
+            self._abort(reason)
+        finally:
+            self._depth -= 1
+
+    def _abort(self, reason: Optional[Failure] = None) -> None:
+        if self._appLost or self._ended:
+            return
+        if reason is None:
+            reason = Failure(ConnectionAborted())
+        self._appGone(reason)
+        if reason.check(BufferOverflow):
+            notice = "buffer overflow"
+        elif reason.check(ConnectionAborted):
+            notice = "aborted"
+        else:
+            notice = "application error"
+        self._abortPeer(notice)
+
+    def _abortPeer(self, notice: str) -> None:
+        """
+        Make our abort reach the peer.  Attached: an C{ABORT} frame, then the
+        carrier is closed by the peer once it read it.  A server is done at
+        once: it remembers the ended session for a while and tells a peer
+        that resumes it.  A client keeps the session until the peer closed
+        a carrier after its abort, resuming to deliver it if need be (up to
+        C{closeTimeout}).
         """
         if self._ended:
+            return
+        self.endNotice = notice
+        if self.isClient:
+            self._aborting = notice
+            self._stopLiveness()
+            if self._closeCall is None:
+                self._closeCall = self.clock.callLater(
+                    self.options.closeTimeout, self._abortTimedOut
+                )
+            if self.carrier is not None:
+                self._sendAbort(notice)
             return
         carrier = self.carrier
         self.carrier = None
         if carrier is not None:
-            carrier.transport.write(
-                _wire.encodeAbort(
-                    "buffer overflow" if isinstance(reason, BufferOverflow) else "aborted"
-                )
-            )
-            carrier.retire("session aborted", graceful=True)
-        self._end(reason if reason is not None else ConnectionAborted())
+            carrier.transport.write(_wire.encodeAbort(notice))
+            carrier.retire("session aborted", waitForPeer=True)
+        self._end(ConnectionAborted(notice))
+
+    def _sendAbort(self, notice: str) -> None:
+        carrier = self.carrier
+        assert carrier is not None
+        carrier.transport.write(_wire.encodeAbort(notice))
+        # The session keeps the carrier: its clean close by the peer ends
+        # the session (see carrierLost); losing it otherwise means trying
+        # again on another.
+        carrier.retire("session aborted", waitForPeer=True)
+
+    def _abortTimedOut(self) -> None:
+        self._closeCall = None
+        self.log.info("session {sid}: the abort did not reach the peer in time", sid=self.hexID)
+        self._end(ConnectionAborted("aborted"))
+
+    def _appFailed(self, failure: Failure) -> None:
+        """
+        An application callback raised: log it once and abort the session,
+        the application hearing the error itself (as from Twisted's
+        transports).
+        """
+        self.log.failure(
+            "session {sid}: the application raised; session aborted", failure, sid=self.hexID
+        )
+        self._abort(failure)
+
+    def _appGone(self, reason: Failure) -> None:
+        """
+        The application's connection is over: no more writes, no more data;
+        C{connectionLost} is delivered at once when the end comes from the
+        network or a timer (as Twisted's transports do), and in the next
+        reactor turn when it comes from within the application's own call
+        (never re-entrantly).
+        """
+        if self._appLost:
+            return
+        self._appLost = True
+        self._noWrites = self._writeClosed = self._closeRequested = True
+        driver = self._pullDriver
+        if driver is not None:
+            driver.halt()
+        self._lostReason = reason
+        if self._depth:
+            self._lostCall = self.clock.callLater(0, self._deliverLost, reason)
+        else:
+            self._deliverLost(reason)
+
+    def _deliverLost(self, reason: Failure) -> None:
+        self._lostCall = None
+        producer = self._producer
+        self._producer = self._appProducer = self._pullDriver = None
+        if producer is not None:
+            try:
+                producer.stopProducing()
+            except BaseException:
+                self.log.failure("producer's stopProducing raised")
+        if self.transport is not None:
+            self.upcalls.notify("sessionEnded", self.transport, reason)
+        app = self.app
+        if app is not None:
+            try:
+                context.call(self._logContext, app.connectionLost, reason)
+            except BaseException:
+                self.log.failure("connectionLost raised")
 
     def _end(self, reason: Exception) -> None:
         """
-        End the session: cancel every timer, stop the producer, tell the
-        application once.
+        End the session: cancel every timer, abort a carrier still held,
+        and tell the application (once) if it was not told already.
         """
         if self._ended:
             return
         self._ended = True
-        self._writeClosed = self._closeRequested = True
+        self._aborting = None
+        self.endReason = reason
         self.state = State.CLOSED
         self._stopLiveness()
         self._cancelHibernation()
         for name in ("_expiryCall", "_ackCall", "_closeCall"):
             call = getattr(self, name)
             if call is not None:
-                call.cancel()
+                if call.active():
+                    call.cancel()
                 setattr(self, name, None)
         carrier = self.carrier
-        if carrier is not None and not isinstance(reason, ConnectionDone):
+        if carrier is not None:
             self.carrier = None
             carrier.retire("session ended")
-        producer = self._producer
-        driver = self._pullDriver
-        self._producer = self._appProducer = self._pullDriver = None
-        if driver is not None:
-            driver.halt()
-        if producer is not None:
-            try:
-                producer.stopProducing()
-            except BaseException:
-                self.log.failure("producer's stopProducing raised")
+        self._appGone(Failure(reason))
         self.log.info(
             "session {sid} ended: {reason}",
             sid=self.hexID,
             reason=reason.__class__.__name__,
             event="ended",
         )
-        app = self.app
-        failure = Failure(reason)
-        if self.transport is not None:
-            self.upcalls.notify("sessionEnded", self.transport, failure)
-        if app is not None:
-            try:
-                app.connectionLost(failure)
-            except BaseException:
-                self.log.failure("connectionLost raised")
         self.onEnd(self)
+
+    def shutdown(self) -> None:
+        """
+        The reactor is stopping: end now, and tell the application now (it
+        would not get another reactor turn).
+        """
+        carrier, self.carrier = self.carrier, None
+        if carrier is not None:
+            carrier.abandon()
+        self._end(ConnectionLost("the reactor is shutting down"))
+        call = self._lostCall
+        if call is not None and call.active() and self._lostReason is not None:
+            call.cancel()
+            self._deliverLost(self._lostReason)
 
     @property
     def ended(self) -> bool:
         """
-        Whether the session is over for the application.
+        Whether the session is over (the application was told, and nothing
+        is left to finish in the background).
         """
         return self._ended
+
+    @property
+    def appLost(self) -> bool:
+        """
+        Whether the application's connection is over (it was or is about to
+        be told).
+        """
+        return self._appLost
 
     @property
     def closing(self) -> bool:
         """
         Whether a close was requested and has not completed.
         """
-        return self._writeClosed and not self._ended
+        return self._writeClosed and not self._appLost
 
     # The application's producer
 
@@ -965,12 +1272,19 @@ class Session:
 
         @raise RuntimeError: one is registered already.
         """
+        self._depth += 1
+        try:
+            self._registerProducer(producer, streaming)
+        finally:
+            self._depth -= 1
+
+    def _registerProducer(self, producer: object, streaming: bool) -> None:
         if self._appProducer is not None:
             raise RuntimeError(
                 "Cannot register producer %s, because producer %s was never "
                 "unregistered." % (producer, self._appProducer)
             )
-        if self._ended:
+        if self._appLost:
             producer.stopProducing()  # type: ignore[attr-defined]
             return
         self._appProducer = producer
@@ -985,24 +1299,31 @@ class Session:
                 producer,  # type: ignore[arg-type]
                 self.clock,
                 lambda: self.engine.sent,
-                self.unregisterProducer,
+                self._appFailed,
             )
             self._pullDriver = driver
             self._producer = driver
             self._appPaused = bool(self._pauseReasons)
             if self._appPaused:
                 driver.pauseProducing()
-            driver.start()
+            driver.start(self.engine.buffered > 0)
 
     def unregisterProducer(self) -> None:
         """
         Unregister the application's producer; a pending FIN goes out.
         """
+        self._depth += 1
+        try:
+            self._unregisterProducer()
+        finally:
+            self._depth -= 1
+
+    def _unregisterProducer(self) -> None:
         driver = self._pullDriver
         self._producer = self._appProducer = self._pullDriver = None
         if driver is not None:
             driver.halt()
-        if self._finPending and not self._ended:
+        if self._finPending and not self._appLost:
             self._sendFin()
 
     def _pauseFor(self, reason: str) -> None:
@@ -1012,9 +1333,8 @@ class Session:
             self._appPaused = True
             try:
                 producer.pauseProducing()
-            except Exception as e:
-                self.log.failure("producer's pauseProducing raised")
-                self.abort(e)
+            except BaseException:
+                self._appFailed(Failure())
 
     def _resumeFor(self, reason: str) -> None:
         self._pauseReasons.discard(reason)
@@ -1023,9 +1343,8 @@ class Session:
             self._appPaused = False
             try:
                 producer.resumeProducing()
-            except Exception as e:
-                self.log.failure("producer's resumeProducing raised")
-                self.abort(e)
+            except BaseException:
+                self._appFailed(Failure())
 
     # IPushProducer, as registered on each carrier
 
@@ -1099,9 +1418,7 @@ def restoreSession(
     from ._transport import MigrateTransport
 
     transport = MigrateTransport(session)
-    session.app = app
-    session.transport = transport
-    upcalls.app = app
+    session.setApp(app, transport)
     app.transport = transport
     app.connected = True
     try:

@@ -57,7 +57,13 @@ class MigrateTransport:
     def writeSequence(self, data: Iterable[bytes]) -> None:
         """
         Send the concatenation of C{data}.
+
+        @raise TypeError: an element is not C{bytes}.
         """
+        data = list(data)
+        for piece in data:
+            if not isinstance(piece, bytes):
+                raise TypeError("Data must be bytes")
         self._session.write(b"".join(data))
 
     def loseConnection(self) -> None:
@@ -133,6 +139,43 @@ class MigrateTransport:
         """
         self.loseConnection()
 
+    # What Twisted's TCP transport offers beyond its interfaces, and
+    # applications use.
+
+    def stopReading(self) -> None:
+        """
+        The same as L{pauseProducing}.
+        """
+        self.pauseProducing()
+
+    def startReading(self) -> None:
+        """
+        The same as L{resumeProducing}.
+        """
+        self.resumeProducing()
+
+    def stopConsuming(self) -> None:
+        """
+        Unregister the producer and close, as Twisted's transports do when
+        their producer is done.
+        """
+        self.unregisterProducer()
+        self.loseConnection()
+
+    @property
+    def bufferSize(self) -> int:
+        """
+        Unacknowledged bytes above which a registered producer is paused
+        (it is resumed below half of this); setting it changes the
+        session's high-water mark, as C{bufferSize} does on Twisted's
+        transports.
+        """
+        return self._session.highWater
+
+    @bufferSize.setter
+    def bufferSize(self, size: int) -> None:
+        self._session.setBufferSize(size)
+
     # IMigrateTransport
 
     @property
@@ -142,7 +185,7 @@ class MigrateTransport:
     @property
     def state(self) -> str:
         session = self._session
-        if session.ended:
+        if session.ended or session.appLost:
             return "closed"
         if session.closing:
             return "closing"

@@ -39,6 +39,7 @@ _HELP = {
     "handshakeTimeout": "seconds a new carrier may take to finish its handshake",
     "connectTimeout": "seconds one client connection attempt may take",
     "closeTimeout": "seconds a close may wait for the peer",
+    "drainTimeout": "seconds a carrier being let go may take to close before it is aborted",
     "closedLinger": "seconds a server remembers a closed session",
     "highWater": "unacknowledged bytes above which the sender is paused",
     "hardCap": "unacknowledged bytes a session may hold at most",

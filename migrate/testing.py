@@ -33,7 +33,9 @@ from twisted.internet.interfaces import (
     IAddress,
     IProtocol,
     IProtocolFactory,
+    IDelayedCall,
     IPushProducer,
+    IReactorTime,
     IStreamClientEndpoint,
     ITransport,
 )
@@ -321,12 +323,19 @@ class MemoryNetwork:
 
     def flush(self, limit: int = 10000) -> None:
         """
-        Pump until nothing moves.
+        Pump until nothing moves and no call is due.
         """
         for _ in range(limit):
-            if not self.pump():
+            if not self.pump() and not self._due():
                 return
         raise AssertionError("network did not settle after %d pumps" % (limit,))
+
+    def _due(self) -> bool:
+        """
+        Whether a call on the clock is due now.
+        """
+        now = self.clock.seconds()
+        return any(call.getTime() <= now for call in self.clock.getDelayedCalls())
 
     def cutAll(self) -> None:
         """
@@ -396,21 +405,24 @@ class _RelayHalf(Protocol):
         self.relay = relay
         self.other: Optional[_RelayHalf] = None
         self.pending: list[bytes] = []
+        self.carried = 0
 
     def connectionMade(self) -> None:
         self.relay._halves.add(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.relay.forwarded += len(data)
+        self.carried += len(data)
         other = self.other
         if other is None or other.transport is None:
             self.pending.append(data)
         else:
             other.transport.write(data)
-        self.relay._counted(len(data))
+        self.relay._counted(self, len(data))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.relay._halves.discard(self)
+        self.relay._closed(self)
         other, self.other = self.other, None
         if other is not None and other.transport is not None:
             other.other = None
@@ -418,7 +430,7 @@ class _RelayHalf(Protocol):
                 # A clean close travels on, after what was forwarded.
                 other.transport.loseConnection()
             else:
-                other.transport.abortConnection()
+                self.relay._abort([other])
 
 
 class _RelayServerFactory(ServerFactory):
@@ -435,7 +447,7 @@ class _RelayServerFactory(ServerFactory):
 
         def connected(p: object) -> None:
             if inbound.transport is None or inbound.other is None:
-                outbound.transport.abortConnection()
+                self.relay._abort([outbound])
                 return
             for data in inbound.pending:
                 outbound.transport.write(data)
@@ -443,7 +455,7 @@ class _RelayServerFactory(ServerFactory):
 
         def failed(f: Failure) -> None:
             if inbound.transport is not None:
-                inbound.transport.abortConnection()
+                self.relay._abort([inbound])
 
         self.relay.target().connect(
             _SingleFactory(outbound)
@@ -478,6 +490,12 @@ class CuttingRelay:
         self.cuts = 0
         self._halves: set[_RelayHalf] = set()
         self._cutAt: Optional[int] = None
+        self._cutEvery: Optional[int] = None
+        self._aborted: set[_RelayHalf] = set()
+        self._stopped = False
+        self._clock: Optional[IReactorTime] = None
+        self._cutSoon: dict[_RelayHalf, IDelayedCall] = {}
+        self._settled: list[Deferred[None]] = []
         self._cutting = False
         self.factory = _RelayServerFactory(self)
 
@@ -486,13 +504,52 @@ class CuttingRelay:
         Abort every relayed connection now (bytes in flight are lost).
         """
         self.cuts += 1
+        self._abort(list(self._halves))
+
+    def _abort(self, halves: Iterable[Optional[_RelayHalf]]) -> None:
+        if self._stopped:
+            return
         self._cutting = True
         try:
-            for half in list(self._halves):
-                if half.transport is not None:
+            for half in halves:
+                if half is not None and half.transport is not None:
+                    self._aborted.add(half)
                     half.transport.abortConnection()
         finally:
             self._cutting = False
+
+    def _closed(self, half: _RelayHalf) -> None:
+        self._aborted.discard(half)
+        if not self._aborted:
+            waiting, self._settled = self._settled, []
+            for d in waiting:
+                d.callback(None)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop cutting and aborting: from now on the relayed connections are
+        left to whoever closes them.
+
+        @return: a Deferred that fires once every connection the relay
+            aborted has heard its C{connectionLost} (an abort completes in a
+            later reactor turn); give this method to a C{"before",
+            "shutdown"} trigger so that the relay leaves nothing scheduled
+            on a stopping reactor.
+        """
+        self._stopped = True
+        # Cuts about to happen are made now, so that no timer is left.
+        self._stopped = False
+        soon, self._cutSoon = self._cutSoon, {}
+        for half, call in soon.items():
+            if call.active():
+                call.cancel()
+            self._abort((half,))
+        self._stopped = True
+        if not self._aborted:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._settled.append(d)
+        return d
 
     def cutAfter(self, nbytes: int) -> None:
         """
@@ -500,7 +557,42 @@ class CuttingRelay:
         """
         self._cutAt = self.forwarded + nbytes
 
-    def _counted(self, n: int) -> None:
+    def cutEvery(self, nbytes: Optional[int], clock: Optional[IReactorTime] = None) -> None:
+        """
+        Cut each relayed connection, on its own, once it has carried
+        C{nbytes} (both ways together): the read that reaches the count is
+        forwarded (if it leaves within 10 ms on C{clock}), nothing more is
+        read, and then the connection is cut.  C{nbytes=None} stops this.
+        """
+        if nbytes is not None and clock is None:
+            raise ValueError("cutEvery needs the clock of the relay's reactor")
+        self._cutEvery = nbytes
+        self._clock = clock
+
+    def _counted(self, half: _RelayHalf, n: int) -> None:
         if self._cutAt is not None and self.forwarded >= self._cutAt:
             self._cutAt = None
             self.cutAll()
+            return
+        other = half.other
+        limit = self._cutEvery
+        if limit is not None and half.carried + (other.carried if other else 0) >= limit:
+            # What this read brought may still go out for a moment; nothing
+            # more is read, then the connection dies.
+            assert self._clock is not None
+            if half in self._cutSoon:
+                return
+            for end in (half, other):
+                if end is not None and end.transport is not None:
+                    end.transport.pauseProducing()
+            call = self._clock.callLater(0.01, self._cutPair, half, other)
+            self._cutSoon[half] = call
+            if other is not None:
+                self._cutSoon[other] = call
+
+    def _cutPair(self, half: _RelayHalf, other: Optional[_RelayHalf]) -> None:
+        self._cutSoon.pop(half, None)
+        if other is not None:
+            self._cutSoon.pop(other, None)
+        self.cuts += 1
+        self._abort((half, other))

@@ -402,9 +402,15 @@ class CloseTests(SynchronousTestCase):
         link = pair.net.links[0]
         link.server.protocol.dataReceived(link.client._take())
         self.assertEqual(len(pair.server.lost), 1)
+        # As on TCP, the client's application heard its close complete when
+        # its FIN went out; the session finishes in the background.
+        self.assertEqual(len(pair.client.lost), 1)
+        session = pair.clientSession
         pair.net.cutAll()
-        self.assertEqual(pair.client.lost, [])
+        self.assertFalse(session.ended)
         pair.settle(seconds=1)
+        self.assertTrue(session.ended)
+        self.assertEqual(session.generation, 1)
         self.assertEqual(len(pair.client.lost), 1)
         pair.client.lost[0].trap(ConnectionDone)
         self.assertEqual(pair.clock.getDelayedCalls(), [])
@@ -448,6 +454,9 @@ class CloseTests(SynchronousTestCase):
         pair = Pair().open()
         pair.client.transport.write(b"x" * 10)
         pair.client.transport.abortConnection()
+        # Never from within the application's own call; in the next turn.
+        self.assertEqual(pair.client.lost, [])
+        pair.clock.advance(0)
         self.assertEqual(len(pair.client.lost), 1)
         pair.client.lost[0].trap(ConnectionAborted)
         pair.settle()
@@ -609,6 +618,7 @@ class FlowTests(SynchronousTestCase):
         producer = PushProducer()
         pair.client.transport.registerProducer(producer, True)
         pair.client.transport.abortConnection()
+        pair.clock.advance(0)
         self.assertEqual(producer.events[-1], "stop")
 
     def test_registerTwice(self) -> None:
@@ -667,8 +677,9 @@ class FlowTests(SynchronousTestCase):
 
     def test_pullProducerRaises(self) -> None:
         """
-        A pull producer that raises is logged and unregistered; the session
-        goes on.
+        A pull producer that raises is logged once and the session ends,
+        the application hearing the error itself (as from Twisted's TCP
+        transport, whose C{doWrite} raised); the peer hears the abort.
         """
 
         @implementer(IPullProducer)
@@ -683,8 +694,11 @@ class FlowTests(SynchronousTestCase):
         pair.client.transport.registerProducer(Bad(), False)
         pair.settle()
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
-        pair.client.transport.registerProducer(PushProducer(), True)
-        self.assertEqual(pair.client.transport.state, "attached")
+        self.assertEqual(len(pair.client.lost), 1)
+        pair.client.lost[0].trap(ZeroDivisionError)
+        self.assertEqual(len(pair.server.lost), 1)
+        pair.server.lost[0].trap(PeerAborted)
+        self.assertEqual(pair.client.transport.state, "closed")
 
     def test_pushProducerRaisesOnPause(self) -> None:
         """
@@ -715,6 +729,8 @@ class FlowTests(SynchronousTestCase):
         pair.client.transport.write(b"z" * 1000)
         self.assertEqual(pair.client.lost, [])
         pair.client.transport.write(b"z")
+        self.assertEqual(pair.client.lost, [])
+        pair.clock.advance(0)
         pair.client.lost[0].trap(BufferOverflow)
 
     def test_hardCapRaises(self) -> None:
@@ -770,6 +786,9 @@ class FlowTests(SynchronousTestCase):
         pair.settle()
         self.assertEqual(pair.client.received, b"a")
         pair.client.transport.resumeProducing()
+        # Delivered in the next turn, not from within resumeProducing.
+        self.assertEqual(pair.client.received, b"a")
+        pair.clock.advance(0)
         self.assertEqual(pair.client.received, b"ab")
 
     def test_echoLargeStream(self) -> None:

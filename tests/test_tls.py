@@ -6,14 +6,8 @@ carrier to an impostor can never resume the session.
 
 from __future__ import annotations
 
-import datetime
-import os
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, serverFromString
 from twisted.internet.protocol import Factory
@@ -21,75 +15,18 @@ from twisted.trial.unittest import TestCase
 
 from migrate.testing import CuttingRelay
 
+from .certs import writeServerFiles
 from .helpers import Echo, Recorder
 from .test_loopback import waitFor
-
-
-def makeCA(name: str) -> tuple[Any, Any]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def makeServerCert(caKey: Any, caCert: Any, hostname: str) -> tuple[Any, Any]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
-        .issuer_name(caCert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(caKey, hashes.SHA256())
-    )
-    return key, cert
-
-
-def pem(obj: Any) -> bytes:
-    if hasattr(obj, "private_bytes"):
-        return obj.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    return obj.public_bytes(serialization.Encoding.PEM)
 
 
 class TLSTests(TestCase):
     timeout = 60
 
     def writeServerFiles(self, caName: str, trusted: bool) -> tuple[str, str]:
-        base = self.mktemp()
-        os.makedirs(base)
-        caKey, caCert = makeCA(caName)
-        key, cert = makeServerCert(caKey, caCert, "localhost")
-        keyPath = os.path.join(base, "key.pem")
-        certPath = os.path.join(base, "cert.pem")
-        with open(keyPath, "wb") as f:
-            f.write(pem(key))
-        os.chmod(keyPath, 0o600)
-        with open(certPath, "wb") as f:
-            f.write(pem(cert))
-        if trusted:
-            os.makedirs(self.caDir, exist_ok=True)
-            with open(os.path.join(self.caDir, "ca.pem"), "wb") as f:
-                f.write(pem(caCert))
-        return keyPath, certPath
+        return writeServerFiles(
+            self.mktemp(), caName, "localhost", self.caDir if trusted else None
+        )
 
     @defer.inlineCallbacks
     def listen(self, keyPath: str, certPath: str) -> Any:

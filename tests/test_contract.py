@@ -1,0 +1,311 @@
+"""
+Twisted's own transport tests, run against C{migrate:} endpoints.
+
+Twisted encodes the contract of its TCP and TLS transports in reusable test
+mixins (L{ConnectionTestsMixin}, L{AbortConnectionMixin}, the producer
+tests of L{StreamClientTestsMixin}, L{WriteSequenceTestsMixin}) that run
+through L{ReactorBuilder}: a fresh reactor per test, which must be left with
+nothing scheduled and nothing registered once both ends are disconnected.
+Here they run unchanged on the select, poll, epoll and asyncio reactors,
+with a C{tcp:} and a C{tls:} endpoint under the session, and once more
+through a relay that cuts every carrier after a few KiB, so that every
+operation also happens while detached and right after a resume.
+
+Twisted's half-close tests (C{twisted.test.test_tcp}) are adapted at the
+end: they read private attributes of Twisted's TCP transport
+(C{_tempDataBuffer}, C{_writeDisconnected}), which are replaced by the
+public events they stand for.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from typing import Any, Optional
+
+from twisted.internet import defer, reactor as globalReactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, serverFromString
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
+from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
+from twisted.internet.test.connectionmixins import (
+    ConnectionTestsMixin,
+    EndpointCreator,
+    StreamClientTestsMixin,
+)
+from twisted.internet.test.reactormixins import ReactorBuilder
+from twisted.internet.test.test_tcp import AbortConnectionMixin, WriteSequenceTestsMixin
+from twisted.python.failure import Failure
+from twisted.test.proto_helpers import AccumulatingProtocol
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from migrate.testing import CuttingRelay
+
+from .certs import writeServerFiles
+
+# The reactors every contract test runs on.
+_REACTORS = [
+    "twisted.internet.selectreactor.SelectReactor",
+    "twisted.internet.pollreactor.PollReactor",
+    "twisted.internet.epollreactor.EPollReactor",
+    "twisted.internet.test.reactormixins.AsyncioSelectorReactor",
+]
+
+
+_certs: dict[str, str] = {}
+
+
+def _certificates() -> dict[str, str]:
+    """
+    A server key and certificate for 127.0.0.1 and the directory of the CA
+    that signed it, made once per test run.
+    """
+    if not _certs:
+        base = tempfile.mkdtemp(prefix="migrate-contract-")
+        atexit.register(shutil.rmtree, base, True)
+        caDir = base + "/ca"
+        key, cert = writeServerFiles(base + "/server", "Contract CA", "127.0.0.1", caDir)
+        _certs.update(key=key, cert=cert, ca=caDir)
+    return _certs
+
+
+class MigrateTCPCreator(EndpointCreator):
+    """
+    C{migrate:} over C{tcp:}, default options.
+    """
+
+    def server(self, reactor: Any) -> Any:
+        return serverFromString(reactor, "migrate:tcp:0:interface=127.0.0.1")
+
+    def client(self, reactor: Any, serverAddress: Any) -> Any:
+        return clientFromString(reactor, "migrate:tcp:host=127.0.0.1:port=%d" % (serverAddress.port,))
+
+
+class MigrateTLSCreator(EndpointCreator):
+    """
+    C{migrate:} over C{ssl:} (server) and C{tls:} (client, verifying the
+    server's certificate against a CA made for the test).
+    """
+
+    def server(self, reactor: Any) -> Any:
+        certs = _certificates()
+        return serverFromString(
+            reactor,
+            "migrate:ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s"
+            % (certs["key"], certs["cert"]),
+        )
+
+    def client(self, reactor: Any, serverAddress: Any) -> Any:
+        return clientFromString(
+            reactor,
+            "migrate:tls:host=127.0.0.1:port=%d:trustRoots=%s"
+            % (serverAddress.port, _certificates()["ca"]),
+        )
+
+
+@implementer(IListeningPort)
+class _RelayedPort:
+    """
+    The listening port of a server behind a cutting relay: its address is
+    the relay's.
+    """
+
+    def __init__(self, server: Any, relay: Any) -> None:
+        self._server = server
+        self._relay = relay
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[Any]:
+        return gatherResults(
+            [
+                defer.maybeDeferred(self._relay.stopListening),
+                defer.maybeDeferred(self._server.stopListening),
+            ]
+        )
+
+    def getHost(self) -> Any:
+        return self._relay.getHost()
+
+
+class _RelayedServerEndpoint:
+    """
+    Listen with an inner server endpoint, and in front of it a relay that
+    cuts every connection after C{cutEvery} bytes.
+    """
+
+    def __init__(self, reactor: Any, inner: Any, cutEvery: int) -> None:
+        self._reactor = reactor
+        self._inner = inner
+        self._cutEvery = cutEvery
+
+    def listen(self, factory: Any) -> Deferred[_RelayedPort]:
+        reactor = self._reactor
+
+        def listening(port: Any) -> _RelayedPort:
+            target = port.getHost().port
+            relay = CuttingRelay(lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", target))
+            relay.cutEvery(self._cutEvery, reactor)
+            relayPort = reactor.listenTCP(0, relay.factory, interface="127.0.0.1")
+            # The relay's own cuts complete in a later turn: let them,
+            # before the reactor is checked for leftovers.
+            reactor.addSystemEventTrigger("before", "shutdown", relay.stop)
+            return _RelayedPort(port, relayPort)
+
+        return self._inner.listen(factory).addCallback(listening)
+
+
+class RelayedCreator(EndpointCreator):
+    """
+    Another creator's endpoints, with a relay between them that cuts each
+    carrier once it has carried C{cutEvery} bytes (both ways).
+    """
+
+    def __init__(self, inner: EndpointCreator, cutEvery: int) -> None:
+        self._inner = inner
+        self._cutEvery = cutEvery
+
+    def server(self, reactor: Any) -> Any:
+        return _RelayedServerEndpoint(reactor, self._inner.server(reactor), self._cutEvery)
+
+    def client(self, reactor: Any, serverAddress: Any) -> Any:
+        return self._inner.client(reactor, serverAddress)
+
+
+class _ContractBuilder(ReactorBuilder):
+    """
+    The reactors of the contract, and the C{listen}/C{connect} and
+    C{getConnectedClientAndServer} helpers Twisted's stream mixins expect,
+    through the endpoint creator.
+    """
+
+    _reactors = _REACTORS
+    endpoints: Optional[EndpointCreator] = None
+    # A generous bound: a broken contract shows as a reactor still running.
+    timeout = 20
+
+    def listen(self, reactor: Any, factory: Any) -> Any:
+        """
+        Listen (synchronously, as C{reactor.listenTCP} would).
+        """
+        assert self.endpoints is not None
+        ports: list[Any] = []
+        self.endpoints.server(reactor).listen(factory).addCallback(ports.append)
+        assert ports, "the server endpoint did not listen at once"
+        self._listening = ports[0]
+        return ports[0]
+
+    def connect(self, reactor: Any, factory: Any) -> None:
+        """
+        Connect to the port of the last L{listen}.
+        """
+        assert self.endpoints is not None
+        endpoint = self.endpoints.client(reactor, self._listening.getHost())
+        endpoint.connect(factory).addErrback(lambda f: None)
+
+    def getConnectedClientAndServer(
+        self, reactor: Any, interface: str, addressFamily: Any
+    ) -> Deferred[tuple[Protocol, Protocol, Any]]:
+        """
+        A connected client and server protocol, and the listening port; the
+        reactor stops once both have lost their connection.
+        """
+        assert self.endpoints is not None
+        made: list[Deferred[Protocol]] = [Deferred(), Deferred()]
+        lost: list[Deferred[None]] = [Deferred(), Deferred()]
+
+        def side(index: int) -> type[Protocol]:
+            class Side(Protocol):
+                def connectionMade(self) -> None:
+                    made[index].callback(self)
+
+                def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+                    lost[index].callback(None)
+
+            return Side
+
+        gatherResults(lost).addBoth(lambda _: reactor.stop())
+        result: Deferred[tuple[Protocol, Protocol, Any]] = Deferred()
+
+        def listening(port: Any) -> None:
+            assert self.endpoints is not None
+            self.endpoints.client(reactor, port.getHost()).connect(
+                ClientFactory.forProtocol(side(0))
+            ).addErrback(result.errback)
+            gatherResults(made).addCallback(lambda ps: result.callback((ps[0], ps[1], port)))
+
+        def start() -> None:
+            assert self.endpoints is not None
+            self.endpoints.server(reactor).listen(
+                ServerFactory.forProtocol(side(1))
+            ).addCallback(listening).addErrback(result.errback)
+
+        reactor.callWhenRunning(start)
+        return result
+
+
+class _ProducerTestsMixin:
+    """
+    The producer tests of L{StreamClientTestsMixin} (its other tests are
+    about C{IConnector} and C{ClientFactory} callbacks, which endpoints do
+    not use).
+    """
+
+    test_unregisterProducerAfterDisconnect = (
+        StreamClientTestsMixin.test_unregisterProducerAfterDisconnect
+    )
+    test_disconnectWhileProducing = StreamClientTestsMixin.test_disconnectWhileProducing
+
+
+class TCPContractTests(
+    _ContractBuilder,
+    ConnectionTestsMixin,
+    AbortConnectionMixin,
+    _ProducerTestsMixin,
+    WriteSequenceTestsMixin,
+):
+    """
+    Twisted's transport tests against C{migrate:tcp:}.
+    """
+
+    endpoints = MigrateTCPCreator()
+
+
+class TLSContractTests(
+    _ContractBuilder,
+    ConnectionTestsMixin,
+    AbortConnectionMixin,
+    _ProducerTestsMixin,
+    WriteSequenceTestsMixin,
+):
+    """
+    Twisted's transport tests against C{migrate:tls:}.
+    """
+
+    endpoints = MigrateTLSCreator()
+
+
+class RelayedTCPContractTests(_ContractBuilder, ConnectionTestsMixin, AbortConnectionMixin):
+    """
+    Twisted's connection and abort tests against C{migrate:tcp:}, every
+    carrier cut after a few KiB.
+    """
+
+    endpoints = RelayedCreator(MigrateTCPCreator(), 4 * 1024)
+
+
+class RelayedTLSContractTests(_ContractBuilder, ConnectionTestsMixin, AbortConnectionMixin):
+    """
+    Twisted's connection and abort tests against C{migrate:tls:}, every
+    carrier cut after a few KiB.
+    """
+
+    endpoints = RelayedCreator(MigrateTLSCreator(), 16 * 1024)
+
+
+for _builder in (TCPContractTests, TLSContractTests, RelayedTCPContractTests, RelayedTLSContractTests):
+    globals().update(_builder.makeTestCaseClasses())
+del _builder
