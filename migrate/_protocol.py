@@ -220,6 +220,8 @@ class Carrier(Protocol):
         if not (graceful or waitForPeer):
             transport.abortConnection()
             return
+        if self.session is not None:
+            self.session.carrierClosing(self)
         if graceful:
             transport.loseConnection()
         else:
@@ -287,6 +289,7 @@ class Carrier(Protocol):
         session = self.session
         if session is not None:
             session.carrierLost(self, clean=reason.check(ConnectionDone) is not None)
+            session.carrierClosed(self)
         elif not self.retired:
             self.handshaker.carrierFailed(self, reason.getErrorMessage())
         else:

@@ -39,6 +39,7 @@ import enum
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IAddress,
@@ -308,6 +309,8 @@ class Session:
         self.endReason: Optional[Exception] = None
         self._logContext: dict[Any, Any] = {ILogContext: {"system": "Migrate"}}
         self._depth = 0
+        self._endWaiters: Optional[list[Deferred[None]]] = None
+        self._closingCarriers: Optional[set[Carrier]] = None
         self._expiryCall: IDelayedCall | None = None
         self._ackCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
@@ -871,16 +874,21 @@ class Session:
 
     def _finReceived(self, ack: int) -> None:
         self.engine.finArrived(ack)
-        self._acked()
+        if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
+            self._resumeFor(_BUFFER)
         app = self.app
         if not self._closeRequested:
             halfCloseable = IHalfCloseableProtocol(app, None)
             if halfCloseable is not None:
                 self._sendAck()
+                self._depth += 1
                 try:
                     context.call(self._logContext, halfCloseable.readConnectionLost)
                 except BaseException:
+                    self._depth -= 1
                     self._appFailed(Failure())
+                else:
+                    self._depth -= 1
             else:
                 self._loseConnection()
         if not self._ended:
@@ -1089,7 +1097,10 @@ class Session:
             self._depth -= 1
 
     def _abort(self, reason: Optional[Failure] = None) -> None:
-        if self._appLost or self._ended:
+        if self._appLost:
+            return
+        if self._ended:
+            self._appGone(reason if reason is not None else Failure(ConnectionAborted()))
             return
         if reason is None:
             reason = Failure(ConnectionAborted())
@@ -1127,8 +1138,9 @@ class Session:
         carrier = self.carrier
         self.carrier = None
         if carrier is not None:
+            # If it does not arrive, the peer resumes and is told then.
             carrier.transport.write(_wire.encodeAbort(notice))
-            carrier.retire("session aborted", waitForPeer=True)
+            carrier.retire("session aborted", graceful=True)
         self._end(ConnectionAborted(notice))
 
     def _sendAbort(self, notice: str) -> None:
@@ -1218,7 +1230,14 @@ class Session:
         if carrier is not None:
             self.carrier = None
             carrier.retire("session ended")
-        self._appGone(Failure(reason))
+        if not (
+            isinstance(reason, ConnectionDone)
+            and not self._closeRequested
+            and IHalfCloseableProtocol.providedBy(self.app)
+        ):
+            # (A half-closing application whose both directions ended keeps
+            # its connection until it closes it, as on Twisted's TCP.)
+            self._appGone(Failure(reason))
         self.log.info(
             "session {sid} ended: {reason}",
             sid=self.hexID,
@@ -1226,6 +1245,47 @@ class Session:
             event="ended",
         )
         self.onEnd(self)
+        if not self._closingCarriers:
+            self._fireEnded()
+
+    def carrierClosing(self, carrier: Carrier) -> None:
+        """
+        A carrier of ours is closing (flushing, or waiting for the peer to
+        close it): the session is not over until it has.
+        """
+        if self._closingCarriers is None:
+            self._closingCarriers = set()
+        self._closingCarriers.add(carrier)
+
+    def carrierClosed(self, carrier: Carrier) -> None:
+        """
+        A carrier of ours has closed.
+        """
+        closing = self._closingCarriers
+        if closing is not None:
+            closing.discard(carrier)
+            if not closing:
+                self._closingCarriers = None
+                if self._ended:
+                    self._fireEnded()
+
+    def _fireEnded(self) -> None:
+        waiting, self._endWaiters = self._endWaiters, None
+        for d in waiting or ():
+            d.callback(None)
+
+    def whenEnded(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the session is entirely over: ended, and
+        every carrier it had closed.
+        """
+        if self._ended and not self._closingCarriers:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        if self._endWaiters is None:
+            self._endWaiters = []
+        self._endWaiters.append(d)
+        return d
 
     def shutdown(self) -> None:
         """
@@ -1235,7 +1295,9 @@ class Session:
         carrier, self.carrier = self.carrier, None
         if carrier is not None:
             carrier.abandon()
-        self._end(ConnectionLost("the reactor is shutting down"))
+        reason = ConnectionLost("the reactor is shutting down")
+        self._end(reason)
+        self._appGone(Failure(reason))
         call = self._lostCall
         if call is not None and call.active() and self._lostReason is not None:
             call.cancel()

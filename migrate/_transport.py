@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
 
@@ -198,6 +199,13 @@ class MigrateTransport:
     @property
     def handoffs(self) -> int:
         return self._session.handoffs
+
+    def whenEnded(self) -> Deferred[None]:
+        """
+        Fires once the session is entirely over (see
+        L{IMigrateTransport.whenEnded}).
+        """
+        return self._session.whenEnded()
 
     def isAttached(self) -> bool:
         """

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from twisted.internet.interfaces import IAddress, ITransport
 from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 
@@ -103,8 +104,20 @@ class IMigrateTransport(ITransport):
     def abortConnection() -> None:
         """
         End the session at once, dropping unsent data.  The application
-        hears C{connectionLost} with C{ConnectionAborted}; the peer, if
-        reachable now, with L{migrate.errors.PeerAborted}.
+        hears C{connectionLost} with C{ConnectionAborted} in the next
+        reactor turn; the peer with L{migrate.errors.PeerAborted} (the abort
+        is delivered through later carriers if the current one is lost).
+        """
+
+    def whenEnded() -> "Deferred[None]":
+        """
+        A Deferred that fires once the session is entirely over: after the
+        application's C{connectionLost}, a session may still finish its
+        close in the background (the last acknowledgements, an abort that
+        must reach the peer), for at most C{closeTimeout}.  Once this fires
+        nothing of the session is left on the reactor; a test that checks
+        the reactor is clean waits for it, as it would wait for a TCP
+        connection to close.
         """
 
     def isAttached() -> bool:

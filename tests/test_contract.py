@@ -27,7 +27,7 @@ from typing import Any, Optional
 from twisted.internet import defer, reactor as globalReactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, serverFromString
-from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
 from twisted.internet.test.connectionmixins import (
     ConnectionTestsMixin,
@@ -36,8 +36,9 @@ from twisted.internet.test.connectionmixins import (
 )
 from twisted.internet.test.reactormixins import ReactorBuilder
 from twisted.internet.test.test_tcp import AbortConnectionMixin, WriteSequenceTestsMixin
+from twisted.internet.testing import AccumulatingProtocol
 from twisted.python.failure import Failure
-from twisted.test.proto_helpers import AccumulatingProtocol
+from twisted.test.test_tcp import MyHCFactory, MyHCProtocol, MyServerFactory, loopUntil
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -309,3 +310,264 @@ class RelayedTLSContractTests(_ContractBuilder, ConnectionTestsMixin, AbortConne
 for _builder in (TCPContractTests, TLSContractTests, RelayedTCPContractTests, RelayedTLSContractTests):
     globals().update(_builder.makeTestCaseClasses())
 del _builder
+
+
+class _HalfCloseBase(TestCase):
+    """
+    What Twisted's half-close tests share: a server listening on a
+    C{migrate:} endpoint of the global reactor and a client connected to it.
+    """
+
+    creator: EndpointCreator = MigrateTCPCreator()
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def listenAndConnect(self, serverFactory: Any, clientProtocol: type[Protocol]) -> Any:
+        """
+        Listen with C{serverFactory}; connect a C{clientProtocol}.
+
+        @return: a Deferred firing with the client protocol.
+        """
+        self.port = yield self.creator.server(globalReactor).listen(serverFactory)
+        self.addCleanup(self.port.stopListening)
+        factory = ClientFactory.forProtocol(clientProtocol)
+        factory.protocolConnectionMade = None  # type: ignore[attr-defined]
+        client = yield self.creator.client(globalReactor, self.port.getHost()).connect(factory)
+        self.ends = [client.transport, serverFactory.lastProtocol.transport]
+        return client
+
+    def tearDown(self) -> Any:
+        """
+        Twisted's tear-down (L{closeDown}), then, where Twisted's tests know
+        the TCP connection is closed once C{connectionLost} was called, wait
+        for the session to finish its close in the background.
+        """
+        d = defer.maybeDeferred(self.closeDown)
+        d.addCallback(lambda _: gatherResults([t.whenEnded() for t in self.ends]))
+        return d
+
+    def closeDown(self) -> Any:
+        """
+        The tear-down of Twisted's test.
+        """
+
+
+class HalfCloseTests(_HalfCloseBase):
+    """
+    Twisted's C{HalfCloseTests}: half-closing sessions whose protocols are
+    told of both half-closes.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.f = f = MyHCFactory()
+        self.client = yield self.listenAndConnect(f, MyHCProtocol)
+        self.clientProtoConnectionLost = self.client.closedDeferred = Deferred()
+        self.assertEqual(self.client.transport.state, "attached")
+        # Wait for the server to notice there is a connection, too.
+        yield loopUntil(lambda: getattr(self.f, "lastProtocol", None) is not None)
+
+    def closeDown(self) -> Any:
+        self.assertEqual(self.client.closed, 0)
+        self.client.transport.loseConnection()
+        d = defer.maybeDeferred(self.port.stopListening)
+        d.addCallback(lambda ign: self.clientProtoConnectionLost)
+        d.addCallback(self._tearDown)
+        return d
+
+    def _tearDown(self, ignored: object) -> Any:
+        self.assertEqual(self.client.closed, 1)
+        # because we did half-close, the server also needs to
+        # closed explicitly.  (Twisted asserts C{closed == 0}, which holds
+        # on TCP only if the server has not read the client's FIN yet: on
+        # reading it, L{MyHCProtocol} calls its own C{connectionLost(None)}.
+        # What the assertion means is that the transport did not close the
+        # server, whose C{closedReason} would then be a failure.)
+        self.assertIsNone(self.f.lastProtocol.closedReason)
+        d: Deferred[None] = Deferred()
+
+        def _connectionLost(reason: object) -> None:
+            self.f.lastProtocol.closed = 1
+            d.callback(None)
+
+        self.f.lastProtocol.connectionLost = _connectionLost
+        self.f.lastProtocol.transport.loseConnection()
+        d.addCallback(lambda x: self.assertEqual(self.f.lastProtocol.closed, 1))
+        return d
+
+    def testCloseWriteCloser(self) -> Any:
+        """
+        After C{loseWriteConnection}, the writer hears C{writeConnectionLost},
+        the peer C{readConnectionLost}, and later writes go nowhere.  (Twisted
+        waits for its private write buffer to empty; here, for the data to
+        arrive.)
+        """
+        client = self.client
+        f = self.f
+        t = client.transport
+
+        t.write(b"hello")
+        d = loopUntil(lambda: f.lastProtocol.data == b"hello")
+
+        def loseWrite(ignored: object) -> Any:
+            t.loseWriteConnection()
+            return loopUntil(lambda: client.writeHalfClosed)
+
+        def check(ignored: object) -> Any:
+            self.assertFalse(client.closed)
+            self.assertTrue(client.writeHalfClosed)
+            self.assertFalse(client.readHalfClosed)
+            return loopUntil(lambda: f.lastProtocol.readHalfClosed)
+
+        def write(ignored: object) -> None:
+            sent = t.snapshot()["bytesSent"]
+            w = client.transport.write
+            w(b" world")
+            w(b"lalala fooled you")
+            self.assertEqual(sent, t.snapshot()["bytesSent"])
+            self.assertEqual(f.lastProtocol.data, b"hello")
+            self.assertFalse(f.lastProtocol.closed)
+            self.assertTrue(f.lastProtocol.readHalfClosed)
+
+        return d.addCallback(loseWrite).addCallback(check).addCallback(write)
+
+    def testWriteCloseNotification(self) -> Any:
+        f = self.f
+        f.lastProtocol.transport.loseWriteConnection()
+
+        d = gatherResults(
+            [
+                loopUntil(lambda: f.lastProtocol.writeHalfClosed),
+                loopUntil(lambda: self.client.readHalfClosed),
+            ]
+        )
+        d.addCallback(lambda _: self.assertEqual(f.lastProtocol.readHalfClosed, False))
+        return d
+
+
+class HalfCloseNoNotificationAndShutdownExceptionTests(_HalfCloseBase):
+    """
+    Twisted's tests of half-closing towards a protocol that is not told of
+    half-closes.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.f = f = MyServerFactory()
+        self.f.protocolConnectionMade = Deferred()
+        made = self.f.protocolConnectionMade
+        self.client = yield self.listenAndConnect(f, AccumulatingProtocol)
+        yield made
+
+    def closeDown(self) -> Any:
+        self.client.transport.loseConnection()
+        return self.port.stopListening()
+
+    def testNoNotification(self) -> Any:
+        """
+        TCP protocols support half-close connections, but not all of them
+        support being notified of write closes.  In this case, test that
+        half-closing the connection causes the peer's connection to be
+        closed.
+        """
+        self.client.transport.write(b"hello")
+        self.client.transport.loseWriteConnection()
+        self.f.lastProtocol.closedDeferred = d = Deferred()
+        self.client.closedDeferred = d2 = Deferred()
+        d.addCallback(lambda x: self.assertEqual(self.f.lastProtocol.data, b"hello"))
+        d.addCallback(lambda x: self.assertTrue(self.f.lastProtocol.closed))
+        return gatherResults([d, d2])
+
+    def testShutdownException(self) -> Any:
+        """
+        If the other side has already closed its connection,
+        loseWriteConnection should pass silently.
+        """
+        self.f.lastProtocol.transport.loseConnection()
+        self.client.transport.write(b"X")
+        self.client.transport.loseWriteConnection()
+        self.f.lastProtocol.closedDeferred = d = Deferred()
+        self.client.closedDeferred = d2 = Deferred()
+        d.addCallback(lambda x: self.assertTrue(self.f.lastProtocol.closed))
+        return gatherResults([d, d2])
+
+
+class HalfCloseBuggyApplicationTests(_HalfCloseBase):
+    """
+    Twisted's tests of half-closing where the notification code has bugs.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.serverFactory = MyHCFactory()
+        self.serverFactory.protocolConnectionMade = Deferred()
+        made = self.serverFactory.protocolConnectionMade
+        self.clientProtocol = yield self.listenAndConnect(self.serverFactory, MyHCProtocol)
+        yield made
+
+    def aBug(self, *args: object) -> None:
+        """
+        Fake implementation of a callback which illegally raises an
+        exception.
+        """
+        raise RuntimeError("ONO I AM BUGGY CODE")
+
+    def _notificationRaisesTest(self) -> Any:
+        """
+        Helper for testing that an exception is logged by the time the
+        client protocol loses its connection.
+        """
+        closed = self.clientProtocol.closedDeferred = Deferred()
+        self.clientProtocol.transport.loseWriteConnection()
+
+        def check(ignored: object) -> None:
+            errors = self.flushLoggedErrors(RuntimeError)
+            self.assertEqual(len(errors), 1)
+
+        closed.addCallback(check)
+        return closed
+
+    def test_readNotificationRaises(self) -> Any:
+        """
+        If C{readConnectionLost} raises an exception when the transport
+        calls it to notify the protocol of that event, the exception should
+        be logged and the protocol should be disconnected completely.
+        """
+        self.serverFactory.lastProtocol.readConnectionLost = self.aBug
+        return self._notificationRaisesTest()
+
+    def test_writeNotificationRaises(self) -> Any:
+        """
+        If C{writeConnectionLost} raises an exception when the transport
+        calls it to notify the protocol of that event, the exception should
+        be logged and the protocol should be disconnected completely.
+        """
+        self.clientProtocol.writeConnectionLost = self.aBug
+        return self._notificationRaisesTest()
+
+
+class TLSHalfCloseTests(HalfCloseTests):
+    """
+    L{HalfCloseTests} over C{migrate:tls:}.
+    """
+
+    creator = MigrateTLSCreator()
+
+
+class TLSHalfCloseNoNotificationAndShutdownExceptionTests(
+    HalfCloseNoNotificationAndShutdownExceptionTests
+):
+    """
+    L{HalfCloseNoNotificationAndShutdownExceptionTests} over
+    C{migrate:tls:}.
+    """
+
+    creator = MigrateTLSCreator()
+
+
+class TLSHalfCloseBuggyApplicationTests(HalfCloseBuggyApplicationTests):
+    """
+    L{HalfCloseBuggyApplicationTests} over C{migrate:tls:}.
+    """
+
+    creator = MigrateTLSCreator()
