@@ -377,7 +377,7 @@ class ClientConnector:
         session = self.session
         if session is None or self.endpointTo is None:
             return [""]
-        advertised = list(session.peerAddresses)
+        advertised = list(session.trustedPeerAddresses)
         located = [a for a in self._located if a not in advertised]
         return advertised + located + [""]
 
@@ -463,9 +463,9 @@ class ClientConnector:
         one this carrier goes to (the server moved, or is moving), make a
         carrier to it now, while the old path may still work.
         """
-        if self._stopped or not session.peerAddresses or self.endpointTo is None:
+        if self._stopped or not session.trustedPeerAddresses or self.endpointTo is None:
             return
-        preferred = session.peerAddresses[0]
+        preferred = session.trustedPeerAddresses[0]
         current = formatAddress(session.lastPeer)
         if session.carrier is None or preferred == current:
             return

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from ._advertise import AdvertisePolicy
 from ._client import AttemptLimiter, ClientConnector
 from ._session import restoreSession
 from ._upcalls import Upcalls
@@ -83,8 +84,12 @@ class MigrateServerEndpoint:
         locator: Optional[ILocator] = None,
         publishName: Optional[str] = None,
         serviceInterface: Optional[str] = None,
+        advertise: Optional[str] = None,
     ) -> None:
         """
+        @param advertise: what clients are told about where this server can
+            be reached: C{"auto"} (default), C{"none"} or
+            C{"HOST:PORT[,HOST:PORT...]"} (see L{migrate._advertise}).
         @param locator: where this host publishes its addresses under
             C{publishName} whenever they change (needs C{monitor}).
         @param serviceInterface: only addresses on this interface are
@@ -95,6 +100,7 @@ class MigrateServerEndpoint:
         @param monitor: watches this host's addresses, which sessions then
             advertise to their clients (so they follow a server that moves).
         """
+        self.advertise = AdvertisePolicy.parse(advertise)
         self.monitor = monitor
         self.locator = locator
         self.publishName = publishName
@@ -132,6 +138,7 @@ class MigrateServerEndpoint:
             self.locator,
             self.publishName,
             self.serviceInterface,
+            self.advertise,
         )
         factory = self.factory
 
@@ -342,6 +349,8 @@ def serverEndpointFromArgs(
     if publishName is not None and locator is None:
         raise ValueError("migrate: publish= needs locator=, zone=, tsigName= and tsigSecret=")
     serviceInterface = rest.pop("serviceInterface", None)
+    advertise = rest.pop("advertise", None)
+    AdvertisePolicy.parse(advertise)
     store = SQLiteSessionStore(reactor, directory) if directory else None
     return MigrateServerEndpoint(
         reactor,
@@ -352,6 +361,7 @@ def serverEndpointFromArgs(
         locator=locator,
         publishName=publishName,
         serviceInterface=serviceInterface,
+        advertise=advertise,
     )
 
 

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
+from ._advertise import AdvertisePolicy
 from ._core import ProtocolViolation
 from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
 from ._options import SessionOptions
@@ -116,8 +117,14 @@ class MigrateServerFactory(Factory):
         locator: Union[ILocator, Sequence[ILocator], None] = None,
         publishName: Optional[str] = None,
         serviceInterface: Optional[str] = None,
+        advertise: Union[str, AdvertisePolicy, None] = None,
     ) -> None:
         """
+        @param advertise: what clients are told about where the server can
+            be reached: C{"auto"} (the default: what a direct client can
+            verify, see L{migrate._advertise}), C{"none"}, or the
+            operator's C{"HOST:PORT[,HOST:PORT...]"} (behind NAT, a port
+            forward or a load balancer).
         @param monitor: watches this host's addresses; sessions are told
             in-band where the server can be reached, newest address first,
             so that clients follow a server that moves.
@@ -136,7 +143,11 @@ class MigrateServerFactory(Factory):
         self.monitor = MonitorLease(monitor) if monitor is not None else None
         self._monitorHeld = False
         self._addresses: list[str] = []
+        self._interfaces: dict[str, str] = {}
         self._preferred: Optional[str] = None
+        self.advertisePolicy = (
+            advertise if isinstance(advertise, AdvertisePolicy) else AdvertisePolicy.parse(advertise)
+        )
         self._republishCall: Optional[IDelayedCall] = None
         self.listeningHost: Optional[str] = None
         self.clock = clock
@@ -437,7 +448,7 @@ class MigrateServerFactory(Factory):
             state.handshake.acceptResume(request, session.key, session.engine.received)
         )
         session.lastHost = carrier.transport.getHost()
-        session.advertised = self._advertisement(session)
+        self._setAdvertisement(session, send=False)
         session.generation = request.generation
         self._forgetDetached(session)
         if session.state is not State.CLOSED:
@@ -480,7 +491,7 @@ class MigrateServerFactory(Factory):
         )
         self._adopt(session, peer)
         session.lastHost = carrier.transport.getHost()
-        session.advertised = self._advertisement(session)
+        self._setAdvertisement(session, send=False)
         carrier.transport.write(_wire.encodeOpened())
         session.attach(carrier, 0)
         self.log.info(
@@ -675,11 +686,13 @@ class MigrateServerFactory(Factory):
         bound = self.listeningHost
         if bound not in (None, "", "0.0.0.0", "::"):
             return [bound]
-        return [
-            a.address
+        found = [
+            a
             for a in self.monitor.addresses()
             if self.serviceInterface is None or a.interface == self.serviceInterface
         ]
+        self._interfaces = {a.address: a.interface for a in found}
+        return [a.address for a in found]
 
     def _publish(self) -> None:
         """
@@ -721,20 +734,26 @@ class MigrateServerFactory(Factory):
 
     # Where we are
 
-    def _advertisement(self, session: Session) -> list[str]:
+    def _setAdvertisement(self, session: Session, send: bool = True) -> None:
         """
-        The addresses to tell C{session}'s peer, with the port its carriers
-        arrive on: first the address this host gained most recently (where
-        it is moving to), then the one the session uses now, then the rest.
+        Work out what C{session}'s peer is told about where we are (see
+        L{migrate._advertise}); tell it now if C{send} and it changed.
         """
-        port = getattr(session.lastHost, "port", None)
-        if port is None or not self._addresses:
-            return []
-        order: list[str] = []
-        for a in [self._preferred, getattr(session.lastHost, "host", None)] + self._addresses:
-            if a is not None and a in self._addresses and a not in order:
-                order.append(a)
-        return [("[%s]:%d" if ":" in a else "%s:%d") % (a, port) for a in order]
+        policy = self.advertisePolicy
+        advert = policy.addresses(
+            getattr(session.lastHost, "host", None),
+            getattr(session.lastHost, "port", None),
+            self._addresses,
+            self._interfaces,
+            self._preferred,
+        )
+        configured = policy.mode == "configured"
+        if send:
+            if advert and advert != session.advertised:
+                session.advertise(advert, configured)
+        else:
+            session.advertised = advert
+            session.advertConfigured = configured
 
     def _connectivityChanged(self, event: ConnectivityEvent) -> None:
         """
@@ -760,9 +779,7 @@ class MigrateServerFactory(Factory):
             if event.kind == ConnectivityEvent.ADDRESS_REMOVED and host == event.address:
                 session.dropCarrier("address-gone")
                 continue
-            advert = self._advertisement(session)
-            if advert and advert != session.advertised:
-                session.advertise(advert)
+            self._setAdvertisement(session)
 
     # Management
 

@@ -328,7 +328,10 @@ class Session:
         self._pingSentAt: Optional[float] = None
         self._smallWrite = min(4096, options.sendFrame)
         self.peerAddresses: list[str] = []
+        self.trustedPeerAddresses: list[str] = []
+        self._untrustedLogged = False
         self.advertised: list[str] = []
+        self.advertConfigured = False
         self.onPeerAddresses: Callable[[Session], None] = lambda s: None
         self._advertSeq = 0
         self._peerAdvertSeq = 0
@@ -669,18 +672,22 @@ class Session:
 
     # Address advertisements
 
-    def _advertProof(self, sender: bytes, seq: int, addresses: list[str]) -> bytes:
+    def _advertProof(self, sender: bytes, seq: int, flags: int, addresses: list[str]) -> bytes:
         return _crypto.prove(
-            self.key, b"addresses", sender, seq, *(a.encode("ascii") for a in addresses)
+            self.key, b"addresses", sender, seq, flags, *(a.encode("ascii") for a in addresses)
         )
 
-    def advertise(self, addresses: list[str]) -> None:
+    def advertise(self, addresses: list[str], configured: bool = False) -> None:
         """
         Tell the peer where we can be reached (C{"host:port"} each), now and
         after every resume, authenticated by the session key and numbered
         so that an old advertisement cannot be replayed.
+
+        @param configured: the operator chose these addresses (the peer may
+            follow them even over a translated path).
         """
         self.advertised = list(addresses[: _wire.MAX_ADDRESSES])
+        self.advertConfigured = configured
         self._sendAdvert()
 
     def _sendAdvert(self) -> None:
@@ -691,21 +698,51 @@ class Session:
         # a session restored in a new process still counts upwards.
         self._advertSeq = max(self._advertSeq + 1, (self.generation << 32) + 1)
         sender = b"client" if self.isClient else b"server"
-        mac = self._advertProof(sender, self._advertSeq, self.advertised)
-        carrier.transport.write(_wire.encodeAddresses(self._advertSeq, self.advertised, mac))
+        flags = _wire.ADDRESSES_CONFIGURED if self.advertConfigured else 0
+        mac = self._advertProof(sender, self._advertSeq, flags, self.advertised)
+        carrier.transport.write(
+            _wire.encodeAddresses(self._advertSeq, flags, self.advertised, mac)
+        )
 
     def _peerAdvertised(self, body: bytes) -> None:
+        """
+        The peer told us where it can be reached.  We follow it only if its
+        operator configured the addresses, or if the path we use now is
+        direct (the address we reached is among them, or is one it told us
+        before and we trusted): behind NAT, a port forward or a load
+        balancer, an advertised address is unreachable, another host, or a
+        way around whatever the path enforces.
+        """
         try:
-            seq, addresses, mac = _wire.decodeAddresses(body)
+            seq, flags, addresses, mac = _wire.decodeAddresses(body)
         except _wire.FrameError as e:
             raise ProtocolViolation(str(e))
         sender = b"server" if self.isClient else b"client"
-        if not _crypto.verify(self._advertProof(sender, seq, addresses), mac):
+        if not _crypto.verify(self._advertProof(sender, seq, flags, addresses), mac):
             raise ProtocolViolation("forged address advertisement")
         if seq <= self._peerAdvertSeq:
             raise ProtocolViolation("replayed address advertisement")
         self._peerAdvertSeq = seq
-        old, self.peerAddresses = self.peerAddresses, addresses
+        self.peerAddresses = addresses
+        current = formatAddress(self.lastPeer)
+        trusted = (
+            bool(flags & _wire.ADDRESSES_CONFIGURED)
+            or current in addresses
+            or current in self.trustedPeerAddresses
+        )
+        old = self.trustedPeerAddresses
+        if not trusted:
+            if addresses and not self._untrustedLogged:
+                self._untrustedLogged = True
+                self.log.info(
+                    "session {sid}: the peer advertised {addresses}, but this path "
+                    "({current}) is translated; staying on it",
+                    sid=self.hexID,
+                    addresses=addresses,
+                    current=current,
+                )
+            addresses = []
+        self.trustedPeerAddresses = addresses
         if old != addresses and self.transport is not None:
             self.upcalls.notify("peerMoved", self.transport, old, addresses)
         self.onPeerAddresses(self)

@@ -94,7 +94,7 @@ MAX_ADDRESSES = 16
 _VARIABLE_CONTROL = {
     REJECT: 1 + MAX_REASON,
     ABORT: MAX_REASON,
-    ADDRESSES: 8 + 1 + MAX_ADDRESSES * 48 + MAC_SIZE,
+    ADDRESSES: 8 + 2 + MAX_ADDRESSES * 48 + MAC_SIZE,
 }
 
 
@@ -176,12 +176,19 @@ def encodePong(body: bytes) -> bytes:
     return _HEAD.pack(PONG, 8) + body
 
 
-def encodeAddresses(seq: int, addresses: list[str], mac: bytes) -> bytes:
+# Flags of an ADDRESSES frame.
+ADDRESSES_CONFIGURED = 0x01
+
+
+def encodeAddresses(seq: int, flags: int, addresses: list[str], mac: bytes) -> bytes:
     """
     Encode an advertisement of the addresses the sender can be reached at
     (C{"host:port"} each, at most L{MAX_ADDRESSES}), with its proof.
+
+    @param flags: L{ADDRESSES_CONFIGURED} when the sender's operator chose
+        the addresses (so they hold behind address translation).
     """
-    parts = [_POS.pack(seq), bytes([len(addresses)])]
+    parts = [_POS.pack(seq), bytes([flags, len(addresses)])]
     for a in addresses:
         raw = a.encode("ascii")
         parts.append(bytes([len(raw)]) + raw)
@@ -189,15 +196,16 @@ def encodeAddresses(seq: int, addresses: list[str], mac: bytes) -> bytes:
     return encodeFrame(ADDRESSES, b"".join(parts))
 
 
-def decodeAddresses(body: bytes) -> tuple[int, list[str], bytes]:
+def decodeAddresses(body: bytes) -> tuple[int, int, list[str], bytes]:
     """
-    @return: C{(seq, addresses, mac)}
+    @return: C{(seq, flags, addresses, mac)}
     @raise FrameError: malformed.
     """
     try:
         seq = _POS.unpack_from(body)[0]
-        count = body[8]
-        offset = 9
+        flags = body[8]
+        count = body[9]
+        offset = 10
         addresses = []
         if count > MAX_ADDRESSES:
             raise FrameError("too many addresses")
@@ -213,7 +221,7 @@ def decodeAddresses(body: bytes) -> tuple[int, list[str], bytes]:
         raise FrameError("malformed address advertisement")
     if len(mac) != MAC_SIZE:
         raise FrameError("malformed address advertisement")
-    return int(seq), addresses, mac
+    return int(seq), flags, addresses, mac
 
 
 def decodePosition(body: bytes) -> int:

@@ -62,6 +62,7 @@ class ConnectivityEvent:
 
     ADDRESS_ADDED = "address-added"
     ADDRESS_REMOVED = "address-removed"
+    ADDRESS_DEPRECATED = "address-deprecated"
     LINK_UP = "link-up"
     LINK_DOWN = "link-down"
     ROUTE_CHANGED = "route-changed"

@@ -95,6 +95,8 @@ _NLM_F_DUMP = 0x300
 _IFLA_IFNAME = 3
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
+_IFA_FLAGS = 8
+_IFA_F_DEPRECATED = 0x20
 _IFF_UP = 0x1
 _IFF_LOWER_UP = 0x10000
 _RT_SCOPE_UNIVERSE = 0
@@ -297,6 +299,8 @@ class NetlinkMonitor(_Listeners):
             for attr, value in _attributes(payload, _IFADDRMSG.size):
                 if attr == _IFA_LOCAL or (attr == _IFA_ADDRESS and raw is None):
                     raw = value
+                elif attr == _IFA_FLAGS and len(value) >= 4:
+                    flags |= struct.unpack("=I", value[:4])[0]
             if raw is None:
                 return []
             try:
@@ -305,6 +309,12 @@ class NetlinkMonitor(_Listeners):
                 return []
             name = self.links.get(index, ("if%d" % index, True))[0]
             key = (index, address)
+            if kind == _RTM_NEWADDR and flags & _IFA_F_DEPRECATED:
+                # Still works for what uses it, but is going away: no longer
+                # one of our usable addresses.
+                if self.table.pop(key, None) is None:
+                    return []
+                return [ConnectivityEvent(ConnectivityEvent.ADDRESS_DEPRECATED, name, address)]
             if kind == _RTM_NEWADDR:
                 known = key in self.table
                 self.table[key] = LocalAddress(name, address, 4 if family == socket.AF_INET else 6)

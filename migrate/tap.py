@@ -93,6 +93,15 @@ class Options(usage.Options):
             "hibernate (and survive a restart, for migratable applications)",
         ],
         [
+            "advertise",
+            None,
+            None,
+            "what clients of the migrate: --listen side are told about where "
+            "this server can be reached: auto (default; only what a direct "
+            "client can verify), none, or HOST:PORT[,HOST:PORT...] (the "
+            "public address behind NAT, a port forward or a load balancer)",
+        ],
+        [
             "status",
             "s",
             None,
@@ -120,10 +129,11 @@ class Options(usage.Options):
         self["sessionOptions"] = given
         for name in ("listen", "connect"):
             self[name] = _withOptions(self[name], given)
-        if self["store"]:
-            if not self["listen"].startswith("migrate:"):
-                raise usage.UsageError("--store needs a migrate: --listen endpoint")
-            self["listen"] = _withOptions(self["listen"], {"store": self["store"]})
+        for name in ("store", "advertise"):
+            if self[name]:
+                if not self["listen"].startswith("migrate:"):
+                    raise usage.UsageError("--%s needs a migrate: --listen endpoint" % (name,))
+                self["listen"] = _withOptions(self["listen"], {name: self[name]})
         from twisted.internet import reactor
 
         for name, parse in (

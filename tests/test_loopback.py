@@ -235,7 +235,7 @@ class ImpostorTests(TestCase):
         )
         proto = yield client.connect(Factory.forProtocol(Recorder))
         session = proto.transport._session
-        session.peerAddresses = ["127.0.0.1:%d" % impostor.getHost().port]
+        session.trustedPeerAddresses = ["127.0.0.1:%d" % impostor.getHost().port]
         relay.cutAll()
         proto.transport.write(b"after")
         # With 5 s between rounds, only a resume in the same round is quick.

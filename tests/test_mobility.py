@@ -339,8 +339,10 @@ class ServerMoveTests(_Base):
     @inlineCallbacks
     def test_serverMovesWhileIdle(self) -> Any:
         """
-        The same with the session idle (nothing flowing when the server
-        moves): the advertisement alone moves it; data then flows.
+        With the session idle (nothing flowing), the server gains a new
+        address and deprecates the one in use: the advertisement alone
+        moves the session there while the old path still works; data then
+        flows.
         """
         self.client.stopSending()
         self.server.stopSending()
@@ -348,6 +350,9 @@ class ServerMoveTests(_Base):
             lambda: self.server.received == self.client.sent and self.client.received == self.server.sent, 10
         )
         netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
+        netns.ip(
+            "-n", self.topology.server, "addr", "change", "10.77.0.1/32", "dev", "lo", "preferred_lft", "0"
+        )
         yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 5)
         netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
         self.assertEqual(self.client.transport.generation, 1)
@@ -358,13 +363,20 @@ class ServerMoveTests(_Base):
     @inlineCallbacks
     def test_serverMovesWhileAttached(self) -> Any:
         """
-        The server gains a new address and loses the old one while the
-        client is attached: the client follows the advertisement to the new
-        address before the old one goes, and the stream is intact.
+        The server gains a new address: the client learns it but stays on
+        the address it uses (a new address must not pull every client).
+        The old address goes while the client is attached and streaming:
+        the client resumes at the new address, and the stream is intact.
         """
+        port = self.client.transport.getPeer().port
+        newAddress = "10.77.0.2:%d" % (port,)
+        session = self.client.transport._session
         netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
-        yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 5)
+        yield waitFor(lambda: newAddress in session.trustedPeerAddresses, 5)
+        self.assertEqual(self.client.transport.getPeer().host, "10.77.0.1")
+        self.assertEqual(session.trustedPeerAddresses[0], "10.77.0.1:%d" % (port,))
         netns.ip("-n", self.topology.server, "addr", "del", "10.77.0.1/32", "dev", "lo")
+        yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 5)
         before = self.server.received
         yield waitFor(lambda: self.server.received > before + 20000, 5)
         self.assertEqual(self.client.transport.generation, 1)

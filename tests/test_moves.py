@@ -1,7 +1,9 @@
 """
 Server-side moves, deterministically: the server advertises its addresses
-in-band (authenticated, numbered), newest first; a client follows the
-preferred one at once; forged and replayed advertisements are refused.
+in-band (authenticated, numbered), the address in use first for as long as
+it lasts; a client whose path is direct (or whose server's operator
+configured the addresses) follows when that address goes away; forged and
+replayed advertisements are refused.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ class AdvertisementTests(SynchronousTestCase):
         self.assertEqual(pair.clientSession.peerAddresses, ["10.0.0.1:7001"])
         self.assertEqual(targets, [])
 
-    def test_serverMoves(self) -> None:
+    def test_newAddressDoesNotPull(self) -> None:
         """
-        A new server address is advertised first; the client moves its
-        session there at once (while the old path still works), and keeps
-        every byte.
+        An address that appears on the server (a VPN, a container bridge, a
+        second uplink) is advertised after the one in use: the client stays.
+        When the address in use goes, the client resumes at the other, and
+        keeps every byte.
         """
         pair, monitor, targets = movingPair()
         watch = Moves()
@@ -71,16 +74,78 @@ class AdvertisementTests(SynchronousTestCase):
         monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "lo", "10.0.0.9")
         pair.client.transport.write(b"during ")
         pair.settle()
-        self.assertEqual(targets, [("10.0.0.9", 7001)])
-        self.assertEqual(pair.client.transport.getPeer().host, "10.0.0.9")
-        self.assertEqual(pair.client.transport.generation, 1)
-        self.assertEqual(watch.moves, [(["10.0.0.1:7001"], ["10.0.0.9:7001", "10.0.0.1:7001"])])
+        self.assertEqual(targets, [])
+        self.assertEqual(pair.client.transport.generation, 0)
+        self.assertEqual(watch.moves, [(["10.0.0.1:7001"], ["10.0.0.1:7001", "10.0.0.9:7001"])])
         monitor.local = [LocalAddress("lo", "10.0.0.9", 4)]
         monitor.emit(ConnectivityEvent.ADDRESS_REMOVED, "lo", "10.0.0.1")
         pair.client.transport.write(b"after")
         pair.settle()
+        self.assertIn(("10.0.0.9", 7001), targets)
         self.assertEqual(pair.server.received, b"before during after")
-        self.assertEqual(pair.clientSession.peerAddresses, ["10.0.0.9:7001"])
+        self.assertEqual(pair.clientSession.trustedPeerAddresses, ["10.0.0.9:7001"])
+
+    def test_deprecatedAddressMovesFirst(self) -> None:
+        """
+        When the address in use is deprecated (still working, going away),
+        the server advertises the new one first and the client moves there
+        at once, while the old path still works, keeping every byte.
+        """
+        pair, monitor, targets = movingPair()
+        pair.client.transport.write(b"before ")
+        monitor.local = [LocalAddress("lo", "10.0.0.1", 4), LocalAddress("lo", "10.0.0.9", 4)]
+        monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "lo", "10.0.0.9")
+        pair.settle()
+        monitor.local = [LocalAddress("lo", "10.0.0.9", 4)]
+        monitor.emit(ConnectivityEvent.ADDRESS_DEPRECATED, "lo", "10.0.0.1")
+        pair.client.transport.write(b"during")
+        pair.settle()
+        self.assertEqual(targets, [("10.0.0.9", 7001)])
+        self.assertEqual(pair.client.transport.getPeer().host, "10.0.0.9")
+        self.assertEqual(pair.client.transport.generation, 1)
+        self.assertEqual(pair.server.received, b"before during")
+
+    def test_translatedPathNotFollowed(self) -> None:
+        """
+        A client whose path is translated (the server's address it reached
+        is not among the advertised ones: NAT, a port forward, a load
+        balancer) never follows the advertisement, nor tries it when it
+        reconnects.
+        """
+        pair, monitor, targets = movingPair()
+        session = pair.clientSession
+        # The client reached the server through a translating path.
+        session.lastPeer = IPv4Address("TCP", "203.0.113.7", 443)
+        session.trustedPeerAddresses = []
+        monitor.local = [LocalAddress("eth0", "10.0.0.1", 4)]
+        monitor.emit(ConnectivityEvent.ADDRESS_DEPRECATED, "lo", "10.0.0.5")
+        monitor.local = [LocalAddress("eth0", "10.0.0.9", 4)]
+        monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "eth0", "10.0.0.9")
+        pair.settle()
+        self.assertEqual(session.trustedPeerAddresses, [])
+        self.assertEqual(targets, [])
+        pair.net.cutAll()
+        pair.settle()
+        self.assertEqual(targets, [])
+        self.assertEqual(pair.client.transport.state, "attached")
+        self.flushLoggedErrors()
+
+    def test_configuredFollowedOverTranslation(self) -> None:
+        """
+        Addresses the server's operator configured (C{advertise=}) are
+        followed even over a translated path.
+        """
+        from migrate._advertise import AdvertisePolicy
+
+        pair, monitor, targets = movingPair()
+        pair.factory.advertisePolicy = AdvertisePolicy.parse("198.51.100.4:7001")
+        session = pair.clientSession
+        session.lastPeer = IPv4Address("TCP", "203.0.113.7", 443)
+        session.trustedPeerAddresses = []
+        monitor.emit(ConnectivityEvent.ADDRESS_ADDED, "lo", "10.0.0.1")
+        pair.settle()
+        self.assertEqual(session.trustedPeerAddresses, ["198.51.100.4:7001"])
+        self.assertEqual(targets, [("198.51.100.4", 7001)])
 
     def test_detachedClientUsesAdvertised(self) -> None:
         """
@@ -88,7 +153,7 @@ class AdvertisementTests(SynchronousTestCase):
         configured one.
         """
         pair, monitor, targets = movingPair()
-        pair.clientSession.peerAddresses = ["10.0.0.5:7001", "10.0.0.1:7001"]
+        pair.clientSession.trustedPeerAddresses = ["10.0.0.5:7001", "10.0.0.1:7001"]
         pair.net.cutAll()
         pair.settle()
         self.assertEqual(targets[0], ("10.0.0.5", 7001))
@@ -102,15 +167,15 @@ class AdvertisementTests(SynchronousTestCase):
         pair, monitor, targets = movingPair()
         link = pair.net.links[0]
         session = pair.clientSession
-        forged = _wire.encodeAddresses(99, ["192.0.2.66:7001"], b"m" * 32)
+        forged = _wire.encodeAddresses(99, 0, ["192.0.2.66:7001"], b"m" * 32)
         link.client.protocol.dataReceived(forged)
         self.assertEqual(session.peerAddresses, ["10.0.0.1:7001"])
         pair.settle()
         self.assertEqual(pair.client.transport.state, "attached")
         key = session.key
         seq = session._peerAdvertSeq
-        mac = _crypto.prove(key, b"addresses", b"server", seq, b"192.0.2.66:7001")
-        replay = _wire.encodeAddresses(seq, ["192.0.2.66:7001"], mac)
+        mac = _crypto.prove(key, b"addresses", b"server", seq, 0, b"192.0.2.66:7001")
+        replay = _wire.encodeAddresses(seq, 0, ["192.0.2.66:7001"], mac)
         pair.net.links[0].client.protocol.dataReceived(replay)
         self.assertNotIn("192.0.2.66:7001", session.peerAddresses)
         self.flushLoggedErrors()

@@ -1,0 +1,104 @@
+"""
+What a server advertises to each session (L{migrate._advertise}).
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate._advertise import AdvertisePolicy, addressClass, isolatedInterface
+
+
+class ParseTests(SynchronousTestCase):
+    def test_modes(self) -> None:
+        """
+        C{auto} (also the default), C{none} and a list of C{HOST:PORT}.
+        """
+        self.assertEqual(AdvertisePolicy.parse(None).mode, "auto")
+        self.assertEqual(AdvertisePolicy.parse("auto").mode, "auto")
+        self.assertEqual(AdvertisePolicy.parse("none").mode, "none")
+        policy = AdvertisePolicy.parse("198.51.100.4:7001,[2001:db8::1]:443")
+        self.assertEqual(policy.mode, "configured")
+        self.assertEqual(policy.configured, ("198.51.100.4:7001", "[2001:db8::1]:443"))
+
+    def test_bad(self) -> None:
+        """
+        A malformed value is a C{ValueError} that says what is expected.
+        """
+        for bad in ("", "host", "host:", "host:0", "host:99999", ":80", "a:b"):
+            e = self.assertRaises(ValueError, AdvertisePolicy.parse, bad)
+            self.assertIn("HOST:PORT", str(e))
+
+
+class AutoTests(SynchronousTestCase):
+    ours = ["127.0.0.1", "192.168.1.5", "172.17.0.1", "93.184.216.34", "10.8.0.2"]
+    interfaces = {
+        "127.0.0.1": "lo",
+        "192.168.1.5": "eth0",
+        "172.17.0.1": "docker0",
+        "93.184.216.34": "eth1",
+        "10.8.0.2": "tun0",
+    }
+
+    def advert(self, reached: str, newest: str | None = None, ours: list[str] | None = None) -> list[str]:
+        return AdvertisePolicy().addresses(
+            reached, 7001, self.ours if ours is None else ours, self.interfaces, newest
+        )
+
+    def test_classes(self) -> None:
+        """
+        Addresses are loopback, link-local, private or global.
+        """
+        self.assertEqual(addressClass("127.0.0.1"), "loopback")
+        self.assertEqual(addressClass("::1"), "loopback")
+        self.assertEqual(addressClass("fe80::1"), "link-local")
+        self.assertEqual(addressClass("169.254.1.1"), "link-local")
+        self.assertEqual(addressClass("10.0.0.1"), "private")
+        self.assertEqual(addressClass("100.64.0.1"), "private")
+        self.assertEqual(addressClass("8.8.8.8"), "global")
+        self.assertEqual(addressClass("2606:4700::1"), "global")
+        self.assertTrue(isolatedInterface("docker0"))
+        self.assertTrue(isolatedInterface("br-1a2b"))
+        self.assertTrue(isolatedInterface("wg0"))
+        self.assertFalse(isolatedInterface("eth0"))
+        self.assertFalse(isolatedInterface(None))
+
+    def test_sameKindOnly(self) -> None:
+        """
+        A client that reached a global address is told only global ones; one
+        that reached a private address, private ones not on container
+        bridges or tunnels; one on loopback, loopback.
+        """
+        self.assertEqual(self.advert("93.184.216.34"), ["93.184.216.34:7001"])
+        self.assertEqual(self.advert("192.168.1.5"), ["192.168.1.5:7001"])
+        self.assertEqual(self.advert("127.0.0.1"), ["127.0.0.1:7001"])
+
+    def test_isolatedInterfaceOnlyToItsPeers(self) -> None:
+        """
+        A client that came through a container bridge is told that address
+        (and the other private ones).
+        """
+        self.assertEqual(self.advert("172.17.0.1"), ["172.17.0.1:7001", "192.168.1.5:7001"])
+
+    def test_inUseFirst(self) -> None:
+        """
+        The address in use stays first while it lasts, even when a newer
+        one appeared; once it is gone, the newest comes first.
+        """
+        ours = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        self.assertEqual(
+            self.advert("10.0.0.1", newest="10.0.0.3", ours=ours),
+            ["10.0.0.1:7001", "10.0.0.3:7001", "10.0.0.2:7001"],
+        )
+        self.assertEqual(
+            self.advert("10.0.0.1", newest="10.0.0.3", ours=["10.0.0.2", "10.0.0.3"]),
+            ["10.0.0.3:7001", "10.0.0.2:7001"],
+        )
+
+    def test_noneAndConfigured(self) -> None:
+        """
+        C{none} advertises nothing; a configured list is advertised as it is.
+        """
+        self.assertEqual(AdvertisePolicy("none").addresses("10.0.0.1", 7001, ["10.0.0.1"], {}, None), [])
+        configured = AdvertisePolicy.parse("198.51.100.4:443")
+        self.assertEqual(configured.addresses("10.0.0.1", 7001, ["10.0.0.1"], {}, None), ["198.51.100.4:443"])
