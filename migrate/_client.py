@@ -201,6 +201,7 @@ class ClientConnector:
         self._spares: list[Carrier] = []
         self._shutdownTrigger: Optional[object] = None
         self._reactorStopped = False
+        self._openDeadline = float("inf")
 
     def _watchShutdown(self) -> None:
         """
@@ -243,6 +244,7 @@ class ClientConnector:
         """
         opened: Deferred[IProtocol] = Deferred(lambda d: self._cancelOpen())
         self._opened = opened
+        self._openDeadline = self.clock.seconds() + self.options.connectTimeout
         self._watchShutdown()
         if self.monitor is not None:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
@@ -339,11 +341,12 @@ class ClientConnector:
             self._releaseSlot()
             return
         session = self.session
-        timeout = (
-            self.policy.attemptTimeout(session.srtt)
-            if self._confirmed and session is not None
-            else self.options.connectTimeout
-        )
+        if self._confirmed and session is not None:
+            timeout = self.policy.attemptTimeout(session.srtt)
+        else:
+            # An opening, retried while the server is busy, is bounded as a
+            # whole by connectTimeout.
+            timeout = max(0.0, self._openDeadline - self.clock.seconds())
         self._deadline = self.clock.callLater(timeout, self._attemptTimedOut)
         endpoint = self._pickEndpoint(source)
         self._inAttempt = True
@@ -506,7 +509,15 @@ class ClientConnector:
         self._carrier = None
         self._handshake = None
 
-    def _attemptFailed(self, reason: str, failure: Failure | None) -> None:
+    def _attemptFailed(
+        self, reason: str, failure: Failure | None, retryAfter: Optional[float] = None
+    ) -> None:
+        """
+        An attempt failed.
+
+        @param retryAfter: the server was busy and asked to be tried again
+            after this many seconds (C{None}: it was not busy).
+        """
         if self._inAttempt and self._tryAnotherCandidate(reason):
             return
         self._clearAttempt()
@@ -521,6 +532,12 @@ class ClientConnector:
                 self._openRetries += 1
                 self._retryCall = self.clock.callLater(0, self._attempt)
                 return
+            if retryAfter is not None and not self._stopped:
+                delay = max(retryAfter, self.policy.reconnectDelay(self.attempts))
+                if self.clock.seconds() + delay < self._openDeadline:
+                    self.log.debug("opening: {reason}; trying again", reason=reason)
+                    self._retryCall = self.clock.callLater(delay, self._attempt)
+                    return
             opened, self._opened = self._opened, None
             self._stop()
             if opened is not None:
@@ -539,12 +556,12 @@ class ClientConnector:
             n=self.attempts,
             reason=reason,
         )
-        self._scheduleRetry()
+        self._scheduleRetry(retryAfter or 0.0)
 
-    def _scheduleRetry(self) -> None:
+    def _scheduleRetry(self, atLeast: float = 0.0) -> None:
         if self._retryCall is not None or self._stopped:
             return
-        delay = self.policy.reconnectDelay(self.attempts)
+        delay = max(atLeast, self.policy.reconnectDelay(self.attempts))
         self._retryCall = self.clock.callLater(delay, self._attempt)
 
     # Handshaker
@@ -639,14 +656,16 @@ class ClientConnector:
             self._handshake = handshake
             carrier.transport.write(handshake.receiveHello(body))
             return
+        if frameType == _wire.REJECT:
+            # (A busy server refuses before it greets.)
+            code, retryAfter, reason = _wire.decodeReject(body)
+            self._rejected(carrier, code, reason, retryAfter)
+            return
         current = self._handshake
         if current is None:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "no greeting")
         handshake = current
-        if frameType == _wire.REJECT:
-            code, reason = _wire.decodeReject(body)
-            self._rejected(carrier, code, reason)
-        elif frameType == _wire.ABORT and not self._confirmed:
+        if frameType == _wire.ABORT and not self._confirmed:
             # The server's application refused the session.
             self._rejected(carrier, _wire.REJECT_PROTOCOL, body.decode("utf-8", "replace"))
         elif frameType == _wire.OPEN_ACCEPT and self.session is None:
@@ -727,7 +746,7 @@ class ClientConnector:
         except ProtocolViolation as e:
             self._finishAttempt()
             carrier.retire(str(e))
-            session._end(SessionExpired("server resumed at an impossible position"))
+            session.end(SessionExpired("server resumed at an impossible position"))
             return
         session.generation = handshake.generation
         if not self._confirmed:
@@ -743,9 +762,16 @@ class ClientConnector:
         )
         session.attach(carrier, received)
 
-    def _rejected(self, carrier: Carrier, code: int, reason: str) -> None:
+    def _rejected(self, carrier: Carrier, code: int, reason: str, retryAfter: float = 0.0) -> None:
         carrier.retire("refused: %s" % (reason,))
         session = self.session
+        if code == _wire.REJECT_BUSY:
+            # Transient, like a dropped SYN: try again after what the server
+            # asked, with backoff and jitter; an opening until its
+            # connectTimeout, a resume until the session's timeout.
+            self._carrier = None
+            self._attemptFailed("server busy: %s" % (reason,), None, retryAfter)
+            return
         if (
             session is not None
             and not self._confirmed
@@ -775,10 +801,10 @@ class ClientConnector:
                 sid=session.hexID,
                 reason=reason,
             )
-            session._end(SessionExpired("server refused the resume: %s" % (reason,)))
+            session.end(SessionExpired("server refused the resume: %s" % (reason,)))
             return
         self._carrier = None
-        self._attemptFailed("server busy: %s" % (reason,), None)
+        self._attemptFailed("refused: %s" % (reason,), None)
 
     # Persistence
 

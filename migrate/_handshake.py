@@ -41,12 +41,15 @@ class HandshakeFailed(Exception):
     The handshake on one carrier failed; that carrier must be closed.
 
     @ivar code: the L{_wire} reject code to tell the peer, if any.
+    @ivar retryAfter: for a busy refusal, seconds after which the peer may
+        try again.
     """
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, retryAfter: float = 0.0) -> None:
         Exception.__init__(self, reason)
         self.code = code
         self.reason = reason
+        self.retryAfter = retryAfter
 
 
 @dataclass

@@ -51,8 +51,6 @@ class SessionOptions:
     @ivar maxPending: carriers a server lets handshake at once.
     @ivar maxPendingPerHost: carriers from one peer host that may handshake
         at once.
-    @ivar maxDetachedPerHost: detached sessions a server keeps per peer host;
-        past this the longest-detached one of that host expires.
     @ivar reconnectInitial: the client's first retry delay after the
         immediate attempt.
     @ivar reconnectMax: the client's longest retry delay (kept short so that
@@ -71,9 +69,11 @@ class SessionOptions:
         peer address, C{"no"} to accept resumes only from the same host.
     @ivar suspendAfter: how long a detached session stays in memory before
         it is hibernated into the session store (when there is one).
-    @ivar maxDetached: detached sessions a server keeps in memory at most;
-        past this the longest-detached are hibernated at once (when there is
-        a store).
+    @ivar maxDetached: detached sessions a server keeps in memory at most,
+        whatever their addresses: past this the longest-detached one is
+        hibernated at once when there is a store, and otherwise ended with
+        the reason "server at capacity" (logged, and told to its client when
+        it resumes).
     @ivar maxConcurrentResumes: reconnect attempts a client endpoint makes
         at once, over all its sessions (the rest wait their turn), so that
         thousands of sessions coming back together do not stampede a server.
@@ -100,7 +100,6 @@ class SessionOptions:
     maxSessions: int = 10000
     maxPending: int = 256
     maxPendingPerHost: int = 32
-    maxDetachedPerHost: int = 64
     reconnectInitial: float = 0.05
     reconnectMax: float = 1.0
     heartbeatInterval: float = 0.5
@@ -109,7 +108,7 @@ class SessionOptions:
     avoid: str = ""
     acceptMoves: str = "yes"
     suspendAfter: float = 60.0
-    maxDetached: int = 1000
+    maxDetached: int = 10000
     maxConcurrentResumes: int = 64
     purgeInterval: float = 60.0
     republishInterval: float = 300.0

@@ -159,7 +159,7 @@ class Carrier(Protocol):
         try:
             self.parser.feed(data)
         except HandshakeFailed as e:
-            self.reject(e.code, e.reason)
+            self.reject(e.code, e.reason, e.retryAfter)
         except (_wire.FrameError, ProtocolViolation) as e:
             self.fail("protocol error: %s" % (e,))
 
@@ -170,16 +170,18 @@ class Carrier(Protocol):
         self.session = session
         self.parser._receiver = session
 
-    def reject(self, code: int, reason: str) -> None:
+    def reject(self, code: int, reason: str, retryAfter: float = 0.0) -> None:
         """
         Refuse the handshake with a reason the peer can read, then close.
+
+        @param retryAfter: for a busy refusal, when the peer may try again.
         """
         if self.retired:
             return
         self.log.info(
             "{label}: handshake refused: {reason}", label=self.label, reason=reason
         )
-        self.transport.write(_wire.encodeReject(code, reason))
+        self.transport.write(_wire.encodeReject(code, reason, retryAfter))
         self.retire(reason, graceful=True)
 
     def fail(self, reason: str) -> None:
@@ -272,7 +274,7 @@ class Carrier(Protocol):
         try:
             self.parser.resume()
         except HandshakeFailed as e:
-            self.reject(e.code, e.reason)
+            self.reject(e.code, e.reason, e.retryAfter)
         except (_wire.FrameError, ProtocolViolation) as e:
             self.fail("protocol error: %s" % (e,))
 

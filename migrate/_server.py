@@ -66,6 +66,13 @@ def _both(a: object, b: object) -> object:
     return gatherResults(pending).addCallback(lambda answers: all(x is not False for x in answers))
 
 
+# Seconds after which a client refused as busy may try again: soon when
+# handshakes are crowded (each lasts a round trip), later when the session
+# table is full.
+_BUSY_RETRY = 0.25
+_FULL_RETRY = 2.0
+
+
 def _hostOf(address: IAddress) -> str:
     return str(getattr(address, "host", address))
 
@@ -99,7 +106,6 @@ class MigrateServerFactory(Factory):
         C{options.closedLinger}, by id, oldest first, with their close time.
     @ivar _pending: carriers still in their handshake.
     @ivar _pendingPerHost: how many of them each peer host has.
-    @ivar _detachedByHost: detached sessions per peer host, oldest first.
     """
 
     log = Logger()
@@ -162,7 +168,6 @@ class MigrateServerFactory(Factory):
         self._closed: OrderedDict[bytes, tuple[float, Session]] = OrderedDict()
         self._pending: dict[Carrier, _PendingCarrier] = {}
         self._pendingPerHost: Counter[str] = Counter()
-        self._detachedByHost: dict[str, OrderedDict[bytes, Session]] = {}
         self._shutdownTrigger: Optional[object] = None
 
     def addObserver(self, observer: object) -> None:
@@ -192,11 +197,13 @@ class MigrateServerFactory(Factory):
 
     def carrierConnected(self, carrier: Carrier) -> None:
         host = _hostOf(carrier.transport.getPeer())
-        if len(self._pending) >= self.options.maxPending:
-            carrier.reject(_wire.REJECT_BUSY, "too many handshakes in progress")
-            return
         if self._pendingPerHost[host] >= self.options.maxPendingPerHost:
-            carrier.reject(_wire.REJECT_BUSY, "too many handshakes from %s" % (host,))
+            carrier.reject(
+                _wire.REJECT_BUSY, "too many handshakes from %s" % (host,), _BUSY_RETRY
+            )
+            return
+        if len(self._pending) >= self.options.maxPending and not self._evictPending():
+            carrier.reject(_wire.REJECT_BUSY, "too many handshakes in progress", _BUSY_RETRY)
             return
         handshake = ServerHandshake()
         deadline = self.clock.callLater(
@@ -205,6 +212,31 @@ class MigrateServerFactory(Factory):
         self._pending[carrier] = _PendingCarrier(handshake, host, deadline)
         self._pendingPerHost[host] += 1
         carrier.transport.write(handshake.hello())
+
+    def _evictPending(self) -> bool:
+        """
+        The handshake table is full: drop the oldest handshake of the host
+        that has the most of them (an idle connection, most likely), rather
+        than refuse a fresh one, as sshd's C{MaxStartups} drops early; so
+        that idle connections from some addresses never lock others out.
+        Handshakes waiting for a decision (a stored session being read, the
+        application deciding on a resume) are not dropped.
+
+        @return: whether one was dropped.
+        """
+        counts = Counter(s.host for s in self._pending.values() if not s.deciding)
+        if not counts:
+            return False
+        host = counts.most_common(1)[0][0]
+        for carrier, state in self._pending.items():
+            if state.host == host and not state.deciding:
+                self.log.debug(
+                    "handshake table full: dropped the oldest handshake from {host}", host=host
+                )
+                self._donePending(carrier)
+                carrier.retire("dropped to make room for a new handshake")
+                return True
+        return False
 
     def _donePending(self, carrier: Carrier) -> None:
         state = self._pending.pop(carrier, None)
@@ -227,7 +259,9 @@ class MigrateServerFactory(Factory):
         if frameType == _wire.OPEN:
             self._purgeClosed()
             if len(self.sessions) >= self.options.maxSessions:
-                raise HandshakeFailed(_wire.REJECT_BUSY, "too many sessions")
+                raise HandshakeFailed(
+                    _wire.REJECT_BUSY, "server at capacity: too many sessions", _FULL_RETRY
+                )
             carrier.transport.write(handshake.receiveOpen(body))
         elif frameType == _wire.OPEN_CONFIRM:
             keys = handshake.receiveOpenConfirm(body)
@@ -355,7 +389,7 @@ class MigrateServerFactory(Factory):
             return
         if record is None:
             if stub is not None:
-                stub._end(SessionExpired("hibernated state lost from the store"))
+                stub.end(SessionExpired("hibernated state lost from the store"))
             carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
             return
         try:
@@ -368,7 +402,7 @@ class MigrateServerFactory(Factory):
         if record.expiresAt <= self.clock.seconds():
             self._forgetStored(sid)
             if stub is not None:
-                stub._end(SessionExpired("hibernated session expired"))
+                stub.end(SessionExpired("hibernated session expired"))
             carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "session expired")
             return
         if stub is not None:
@@ -413,7 +447,7 @@ class MigrateServerFactory(Factory):
             self._forgetStored(sid)
             stub = self.sessions.get(sid)
             if stub is not None and stub.hibernated:
-                stub._end(SessionExpired("hibernated state unusable"))
+                stub.end(SessionExpired("hibernated state unusable"))
         else:
             self.log.failure("session {sid}: the store failed", failure, sid=sid.hex())
         if not carrier.retired and self._pending.get(carrier) is state:
@@ -470,7 +504,7 @@ class MigrateServerFactory(Factory):
         """
         self.log.info("session {sid}: {reason}", sid=session.hexID, reason=reason)
         carrier.reject(_wire.REJECT_REFUSED, reason)
-        session._end(SessionExpired(reason))
+        session.end(SessionExpired(reason))
 
     def _open(self, carrier: Carrier, sessionID: bytes, key: bytes, host: str) -> None:
         peer = carrier.transport.getPeer()
@@ -513,30 +547,31 @@ class MigrateServerFactory(Factory):
         self.sessions[session.sessionID] = session
 
     def _sessionDetached(self, session: Session) -> None:
+        """
+        A session lost its carrier.  Detached sessions are bounded over the
+        whole server, never per peer address (thousands of clients share
+        one behind NAT or a load balancer, and a neighbour must never be
+        able to end yours): past C{maxDetached}, the longest-detached one
+        hibernates into the store, or without a store ends, logged, with
+        the reason "server at capacity" (told to its client when it
+        resumes).
+        """
         self._detached[session.sessionID] = session
-        if self.store is not None:
-            while len(self._detached) > self.options.maxDetached:
-                _, oldest = self._detached.popitem(last=False)
+        while len(self._detached) > self.options.maxDetached:
+            _, oldest = self._detached.popitem(last=False)
+            if self.store is not None:
                 self.hibernate(oldest)
-        table = self._detachedByHost.setdefault(session.peerHost, OrderedDict())
-        table[session.sessionID] = session
-        while len(table) > self.options.maxDetachedPerHost:
-            _, oldest = table.popitem(last=False)
+                continue
             self.log.warn(
-                "session {sid} expired: more than {n} detached sessions from {host}",
+                "session {sid} ended: server at capacity (more than {n} detached sessions)",
                 sid=oldest.hexID,
-                n=self.options.maxDetachedPerHost,
-                host=session.peerHost,
+                n=self.options.maxDetached,
+                event="capacity",
             )
-            oldest._end(SessionExpired("too many detached sessions from this host"))
+            oldest.end(SessionExpired("server at capacity"), "server at capacity")
 
     def _forgetDetached(self, session: Session) -> None:
         self._detached.pop(session.sessionID, None)
-        table = self._detachedByHost.get(session.peerHost)
-        if table is not None:
-            table.pop(session.sessionID, None)
-            if not table:
-                del self._detachedByHost[session.peerHost]
 
     def _sessionEnded(self, session: Session) -> None:
         self._forgetDetached(session)
@@ -627,7 +662,7 @@ class MigrateServerFactory(Factory):
             if session.detachedSince is not None and (
                 session.detachedSince + session.policy.expireAfter() <= now
             ):
-                session._end(SessionExpired("hibernated session expired"))
+                session.end(SessionExpired("hibernated session expired"))
         if self.store is not None:
             self.store.purgeExpired(now).addErrback(
                 lambda f: self.log.failure("store purge failed", f)
@@ -824,7 +859,7 @@ class MigrateServerFactory(Factory):
         session = self.sessions.get(sessionID)
         if session is not None and not session.ended:
             found = True
-            session._end(SessionExpired("expired by the operator"))
+            session.end(SessionExpired("expired by the operator"), "expired by the operator")
         if sessionID in self._saving:
             found = True
         self._saving.pop(sessionID, None)

@@ -1220,6 +1220,13 @@ class Session:
         driver = self._pullDriver
         if driver is not None:
             driver.halt()
+        if self._readPaused:
+            # Reading is no longer the application's to pause: what still
+            # comes (acknowledgements, the peer's FIN or ABORT) finishes the
+            # session.
+            self._readPaused = False
+            if self.carrier is not None and not self.carrier.retired:
+                self.carrier.resumeReading()
         self._lostReason = reason
         if self._depth:
             self._lostCall = self.clock.callLater(0, self._deliverLost, reason)
@@ -1310,6 +1317,25 @@ class Session:
         waiting, self._endWaiters = self._endWaiters, None
         for d in waiting or ():
             d.callback(None)
+
+    def end(self, reason: Exception, notice: Optional[str] = None) -> None:
+        """
+        End the session now (expiry by the operator, a refused resume, a
+        server at capacity, ...): the application hears C{reason}.
+
+        @param notice: why, as told to the peer: now in an C{ABORT} if
+            attached, and (on a server) to a client that resumes it later.
+        """
+        if self._ended:
+            return
+        if notice is not None:
+            self.endNotice = notice
+            carrier = self.carrier
+            if carrier is not None:
+                self.carrier = None
+                carrier.transport.write(_wire.encodeAbort(notice))
+                carrier.retire("session ended: %s" % (notice,), graceful=True)
+        self._end(reason)
 
     def whenEnded(self) -> Deferred[None]:
         """

@@ -101,7 +101,7 @@ class SessionRegistry:
         found = False
         for transport in list(self.live.values()):
             if transport.sessionID == sessionID:
-                transport._session._end(SessionExpired("expired by the operator"))
+                transport._session.end(SessionExpired("expired by the operator"), "expired by the operator")
                 found = True
         checks = [f.expireSession(sid) for f in self._factories()]
         return gatherResults(checks).addCallback(lambda r: found or any(r))

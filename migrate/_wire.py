@@ -67,6 +67,7 @@ DEFAULT_MAX_PAYLOAD = 1 << 20
 _HEAD = struct.Struct(">BI")
 _DATA_HEAD = struct.Struct(">BIQ")
 _POS = struct.Struct(">Q")
+_U16 = struct.Struct(">H")
 _HEAD_SIZE = _HEAD.size
 _DATA_HEAD_SIZE = _DATA_HEAD.size
 
@@ -92,7 +93,7 @@ _CONTROL_SIZES = {
 }
 MAX_ADDRESSES = 16
 _VARIABLE_CONTROL = {
-    REJECT: 1 + MAX_REASON,
+    REJECT: 3 + MAX_REASON,
     ABORT: MAX_REASON,
     ADDRESSES: 8 + 2 + MAX_ADDRESSES * 48 + MAC_SIZE,
 }
@@ -329,21 +330,26 @@ def decodeResumeAccept(body: bytes) -> tuple[int, bytes]:
     return received, mac
 
 
-def encodeReject(code: int, reason: str) -> bytes:
+def encodeReject(code: int, reason: str, retryAfter: float = 0.0) -> bytes:
     """
     Encode a handshake refusal with a short human-readable reason.
+
+    @param retryAfter: for L{REJECT_BUSY}, seconds after which trying again
+        may succeed (sent in milliseconds, at most 65.535 s).
     """
     text = reason.encode("utf-8", "replace")[:MAX_REASON]
-    return encodeFrame(REJECT, bytes([code]) + text)
+    millis = max(0, min(0xFFFF, int(retryAfter * 1000)))
+    return encodeFrame(REJECT, bytes([code]) + _U16.pack(millis) + text)
 
 
-def decodeReject(body: bytes) -> tuple[int, str]:
+def decodeReject(body: bytes) -> tuple[int, float, str]:
     """
-    @return: C{(code, reason)}
+    @return: C{(code, retryAfter, reason)}
+    @raise FrameError: too short.
     """
-    if not body:
-        raise FrameError("empty reject")
-    return body[0], body[1:].decode("utf-8", "replace")
+    if len(body) < 3:
+        raise FrameError("malformed reject")
+    return body[0], _U16.unpack_from(body, 1)[0] / 1000.0, body[3:].decode("utf-8", "replace")
 
 
 def encodeAbort(reason: str) -> bytes:

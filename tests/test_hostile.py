@@ -295,21 +295,134 @@ class HostileTests(SynchronousTestCase):
         attacker.send(_wire.encodeFrame(_wire.OPEN, body))
         self.assertEqual(attacker.rejection(), _wire.REJECT_VERSION)
 
-    def test_detachedPerHost(self) -> None:
+    def test_neighboursCannotEvict(self) -> None:
         """
-        Past C{maxDetachedPerHost} detached sessions from one host, the
-        longest-detached expires.
+        However many sessions other clients behind the same address open and
+        drop (here far more than any per-address limit of old), with default
+        options, no detached session is ended because of them: the victim
+        resumes with every byte.
         """
-        pair = Pair(SessionOptions(maxDetachedPerHost=2))
-        clients = []
+        pair = Pair()
+        pair.open()
+        victim, victimServer = pair.client, pair.server
+        victim.transport.write(b"mine")
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.net.refuse = False
+        # The neighbours reconnect only after the victim is detached.
+        neighbours = []
+        for i in range(300):
+            pair.servers.clear()
+            pair.open()
+            neighbours.append(pair.client)
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.settle(seconds=1)
+        self.assertEqual(victimServer.lost, [])
+        pair.net.refuse = False
+        pair.settle(seconds=2)
+        self.assertEqual(victim.transport.state, "attached")
+        self.assertEqual(victimServer.received, b"mine")
+        self.assertEqual(victim.lost, [])
+
+    def test_capacityEndExplained(self) -> None:
+        """
+        Without a store, past C{maxDetached} (over the whole server) the
+        longest-detached session ends; its client, when it comes back, is
+        told "server at capacity", not "unknown session".
+        """
+        pair = Pair(serverOptions=SessionOptions(maxDetached=2))
+        pairs = []
         for i in range(3):
             pair.servers.clear()
             pair.open()
-            clients.append((pair.client, pair.server))
+            pairs.append((pair.client, pair.server))
         pair.net.refuse = True
         for link in list(pair.net.links):
             link.cut()
             pair.net.flush()
-        expired = [s for c, s in clients if s.lost]
-        self.assertEqual(len(expired), 1)
-        self.assertIs(expired[0], clients[0][1])
+        ended = [server for client, server in pairs if server.lost]
+        self.assertEqual(ended, [pairs[0][1]])
+        pair.net.refuse = False
+        pair.settle(seconds=2)
+        first = pairs[0][0]
+        self.assertEqual(len(first.lost), 1)
+        self.assertIn("server at capacity", first.lost[0].getErrorMessage())
+        self.assertEqual([c.lost for c, s in pairs[1:]], [[], []])
+
+
+class CrowdTests(SynchronousTestCase):
+    """
+    Crowded handshake tables, with default options: idle connections from
+    some addresses never lock others out, and a client refused as busy
+    tries again.
+    """
+
+    def test_fullTableDropsOldestIdle(self) -> None:
+        """
+        When the handshake table is full (idle connections from nine
+        addresses, each below its per-address limit), a new connection from
+        another address is not refused: the oldest handshake of the address
+        with the most is dropped instead, and the newcomer opens a session.
+        """
+        pair = Pair()
+        options = pair.factory.options
+        hosts = ["192.0.2.%d" % (i,) for i in range(10, 19)]
+        idle = [
+            Attacker(pair, host=hosts[i % len(hosts)]) for i in range(options.maxPending)
+        ]
+        self.assertEqual(len(pair.factory._pending), options.maxPending)
+        self.assertFalse(any(a.closed for a in idle))
+        pair.open()
+        self.assertEqual(pair.client.transport.state, "attached")
+        dropped = [a for a in idle if a.closed]
+        self.assertEqual(len(dropped), 1)
+        self.assertIs(dropped[0], idle[0])
+        self.assertEqual(len(pair.factory._pending), options.maxPending - 1)
+
+    def test_busyOpeningRetried(self) -> None:
+        """
+        An opening refused as busy (here: its address already has
+        C{maxPendingPerHost} handshakes in progress) is tried again after
+        the server's retry-after, with backoff, and succeeds once the
+        crowd is gone; the application's C{connect} fires then.
+        """
+        pair = Pair()
+        options = pair.factory.options
+        crowd = [Attacker(pair, host=pair.net.clientHost) for _ in range(options.maxPendingPerHost)]
+        results: list[object] = []
+        pair.endpoint.connect(pair.serverAppFactory).addBoth(results.append)
+        pair.settle(seconds=0.5)
+        self.assertEqual(results, [])
+        self.assertGreaterEqual(pair.net.connects, 2)
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        for attacker in crowd:
+            attacker.carrier.connectionLost(Failure(ConnectionDone()))
+        pair.settle(seconds=2)
+        self.assertEqual(len(results), 1)
+        self.assertNotIsInstance(results[0], Exception)
+        self.assertEqual(len(pair.factory.sessions), 1)
+
+    def test_busyOpeningGivesUp(self) -> None:
+        """
+        An opening that stays refused as busy fails once C{connectTimeout}
+        has passed, with the server's last reason.
+        """
+        from twisted.python.failure import Failure
+
+        from migrate import HandshakeError
+
+        pair = Pair()
+        options = pair.factory.options
+        crowd = [Attacker(pair, host=pair.net.clientHost) for _ in range(options.maxPendingPerHost)]
+        results: list[Failure] = []
+        pair.endpoint.connect(pair.serverAppFactory).addErrback(results.append)
+        pair.settle(seconds=options.connectTimeout - 0.5)
+        self.assertEqual(results, [])
+        pair.settle(seconds=1)
+        self.assertEqual(len(results), 1)
+        results[0].trap(HandshakeError)
+        self.assertIn("too many handshakes", results[0].getErrorMessage())
+        self.assertEqual(len(crowd), options.maxPendingPerHost)

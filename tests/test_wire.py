@@ -47,7 +47,7 @@ EXPECTED = [
     ("control", _wire.ACK, (99).to_bytes(8, "big")),
     ("data", 8, 0),
     ("control", _wire.FIN, (100).to_bytes(8, "big")),
-    ("control", _wire.REJECT, b"\x05busy"),
+    ("control", _wire.REJECT, b"\x05\x00\x00busy"),
     ("control", _wire.ABORT, b"why"),
 ]
 
@@ -154,4 +154,4 @@ class ParserTests(SynchronousTestCase):
         frame = _wire.encodeReject(1, "x" * 5000)
         c = Collect()
         _wire.FrameParser(c, 10).feed(frame)
-        self.assertEqual(len(c.events[0][2]), 1 + _wire.MAX_REASON)
+        self.assertEqual(len(c.events[0][2]), 3 + _wire.MAX_REASON)
