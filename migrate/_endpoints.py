@@ -312,6 +312,11 @@ class MigrateClientEndpoint:
         return session.app
 
 
+# The listen backlog of inner endpoints that take one, unless set.
+DEFAULT_BACKLOG = 1024
+_BACKLOG_KINDS = ("tcp", "tcp6", "ssl", "unix")
+
+
 def _split(kwargs: Mapping[str, Any]) -> tuple[SessionOptions, dict[str, Any]]:
     names = SessionOptions.names()
     ours = {k: v for k, v in kwargs.items() if k in names}
@@ -351,6 +356,11 @@ def serverEndpointFromArgs(
     serviceInterface = rest.pop("serviceInterface", None)
     advertise = rest.pop("advertise", None)
     AdvertisePolicy.parse(advertise)
+    if str(args[0]) in _BACKLOG_KINDS and "backlog" not in rest:
+        # After an outage every client comes back at once: a listen queue of
+        # Twisted's default 50 would drop their SYNs into the kernel's 1, 3,
+        # 7 s retransmissions.
+        rest["backlog"] = str(DEFAULT_BACKLOG)
     store = SQLiteSessionStore(reactor, directory) if directory else None
     return MigrateServerEndpoint(
         reactor,
