@@ -239,3 +239,132 @@ class Topology:
         for ns in self.created:
             ip("netns", "del", ns, check=False)
         self.created = []
+
+
+class NATTopology:
+    """
+    Three hosts: C{mobile}, C{router} and C{server}.  The server has only a
+    private address, L{privateAddress}; the router publishes its service on
+    L{publicAddress} with a DNAT (and masquerades, as a home or cloud NAT
+    does).  The mobile host reaches the router over two links, C{a}
+    (10.66.1.0/24) and C{b} (10.66.2.0/24), C{a} preferred.  Packets that
+    the mobile side sends to the private address are counted and dropped:
+    L{privateSyns} says how many connection attempts went there.
+    """
+
+    publicAddress = "198.51.100.1"
+    privateAddress = "10.99.0.2"
+
+    def __init__(self, port: int) -> None:
+        tag = "mn%d%d" % (os.getpid() % 100000, next(_counter))
+        self.mobile, self.router, self.server = tag + "m", tag + "r", tag + "s"
+        self.created: list[str] = []
+        try:
+            self._build(tag, port)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _veth(self, tag: str, a: tuple[str, str], b: tuple[str, str]) -> None:
+        ip("link", "add", tag + a[1], "netns", a[0], "type", "veth", "peer", "name", tag + b[1], "netns", b[0])
+        for ns, dev in (a, b):
+            ip("-n", ns, "link", "set", "dev", tag + dev, "name", dev)
+            ip("-n", ns, "link", "set", "dev", dev, "up")
+
+    def _build(self, tag: str, port: int) -> None:
+        for ns in (self.mobile, self.router, self.server):
+            ip("netns", "add", ns)
+            self.created.append(ns)
+            ip("-n", ns, "link", "set", "dev", "lo", "up")
+        sysctl(self.mobile, "net.ipv4.conf.all.arp_announce", "2")
+        sysctl(self.router, "net.ipv4.ip_forward", "1")
+        for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
+            sysctl(self.router, key, "0")
+        for link, net in (("a", 1), ("b", 2)):
+            self._veth(tag, (self.mobile, "m" + link), (self.router, "r" + link))
+            ip("-n", self.router, "addr", "add", "10.66.%d.1/24" % net, "dev", "r" + link)
+            ip("-n", self.mobile, "addr", "add", "10.66.%d.2/24" % net, "dev", "m" + link)
+        self._veth(tag, (self.router, "rs"), (self.server, "sr"))
+        ip("-n", self.router, "addr", "add", "10.99.0.1/24", "dev", "rs")
+        ip("-n", self.server, "addr", "add", self.privateAddress + "/24", "dev", "sr")
+        ip("-n", self.server, "route", "add", "default", "via", "10.99.0.1")
+        ip("-n", self.router, "addr", "add", self.publicAddress + "/32", "dev", "lo")
+        self.addDefaultRoute("a")
+        self.addDefaultRoute("b")
+        rules = """
+table ip nat {
+    chain pre {
+        type nat hook prerouting priority -100;
+        ip daddr %(public)s tcp dport %(port)d dnat to %(private)s:%(port)d
+    }
+    chain post {
+        type nat hook postrouting priority 100;
+        oifname "rs" masquerade
+    }
+}
+table ip watch {
+    chain pre {
+        type filter hook prerouting priority -300;
+        iifname != "rs" ip daddr %(private)s tcp flags & syn == syn counter drop
+        iifname != "rs" ip daddr %(private)s counter drop
+    }
+}
+""" % {"public": self.publicAddress, "private": self.privateAddress, "port": port}
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.router, "nft", "-f", "-"],
+            input=rules, capture_output=True, text=True, timeout=20,
+        )
+        if result.returncode:
+            raise RuntimeError("nft: %s" % (result.stderr.strip(),))
+
+    def addDefaultRoute(self, link: str) -> None:
+        net = {"a": 1, "b": 2}[link]
+        ip(
+            "-n", self.mobile, "route", "replace", "default", "via", "10.66.%d.1" % net,
+            "dev", "m" + link, "metric", "100" if link == "a" else "200",
+        )
+
+    def mobileAddress(self, link: str) -> str:
+        out = ip("-n", self.mobile, "-4", "-o", "addr", "show", "dev", "m" + link)
+        return out.split()[3].split("/")[0] if out.strip() else ""
+
+    def replaceAddress(self, link: str, host: int) -> str:
+        net = {"a": 1, "b": 2}[link]
+        old = self.mobileAddress(link)
+        new = "10.66.%d.%d" % (net, host)
+        ip("-n", self.mobile, "addr", "del", old + "/24", "dev", "m" + link)
+        ip("-n", self.mobile, "addr", "add", new + "/24", "dev", "m" + link)
+        self.addDefaultRoute(link)
+        return new
+
+    def setLinks(self, up: bool) -> None:
+        """
+        Bring both of the mobile host's links down, or up again.
+        """
+        for link in ("a", "b"):
+            ip("-n", self.mobile, "link", "set", "dev", "m" + link, "up" if up else "down")
+            if up:
+                ip("-n", self.mobile, "neigh", "flush", "dev", "m" + link)
+                ip("-n", self.router, "neigh", "flush", "dev", "r" + link)
+        if up:
+            self.addDefaultRoute("a")
+            self.addDefaultRoute("b")
+
+    def privateSyns(self) -> int:
+        """
+        Connection attempts (SYNs) from the mobile side to the server's
+        private address, counted at the router.
+        """
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.router, "nft", "list", "chain", "ip", "watch", "pre"],
+            capture_output=True, text=True, timeout=20,
+        )
+        for line in result.stdout.splitlines():
+            if "syn" in line and "counter packets" in line:
+                return int(line.split("counter packets")[1].split()[0])
+        raise RuntimeError("no SYN counter in: %s" % (result.stdout,))
+
+    def destroy(self) -> None:
+        for ns in self.created:
+            ip("netns", "del", ns, check=False)
+        self.created = []
