@@ -56,10 +56,10 @@ class Counter(LineReceiver):
 
 @defer.inlineCallbacks
 def main(reactor, seconds: float):  # type: ignore[no-untyped-def]
-    # monitor=none: the server does not advertise its own address, so the
-    # client keeps going through the relay that cuts it (a server reached
-    # through a port forwarder would do the same).
-    port = yield serverFromString(reactor, "migrate:tcp:0:interface=127.0.0.1:monitor=none").listen(
+    # The server advertises its own address, but the client sees that it
+    # reached the relay instead (as through a port forward or a NAT) and
+    # keeps to it.
+    port = yield serverFromString(reactor, "migrate:tcp:0:interface=127.0.0.1").listen(
         Factory.forProtocol(Echo)
     )
     relay = CuttingRelay(lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port))

@@ -244,7 +244,6 @@ class ClientConnector:
         """
         opened: Deferred[IProtocol] = Deferred(lambda d: self._cancelOpen())
         self._opened = opened
-        self._openDeadline = self.clock.seconds() + self.options.connectTimeout
         self._watchShutdown()
         if self.monitor is not None:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
@@ -316,9 +315,13 @@ class ClientConnector:
             self._connectNow(source)
             return
         started: list[bool] = []
+        queuedAt = self.clock.seconds()
 
         def go() -> None:
             started.append(True)
+            # Time spent waiting for a turn among this endpoint's own
+            # attempts does not count against an opening's connectTimeout.
+            self._openDeadline += self.clock.seconds() - queuedAt
             self._connectNow(source)
 
         queued = self.limiter.acquire(go)
@@ -344,6 +347,10 @@ class ClientConnector:
         if self._confirmed and session is not None:
             timeout = self.policy.attemptTimeout(session.srtt)
         else:
+            if self._openDeadline == float("inf"):
+                # Counted from the first attempt, not from the time spent
+                # waiting for a turn among this endpoint's attempts.
+                self._openDeadline = self.clock.seconds() + self.options.connectTimeout
             # An opening, retried while the server is busy, is bounded as a
             # whole by connectTimeout.
             timeout = max(0.0, self._openDeadline - self.clock.seconds())

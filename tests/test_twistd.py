@@ -98,7 +98,7 @@ class LoopbackTests(Processes):
         serverPort, mobilePort, statusPort = freePort(), freePort(), freePort()
         serverLog = self.twistd(
             "server",
-            ["--listen", "migrate:tcp:%d:interface=127.0.0.1:monitor=none" % serverPort, "--connect", "tcp:127.0.0.1:%d" % echoPort],
+            ["--listen", "migrate:tcp:%d:interface=127.0.0.1" % serverPort, "--connect", "tcp:127.0.0.1:%d" % echoPort],
         )
         relay = CuttingRelay(lambda: TCP4ClientEndpoint(reactor, "127.0.0.1", serverPort))
         relayPort = reactor.listenTCP(0, relay.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
