@@ -20,6 +20,8 @@ Needs ``haproxy`` (``apt-get install haproxy``) and a file limit of about
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import json
 import os
 import select
@@ -42,6 +44,8 @@ from tests import haproxy  # noqa: E402
 from tests.helpers import Echo, freePort  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
+PROFILE = bool(os.environ.get("MIGRATE_BENCH_PROFILE"))
+profile = cProfile.Profile()
 
 
 def serve(reactor: Any, port: str) -> defer.Deferred[None]:
@@ -97,6 +101,15 @@ def waitAll(protos: list[Timed], timeout: float) -> defer.Deferred[None]:
     return d
 
 
+def cpuSeconds(pid: int) -> float:
+    """
+    User and system CPU seconds used so far by process C{pid}.
+    """
+    with open("/proc/%d/stat" % (pid,)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(p * len(values)))]
@@ -144,8 +157,13 @@ def run(reactor: Any, count: int) -> Any:
                 p.send(b"y" * 100)
             yield task.deferLater(reactor, 0.5, lambda: None)
             restarted = time.monotonic()
+            cpuBefore = cpuSeconds(os.getpid()), cpuSeconds(server.pid)
+            if PROFILE:
+                profile.enable()
             proxy.start()
             yield waitAll(protos, 120)
+            profile.disable()
+            cpuAfter = cpuSeconds(os.getpid()), cpuSeconds(server.pid)
             times = [p.doneAt - restarted for p in protos]  # type: ignore[operator]
             lost = sum(1 for p in protos if not p.transport.state in ("attached", "detached"))
             result = {
@@ -158,10 +176,14 @@ def run(reactor: Any, count: int) -> Any:
                 "resume_all_s": round(max(times), 3),
                 "resume_p50_s": round(percentile(times, 0.5), 3),
                 "resume_p99_s": round(percentile(times, 0.99), 3),
+                "resume_cpu_client_s": round(cpuAfter[0] - cpuBefore[0], 2),
+                "resume_cpu_server_s": round(cpuAfter[1] - cpuBefore[1], 2),
                 "sessions_ended": lost,
                 "handoffs_min": min(p.transport.handoffs for p in protos),
             }
             print(json.dumps(result))
+            if PROFILE:
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(60)
             for p in protos:
                 p.transport.abortConnection()
         finally:

@@ -50,14 +50,21 @@ class SessionOptions:
         refused as busy.
     @ivar maxPending: carriers a server lets handshake at once.
     @ivar maxPendingPerHost: carriers from one peer host that may handshake
-        at once.
+        at once while the handshake table is at least half full (below
+        that, one address may use what is free: behind a load balancer or
+        a NAT every client shares one).
     @ivar reconnectInitial: the client's first retry delay after the
         immediate attempt.
     @ivar reconnectMax: the client's longest retry delay (kept short so that
         a path that comes back without any local event, such as a black hole
         clearing, is found within about this long).
-    @ivar heartbeatInterval: how long a carrier may be silent before a
-        heartbeat is sent on it (heartbeats cost nothing while data flows).
+    @ivar heartbeatInterval: how long a carrier may be silent, while we wait
+        to hear from the peer (data or a FIN of ours unacknowledged, a
+        heartbeat unanswered, reading paused), before a heartbeat is sent on
+        it (heartbeats cost nothing while data flows).
+    @ivar keepaliveInterval: how long an idle carrier (nothing outstanding
+        either way) may be silent before the client sends a keepalive; the
+        server checks an idle carrier only after twice this without a word.
     @ivar deadAfter: how long a carrier may be silent, heartbeats
         unanswered, before its path is declared dead (raised to three
         retransmission timeouts on slow paths).
@@ -103,6 +110,7 @@ class SessionOptions:
     reconnectInitial: float = 0.05
     reconnectMax: float = 1.0
     heartbeatInterval: float = 0.5
+    keepaliveInterval: float = 25.0
     deadAfter: float = 2.0
     prefer: str = ""
     avoid: str = ""

@@ -197,7 +197,13 @@ class MigrateServerFactory(Factory):
 
     def carrierConnected(self, carrier: Carrier) -> None:
         host = _hostOf(carrier.transport.getPeer())
-        if self._pendingPerHost[host] >= self.options.maxPendingPerHost:
+        # The per-address bound is for sharing the table when it is
+        # crowded: while less than half of it is in use, one address (a
+        # load balancer, a NAT, one busy client) may use what is free.
+        if (
+            self._pendingPerHost[host] >= self.options.maxPendingPerHost
+            and 2 * len(self._pending) >= self.options.maxPending
+        ):
             carrier.reject(
                 _wire.REJECT_BUSY, "too many handshakes from %s" % (host,), _BUSY_RETRY
             )

@@ -323,6 +323,7 @@ class Session:
         self._mark: tuple[int, int, int] = (-1, -1, -1)
         self._lastAlive = 0.0
         self._liveCall: IDelayedCall | None = None
+        self._watching = False
         self._probeCall: IDelayedCall | None = None
         self._pingToken = 0
         self._pingSentAt: Optional[float] = None
@@ -640,15 +641,60 @@ class Session:
             carrier.retire(reason)
             self.carrierLost(carrier, reason)
 
-    # Liveness: heartbeats only when a carrier is silent.
+    # Liveness.  While the session waits to hear from the peer (its data or
+    # FIN unacknowledged, a heartbeat unanswered, the application not
+    # reading), a silent carrier gets a heartbeat every heartbeatInterval
+    # and is declared dead after the silence limit.  An idle carrier costs
+    # one timer that fires once per keepalive interval: the client sends a
+    # keepalive; the server, which hears those, checks only after twice as
+    # long without a word.
 
     def _startLiveness(self) -> None:
         self._stopLiveness()
-        self._mark = (-1, -1, -1)
+        self._mark = self._snapshot()
         self._lastAlive = self.clock.seconds()
-        self._liveCall = self.clock.callLater(
-            self.policy.heartbeatInterval(), self._liveTick
+        self._pingSentAt = None
+        self._schedule()
+
+    def _waiting(self) -> bool:
+        """
+        Whether we wait to hear from the peer.
+        """
+        return (
+            not self.engine.allAcked or self._pingSentAt is not None or self._readPaused
         )
+
+    def _idleLimit(self) -> float:
+        keepalive = self.policy.keepaliveInterval()
+        return keepalive if self.isClient else 2 * keepalive
+
+    def _schedule(self) -> None:
+        """
+        Set the liveness timer: a heartbeat interval away while we wait to
+        hear from the peer, else when the idle carrier is due a keepalive.
+        """
+        if self._waiting():
+            self._watching = True
+            delay = self.policy.heartbeatInterval()
+        else:
+            self._watching = False
+            delay = max(0.0, self._lastAlive + self._idleLimit() - self.clock.seconds())
+        self._liveCall = self.clock.callLater(delay, self._liveTick)
+
+    def _watch(self) -> None:
+        """
+        Something now waits for the peer (a write, a FIN, reading paused):
+        if the carrier was idle, start watching it, its silence counted from
+        now.
+        """
+        call = self._liveCall
+        if call is None or self._watching:
+            return
+        call.cancel()
+        self._lastAlive = self.clock.seconds()
+        self._mark = self._snapshot()
+        self._watching = True
+        self._liveCall = self.clock.callLater(self.policy.heartbeatInterval(), self._liveTick)
 
     def _stopLiveness(self) -> None:
         for name in ("_liveCall", "_probeCall"):
@@ -756,24 +802,29 @@ class Session:
         if self.carrier is None or self._ended:
             return
         now = self.clock.seconds()
-        interval = self.policy.heartbeatInterval()
         if self._progress():
             self._lastAlive = now
         silence = now - self._lastAlive
         if self._readPaused:
             # We do not read, so we cannot judge; keep the peer informed.
             self._ping()
-        elif silence >= self.policy.silenceLimit(self.srtt, self.rttvar):
-            self.log.info(
-                "session {sid}: path dead after {silence:.2f} s of silence",
-                sid=self.hexID,
-                silence=silence,
-            )
-            self.dropCarrier("path-dead")
-            return
-        elif silence >= interval * 0.99:
+        elif self._watching and self._waiting():
+            if silence >= self.policy.silenceLimit(self.srtt, self.rttvar):
+                self.log.info(
+                    "session {sid}: path dead after {silence:.2f} s of silence",
+                    sid=self.hexID,
+                    silence=silence,
+                )
+                self.dropCarrier("path-dead")
+                return
+            if silence >= self.policy.heartbeatInterval() * 0.99:
+                self._ping()
+        elif silence >= self._idleLimit() * 0.99:
+            # An idle carrier due its keepalive (or, on the server, a client
+            # that stopped keeping it alive): ask, and watch for the answer.
             self._ping()
-        self._liveCall = self.clock.callLater(interval, self._liveTick)
+            self._lastAlive = now
+        self._schedule()
 
     def _ping(self) -> None:
         carrier = self.carrier
@@ -817,9 +868,13 @@ class Session:
     def _pong(self, token: int) -> None:
         self._heard += 1
         sentAt = self._pingSentAt
-        if token != self._pingToken or sentAt is None:
+        if sentAt is None or token > self._pingToken:
             return
+        # Any answer means the peer hears us; only the latest one times the
+        # round trip.
         self._pingSentAt = None
+        if token != self._pingToken:
+            return
         sample = self.clock.seconds() - sentAt
         self.lastRTT = sample
         if self.srtt is None or self.rttvar is None:
@@ -988,6 +1043,8 @@ class Session:
             frames = engine.send(data)
             if carrier is not None:
                 carrier.transport.writeSequence(frames)
+        if not self._watching:
+            self._watch()
         if engine.sent - engine.acked > self._highWater:
             self._depth += 1
             try:
@@ -1054,6 +1111,7 @@ class Session:
             )
         if carrier is not None:
             carrier.transport.write(frame)
+            self._watch()
             self._finWrittenOut()
         self._checkFinished()
 
@@ -1499,6 +1557,7 @@ class Session:
         self._readPaused = True
         if self.carrier is not None:
             self.carrier.pauseReading()
+            self._watch()
 
     def resumeReading(self) -> None:
         """

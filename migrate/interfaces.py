@@ -205,7 +205,20 @@ class IMigratePolicy(Interface):
 
     def heartbeatInterval() -> float:
         """
-        Seconds of silence on a carrier after which a heartbeat is sent.
+        Seconds of silence on a carrier, while the session waits to hear
+        from the peer (its data or FIN unacknowledged, a heartbeat
+        unanswered, the application not reading), after which a heartbeat
+        is sent.
+        """
+
+    def keepaliveInterval() -> float:
+        """
+        Seconds of silence on an idle carrier (nothing outstanding either
+        way) after which the client sends a keepalive heartbeat.  The server
+        never sends one on a carrier the client keeps alive: it checks an
+        idle carrier only after twice this long without a word.  An idle
+        session learns of a dead path on its next write, on its keepalive,
+        or at once from a connectivity event.
         """
 
     def silenceLimit(srtt: Optional[float], rttvar: Optional[float]) -> float:

@@ -76,6 +76,9 @@ class DefaultPolicy:
     def heartbeatInterval(self) -> float:
         return self.options.heartbeatInterval
 
+    def keepaliveInterval(self) -> float:
+        return self.options.keepaliveInterval
+
     def silenceLimit(self, srtt: Optional[float], rttvar: Optional[float]) -> float:
         bound = self.options.deadAfter
         if srtt is None:

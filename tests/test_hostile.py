@@ -258,13 +258,34 @@ class HostileTests(SynchronousTestCase):
         Past C{maxPendingPerHost} handshakes from one host, further carriers
         are refused as busy; other hosts are not affected.
         """
-        self.pair.factory.options = SessionOptions(maxPendingPerHost=2)
+        self.pair.factory.options = SessionOptions(maxPendingPerHost=2, maxPending=4)
         a = [Attacker(self.pair) for _ in range(2)]
         third = Attacker(self.pair)
         self.assertEqual(third.rejection(), _wire.REJECT_BUSY)
         other = Attacker(self.pair, host="198.51.100.1")
         self.assertFalse(other.closed)
         self.assertFalse(any(x.closed for x in a))
+        self.assertUndisturbed()
+
+    def test_pendingPerHostOnlyWhenCrowded(self) -> None:
+        """
+        While less than half of the handshake table is in use, one address
+        (a load balancer, a NAT) may use what is free; from then on, its
+        handshakes beyond C{maxPendingPerHost} are refused as busy while
+        other addresses still get in.
+        """
+        options = SessionOptions()
+        self.pair.factory.options = options
+        half = options.maxPending // 2
+        crowd = [Attacker(self.pair) for _ in range(half)]
+        self.assertFalse(any(x.closed for x in crowd))
+        self.assertGreater(half, options.maxPendingPerHost)
+        self.assertEqual(Attacker(self.pair).rejection(), _wire.REJECT_BUSY)
+        others = [Attacker(self.pair, host="198.51.100.1") for _ in range(options.maxPendingPerHost)]
+        self.assertFalse(any(x.closed for x in others))
+        self.assertEqual(
+            Attacker(self.pair, host="198.51.100.1").rejection(), _wire.REJECT_BUSY
+        )
         self.assertUndisturbed()
 
     def test_maxSessions(self) -> None:
@@ -388,7 +409,8 @@ class CrowdTests(SynchronousTestCase):
         crowd is gone; the application's C{connect} fires then.
         """
         pair = Pair()
-        options = pair.factory.options
+        # A crowded table (half full), this address at its share.
+        options = pair.factory.options = SessionOptions(maxPending=2 * SessionOptions.maxPendingPerHost)
         crowd = [Attacker(pair, host=pair.net.clientHost) for _ in range(options.maxPendingPerHost)]
         results: list[object] = []
         pair.endpoint.connect(pair.serverAppFactory).addBoth(results.append)
@@ -415,7 +437,8 @@ class CrowdTests(SynchronousTestCase):
         from migrate import HandshakeError
 
         pair = Pair()
-        options = pair.factory.options
+        # A crowded table (half full), this address at its share.
+        options = pair.factory.options = SessionOptions(maxPending=2 * SessionOptions.maxPendingPerHost)
         crowd = [Attacker(pair, host=pair.net.clientHost) for _ in range(options.maxPendingPerHost)]
         results: list[Failure] = []
         pair.endpoint.connect(pair.serverAppFactory).addErrback(results.append)

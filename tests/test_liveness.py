@@ -29,18 +29,33 @@ class Suspensions:
 
 
 class HeartbeatTests(SynchronousTestCase):
-    def test_idleExchangesHeartbeats(self) -> None:
+    def test_idleKeepalive(self) -> None:
         """
-        An idle session sends heartbeats, gets answers, stays attached and
-        has a round-trip estimate.
+        An idle session costs one keepalive per C{keepaliveInterval} (25 s),
+        sent by the client and answered by the server, which sends none of
+        its own; it stays attached and has a round-trip estimate.
         """
         pair = Pair().open()
-        pair.settle(seconds=5, step=0.1)
-        session = pair.clientSession
-        self.assertGreater(session._pingToken, 3)
-        self.assertIsNotNone(session.srtt)
+        pair.settle(seconds=101, step=0.5)
+        # One per keepalive interval at most (the next interval counts from
+        # the answer): at 25, 50.5 and 76 s.
+        self.assertEqual(pair.clientSession._pingToken, 3)
+        self.assertEqual(pair.serverSession._pingToken, 0)
+        self.assertIsNotNone(pair.clientSession.srtt)
         self.assertEqual(pair.client.transport.generation, 0)
         self.assertEqual(pair.client.transport.state, "attached")
+
+    def test_idleTimerOnly(self) -> None:
+        """
+        An idle session has one liveness timer, a keepalive interval away,
+        not one every heartbeat interval.
+        """
+        pair = Pair().open()
+        pair.settle(seconds=1, step=0.1)
+        for session, limit in ((pair.clientSession, 25.0), (pair.serverSession, 50.0)):
+            call = session._liveCall
+            self.assertIsNotNone(call)
+            self.assertGreater(call.getTime() - pair.clock.seconds(), limit - 2)
 
     def test_noHeartbeatsWhileDataFlows(self) -> None:
         """
@@ -53,23 +68,33 @@ class HeartbeatTests(SynchronousTestCase):
         self.assertEqual(pair.clientSession._pingToken, 0)
         self.assertEqual(pair.serverSession._pingToken, 0)
 
-    def test_silentDeathDetected(self) -> None:
-        """
-        A path that silently drops everything is declared dead within
-        C{deadAfter} plus one heartbeat interval; the session is suspended
-        with reason "path-dead" and the client tries to reconnect.
-        """
-        pair = Pair(SessionOptions(deadAfter=2.0, heartbeatInterval=0.5)).open()
+    def _blackhole(self, pair: Pair) -> Suspensions:
         watcher = Suspensions()
         pair.clientSession.upcalls.observers.append(watcher)
-        pair.settle(seconds=1, step=0.05)
         pair.net.refuse = True
         pair.net.links[0].blackholed = True
+        return watcher
+
+    def _detectedWithin(self, pair: Pair, limit: float) -> float:
         start = pair.clock.seconds()
         while pair.client.transport.state == "attached":
             pair.clock.advance(0.05)
             pair.net.flush()
-            self.assertLess(pair.clock.seconds() - start, 3.0)
+            self.assertLess(pair.clock.seconds() - start, limit)
+        return pair.clock.seconds() - start
+
+    def test_silentDeathDetected(self) -> None:
+        """
+        A path that silently drops everything while data is outstanding is
+        declared dead within C{deadAfter} plus one heartbeat interval; the
+        session is suspended with reason "path-dead" and the client tries
+        to reconnect.
+        """
+        pair = Pair(SessionOptions(deadAfter=2.0, heartbeatInterval=0.5)).open()
+        pair.settle(seconds=1, step=0.05)
+        watcher = self._blackhole(pair)
+        pair.client.transport.write(b"into the void")
+        self._detectedWithin(pair, 2.55)
         self.assertEqual(watcher.reasons, ["path-dead"])
         before = pair.net.connects
         pair.net.flush()
@@ -78,6 +103,52 @@ class HeartbeatTests(SynchronousTestCase):
         pair.settle(seconds=2, step=0.05)
         self.assertEqual(pair.client.transport.state, "attached")
         self.assertEqual(len(watcher.resumed), 1)
+
+    def test_writeAfterIdleCountsFromWrite(self) -> None:
+        """
+        A write after a long idle spell is watched from the moment it is
+        made: the idle silence before it does not count against the path,
+        and a dead path is still found within the silence limit.
+        """
+        pair = Pair().open()
+        pair.settle(seconds=20, step=0.5)
+        watcher = self._blackhole(pair)
+        pair.client.transport.write(b"late")
+        pair.settle(seconds=1.5, step=0.05)
+        self.assertEqual(pair.client.transport.state, "attached")
+        self._detectedWithin(pair, 1.05)
+        self.assertEqual(watcher.reasons, ["path-dead"])
+
+    def test_idleDeathFoundByKeepalive(self) -> None:
+        """
+        An idle session whose path dies silently learns of it from its
+        next keepalive: within C{keepaliveInterval} plus the silence limit.
+        """
+        pair = Pair().open()
+        pair.settle(seconds=1, step=0.1)
+        watcher = self._blackhole(pair)
+        took = self._detectedWithin(pair, 25 + 2.5)
+        self.assertGreater(took, 20)
+        self.assertEqual(watcher.reasons, ["path-dead"])
+
+    def test_serverNoticesSilentClient(self) -> None:
+        """
+        A server whose idle client stopped keeping the carrier alive checks
+        it after twice the keepalive interval and detaches within the
+        silence limit after that.
+        """
+        pair = Pair().open()
+        pair.settle(seconds=1, step=0.1)
+        pair.net.refuse = True
+        pair.net.links[0].blackholed = True
+        # The client, which would find out first, is kept from reacting.
+        pair.clientSession._stopLiveness()
+        start = pair.clock.seconds()
+        while pair.server.transport.state == "attached":
+            pair.clock.advance(0.1)
+            pair.net.flush()
+            self.assertLess(pair.clock.seconds() - start, 50 + 2.6)
+        self.assertGreater(pair.clock.seconds() - start, 49)
 
     def test_slowPathNotDeclaredDead(self) -> None:
         """
