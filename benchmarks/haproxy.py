@@ -183,7 +183,7 @@ def run(reactor: Any, count: int) -> Any:
             }
             print(json.dumps(result))
             if PROFILE:
-                pstats.Stats(profile).sort_stats("cumulative").print_stats(60)
+                pstats.Stats(profile).sort_stats(os.environ.get("MIGRATE_BENCH_PROFILE_SORT", "cumulative")).print_stats(60)
             for p in protos:
                 p.transport.abortConnection()
         finally:

@@ -6,11 +6,11 @@ The server listens on every address and serves on its loopback address
 publishing them to the embedded DNS locator (a third host).  A client on the
 mobile host streams to it.  Repeated trials of:
 
-  - in-band: the server gains a new service address (and then drops the
-    old one); time from the address being added (the ``ip`` command having
-    returned) to the first byte the server receives on the session's new
-    carrier, which the client made when the advertisement named the new
-    address first;
+  - in-band: the server gains a new service address (which must move no
+    one), then deprecates the one in use (and later drops it); time from
+    the deprecation (the ``ip`` command having returned) to the first byte
+    the server receives on the session's new carrier, which the client made
+    when the advertisement named the new address first;
   - DNS only: the mobile host has no link while the server moves (so no
     advertisement can reach it); time from a link coming back to the first
     byte received on the resumed session, found through a DNS lookup.
@@ -92,10 +92,17 @@ def run(reactor: Any, args: argparse.Namespace) -> Any:
         dnsOnly: list[float] = []
         current = 1
         for trial in range(args.trials):
-            # In-band: a new address appears; the old goes a moment later.
+            # In-band: a new address appears (which moves no one), then the
+            # one in use is deprecated, and goes a moment later.
             new = current + 1
             generation = client.transport.generation
             netns.ip("-n", topo.server, "addr", "add", "10.77.0.%d/32" % new, "dev", "lo")
+            yield task.deferLater(reactor, 0.2, lambda: None)
+            assert client.transport.generation == generation, "a new address moved the client"
+            netns.ip(
+                "-n", topo.server, "addr", "change", "10.77.0.%d/32" % current,
+                "dev", "lo", "preferred_lft", "0",
+            )
             t0 = time.monotonic()
             ok = yield waitFor(reactor, sink.after(generation), 5)
             assert ok, "in-band move failed"

@@ -24,6 +24,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+
 # Interfaces whose addresses only their own peers can reach: container
 # bridges, virtual machine networks, tunnels and VPNs.
 _ISOLATED_PREFIXES = (
@@ -121,6 +123,14 @@ class AdvertisePolicy:
                 raise ValueError(
                     "advertise: %r is not HOST:PORT (expected auto, none or "
                     "HOST:PORT[,HOST:PORT...])" % (entry,)
+                )
+            if not (isIPAddress(host) or isIPv6Address(host)):
+                # Clients compare the address they reached with these, and
+                # dial them as given: a name would never match (and would
+                # send them round in circles) or be looked up anew each time.
+                raise ValueError(
+                    "advertise: %r: give an IP address, not a name (clients "
+                    "compare the address they reached with these)" % (entry,)
                 )
             out.append(formatHostPort(host, int(port)))
         return cls("configured", tuple(out))

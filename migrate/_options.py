@@ -117,7 +117,7 @@ class SessionOptions:
     acceptMoves: str = "yes"
     suspendAfter: float = 60.0
     maxDetached: int = 10000
-    maxConcurrentResumes: int = 32
+    maxConcurrentResumes: int = 64
     purgeInterval: float = 60.0
     republishInterval: float = 300.0
 

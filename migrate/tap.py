@@ -150,6 +150,13 @@ class Options(usage.Options):
                 raise usage.UsageError("bad --%s endpoint %r: %s" % (name, self[name], e))
 
 
+def _escape(value: str) -> str:
+    """
+    Quote a value for an endpoint string (its colons would split it).
+    """
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
 def _withOptions(description: str, given: dict[str, str]) -> str:
     """
     Add session options to a C{migrate:} endpoint string that does not set
@@ -158,7 +165,7 @@ def _withOptions(description: str, given: dict[str, str]) -> str:
     if not description.startswith("migrate:"):
         return description
     extra = [
-        "%s=%s" % (k, v)
+        "%s=%s" % (k, _escape(v))
         for k, v in sorted(given.items())
         if (":%s=" % (k,)) not in description
     ]

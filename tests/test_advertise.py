@@ -29,6 +29,35 @@ class ParseTests(SynchronousTestCase):
             e = self.assertRaises(ValueError, AdvertisePolicy.parse, bad)
             self.assertIn("HOST:PORT", str(e))
 
+    def test_nameRefused(self) -> None:
+        """
+        A name is refused: clients compare the address they reached with
+        the advertised ones, so a name would never match and would send
+        them moving round in circles.
+        """
+        e = self.assertRaises(ValueError, AdvertisePolicy.parse, "198.51.100.4:7001,localhost:7001")
+        self.assertIn("'localhost:7001'", str(e))
+        self.assertIn("IP address", str(e))
+
+    def test_endpointString(self) -> None:
+        """
+        In a server endpoint string, the colons of C{advertise=} are
+        escaped (as Twisted's endpoint strings require), and a bad value is
+        an error at parse time.
+        """
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.testing import MemoryReactor
+
+        endpoint = serverFromString(
+            MemoryReactor(), "migrate:tcp:7001:advertise=198.51.100.4\\:7001,[2001\\:db8\\:\\:1]\\:443"
+        )
+        self.assertEqual(
+            endpoint.advertise.configured, ("198.51.100.4:7001", "[2001:db8::1]:443")
+        )
+        self.assertRaises(
+            ValueError, serverFromString, MemoryReactor(), "migrate:tcp:7001:advertise=nowhere"
+        )
+
 
 class AutoTests(SynchronousTestCase):
     ours = ["127.0.0.1", "192.168.1.5", "172.17.0.1", "93.184.216.34", "10.8.0.2"]

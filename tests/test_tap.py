@@ -66,6 +66,39 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(o["listen"], "migrate:tcp:7001:highWater=5000:sessionTimeout=60")
         self.assertEqual(o["connect"], "tcp:127.0.0.1:22")
 
+    def test_advertiseAndStoreEscaped(self) -> None:
+        """
+        C{--advertise} and C{--store} values reach the C{migrate:} endpoint
+        whole, their colons escaped: an IPv4 and an IPv6 address with ports.
+        """
+        o = Options()
+        o.parseOptions(
+            [
+                "--listen",
+                "migrate:tcp:7001",
+                "--connect",
+                "tcp:127.0.0.1:22",
+                "--advertise",
+                "198.51.100.4:7001,[2001:db8::1]:7001",
+            ]
+        )
+        self.assertEqual(
+            o["listenEndpoint"].advertise.configured,
+            ("198.51.100.4:7001", "[2001:db8::1]:7001"),
+        )
+
+    def test_badAdvertise(self) -> None:
+        """
+        A name in C{--advertise} is a usage error that says to give an
+        address.
+        """
+        e = self.assertRaises(
+            usage.UsageError,
+            Options().parseOptions,
+            ["--listen", "migrate:tcp:7001", "--connect", "tcp:127.0.0.1:22", "--advertise", "example.com:7001"],
+        )
+        self.assertIn("IP address", str(e))
+
     def test_badEndpoint(self) -> None:
         """
         An endpoint string that does not parse is a usage error naming the
