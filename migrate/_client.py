@@ -654,6 +654,10 @@ class ClientConnector:
                     # reading the old one before saying how far we got.
                     session.dropCarrier("moving")
                 self._generation = max(self._generation, session.generation) + 1
+                if self._generation > _wire.MAX_GENERATION:
+                    raise HandshakeFailed(
+                        _wire.REJECT_PROTOCOL, "the session has used every generation"
+                    )
                 handshake = ClientHandshake.forResume(
                     session.sessionID,
                     session.key,

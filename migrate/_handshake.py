@@ -159,6 +159,10 @@ class ServerHandshake:
             raise HandshakeFailed(
                 _wire.REJECT_VERSION, "unsupported version %d" % (version,)
             )
+        if not 0 < generation <= _wire.MAX_GENERATION:
+            raise HandshakeFailed(
+                _wire.REJECT_PROTOCOL, "generation %d out of range" % (generation,)
+            )
         return ResumeRequest(sessionID, generation, nonce, received, mac)
 
     def verifyResume(

@@ -25,6 +25,9 @@ import struct
 from typing import Protocol
 
 VERSION = 1
+#: The highest generation a resume may carry (generations number a
+#: session's carriers; advertisement sequence numbers are built on them).
+MAX_GENERATION = 2**32 - 1
 MAGIC = b"MGRT"
 
 # Frame types: handshake.

@@ -160,10 +160,38 @@ class HostileTests(SynchronousTestCase):
         A correctly proven resume with a generation not above the last one
         is refused.
         """
+        pair = self.pair
+        pair.net.cutAll()
+        pair.settle()
+        self.live = pair.net.links[-1]
+        self.assertEqual(pair.serverSession.generation, 1)
         attacker = Attacker(self.pair)
-        attacker.send(self.resumeFrame(attacker.nonce, generation=0))
+        attacker.send(self.resumeFrame(attacker.nonce, generation=1))
         self.assertEqual(attacker.rejection(), _wire.REJECT_STALE)
         self.assertUndisturbed()
+
+    def test_generationOutOfRange(self) -> None:
+        """
+        A correctly proven resume whose generation does not fit (0, or
+        beyond 2**32 - 1, up to the largest the field holds) is a protocol
+        error: refused before anything is recorded, so the next genuine
+        resume still works.
+        """
+        for generation in (0, 2**32, 2**64 - 1):
+            attacker = Attacker(self.pair)
+            attacker.send(self.resumeFrame(attacker.nonce, generation=generation))
+            self.assertEqual(attacker.rejection(), _wire.REJECT_PROTOCOL)
+            self.assertEqual(self.pair.serverSession.generation, 0)
+            self.assertUndisturbed()
+        # The largest generation that fits is taken (and its advertisement
+        # numbered above it), with no error.
+        attacker = Attacker(self.pair)
+        received = self.pair.clientSession.engine.received
+        attacker.send(self.resumeFrame(attacker.nonce, generation=2**32 - 1, received=received))
+        frames = attacker.readServer()
+        self.assertIn(_wire.RESUME_ACCEPT, [t for t, _ in frames])
+        self.assertEqual(self.pair.serverSession.generation, 2**32 - 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_impossiblePosition(self) -> None:
         """
