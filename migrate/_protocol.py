@@ -109,6 +109,8 @@ class Carrier(Protocol):
     @ivar _drainTimeout: how long a retired carrier may take to close
         before it is aborted.
     @ivar _drainCall: that deadline, while it runs.
+    @ivar writeBlocked: the connection's send buffer is full (its transport
+        paused the session producing into it): the peer is not reading.
     @ivar _resumeCall: parsing resumed after a pause, in the next turn.
     """
 
@@ -126,6 +128,7 @@ class Carrier(Protocol):
         self.session: Session | None = None
         self.parser = _wire.FrameParser(self, maxPayload)
         self.retired = False
+        self.writeBlocked = False
         self.label = "carrier"
         self.handshakeState: object = None
         self._clock = clock
@@ -220,6 +223,16 @@ class Carrier(Protocol):
             except RuntimeError:
                 pass
         if not (graceful or waitForPeer):
+            transport.abortConnection()
+            return
+        if self.writeBlocked:
+            # The peer does not read what is already queued: waiting for it
+            # would only hold that memory (until the drain timeout).
+            self.log.info(
+                "{label}: {reason}; the peer is not reading: aborted",
+                label=self.label,
+                reason=reason,
+            )
             transport.abortConnection()
             return
         if self.session is not None:

@@ -40,6 +40,7 @@ from ._upcalls import Upcalls
 from .interfaces import (
     ConnectivityEvent,
     CorruptRecord,
+    StoreUnavailable,
     IConnectivityMonitor,
     ILocator,
     IMigratable,
@@ -454,6 +455,14 @@ class MigrateServerFactory(Factory):
             stub = self.sessions.get(sid)
             if stub is not None and stub.hibernated:
                 stub.end(SessionExpired("hibernated state unusable"))
+        elif failure.check(StoreUnavailable):
+            # Logged by the store itself, once; the checkpoint may be good
+            # again when the store is: the client is told to try later.
+            if not carrier.retired and self._pending.get(carrier) is state:
+                carrier.reject(
+                    _wire.REJECT_BUSY, "session store unavailable", _FULL_RETRY
+                )
+            return
         else:
             self.log.failure("session {sid}: the store failed", failure, sid=sid.hex())
         if not carrier.retired and self._pending.get(carrier) is state:
@@ -643,16 +652,17 @@ class MigrateServerFactory(Factory):
 
         def failed(f: Failure) -> None:
             # The checkpoint stays in memory and can still be resumed.
-            self.log.failure("session {sid}: could not write to the store", f, sid=sid.hex())
+            if not f.check(StoreUnavailable):
+                self.log.failure(
+                    "session {sid}: could not write to the store", f, sid=sid.hex()
+                )
 
         store.save(record).addCallbacks(saved, failed)
 
     def _forgetStored(self, sid: bytes) -> None:
         self._saving.pop(sid, None)
         if self.store is not None:
-            self.store.delete(sid).addErrback(
-                lambda f: self.log.failure("store delete failed", f)
-            )
+            self.store.delete(sid).addErrback(self._storeError, "store delete failed")
 
     def _purgeStore(self) -> None:
         """
@@ -670,9 +680,15 @@ class MigrateServerFactory(Factory):
             ):
                 session.end(SessionExpired("hibernated session expired"))
         if self.store is not None:
-            self.store.purgeExpired(now).addErrback(
-                lambda f: self.log.failure("store purge failed", f)
-            )
+            self.store.purgeExpired(now).addErrback(self._storeError, "store purge failed")
+
+    def _storeError(self, failure: Failure, what: str) -> None:
+        """
+        Log a store failure, but not L{StoreUnavailable}: the store logs
+        that itself, once.
+        """
+        if not failure.check(StoreUnavailable):
+            self.log.failure(what, failure)
 
     def _watchShutdown(self) -> None:
         """

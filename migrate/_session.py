@@ -110,6 +110,11 @@ class State(enum.Enum):
 
 # Reasons the application's producer may be paused.
 _CARRIER = "carrier"
+
+#: Heartbeats from a peer that does not read (our carrier's send buffer
+#: full), left unanswered, before its carrier is dropped: a legitimate peer
+#: whose reader is paused sends about two a second.
+_MAX_UNANSWERED_PINGS = 1000
 _DETACHED = "detached"
 _BUFFER = "buffer"
 
@@ -324,6 +329,7 @@ class Session:
         self._lastAlive = 0.0
         self._liveCall: IDelayedCall | None = None
         self._watching = False
+        self._unansweredPings = 0
         self._probeCall: IDelayedCall | None = None
         self._pingToken = 0
         self._pingSentAt: Optional[float] = None
@@ -944,8 +950,23 @@ class Session:
         elif frameType == _wire.PING:
             self._heard += 1
             carrier = self.carrier
-            if carrier is not None:
-                carrier.transport.write(_wire.encodePong(body))
+            if carrier is None:
+                return
+            if carrier.writeBlocked:
+                # The peer does not read what we send: an answer would only
+                # queue (a flood of heartbeats would grow our memory without
+                # bound).  A legitimate peer sees our data when it reads.
+                self._unansweredPings += 1
+                if self._unansweredPings > _MAX_UNANSWERED_PINGS:
+                    self.log.info(
+                        "session {sid}: the peer sends heartbeats but does not read; "
+                        "dropping the carrier",
+                        sid=self.hexID,
+                    )
+                    self.dropCarrier("peer-not-reading")
+                return
+            self._unansweredPings = 0
+            carrier.transport.write(_wire.encodePong(body))
         elif frameType == _wire.PONG:
             self._pong(_wire.decodePosition(body))
         elif frameType == _wire.FIN:
@@ -1535,12 +1556,16 @@ class Session:
         """
         The carrier's send buffer is full.
         """
+        if self.carrier is not None:
+            self.carrier.writeBlocked = True
         self._pauseFor(_CARRIER)
 
     def resumeProducing(self) -> None:
         """
         The carrier's send buffer drained.
         """
+        if self.carrier is not None:
+            self.carrier.writeBlocked = False
         self._resumeFor(_CARRIER)
 
     def stopProducing(self) -> None:

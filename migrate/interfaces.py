@@ -408,6 +408,26 @@ class SessionRecord:
     policy: Optional[dict[str, Any]] = None
 
 
+class StoreUnavailable(Exception):
+    """
+    The store cannot be used now: its database is unreadable, unwritable,
+    replaced by something that is not a database, or SQLite fails.  The
+    message is one line.  The store logs the condition itself, once (and
+    again at most every C{logInterval} seconds, and on recovery): callers
+    need not log each failure (see
+    L{migrate.store.SQLiteSessionStore.broken}).  Any L{ISessionStore} may
+    fail with it for a condition that may pass: a server then asks clients
+    to come back later rather than end their sessions.
+
+    @ivar reason: why, on one line (it names the path).
+    """
+
+    def __init__(self, reason: str) -> None:
+        reason = " ".join(reason.split())
+        Exception.__init__(self, "session store unavailable: %s" % (reason,))
+        self.reason = reason
+
+
 class CorruptRecord(Exception):
     """
     A store entry could not be read back intact (checksum mismatch,

@@ -26,7 +26,7 @@ from twisted.web.server import Site
 
 from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint
 from ._forward import ForwardingFactory
-from ._status import SessionRegistry, StatusResource
+from ._status import SessionRegistry, StatusResource, normalizeHostName, readCredentials
 from ._options import SessionOptions
 
 
@@ -106,12 +106,40 @@ class Options(usage.Options):
             "s",
             None,
             "endpoint to serve the live view of the sessions on (HTML at /, "
-            "JSON at /sessions.json), e.g. tcp:7080:interface=127.0.0.1",
+            "JSON at /sessions.json), e.g. 7080 or tcp:7080; a port, or a "
+            "tcp:, tcp6: or ssl: endpoint without interface=, listens on "
+            "loopback only (127.0.0.1, ::1 for tcp6:): give "
+            "tcp:7080:interface=0.0.0.0 to listen on every address",
+        ],
+        [
+            "status-auth",
+            None,
+            None,
+            "file of user:password lines (mode 600): every request to the "
+            "live view then needs HTTP basic auth with one of them",
         ],
     ] + [
         [_dashed(f.name), None, None, "%s (default %s)" % (_HELP[f.name], f.default)]
         for f in fields(SessionOptions)
     ]
+
+    def __init__(self) -> None:
+        """
+        Start with no C{--status-host} names and no credentials.
+        """
+        usage.Options.__init__(self)
+        self["statusHosts"] = []
+        self["statusCredentials"] = None
+
+    def opt_status_host(self, value: str) -> None:
+        """
+        A host name (or IP address) the live view answers to besides its own address and localhost (repeatable, or comma-separated; without a port).
+        """
+        for name in value.split(","):
+            try:
+                self["statusHosts"].append(normalizeHostName(name))
+            except ValueError as e:
+                raise usage.UsageError("--status-host: %s (give names without a port)" % (e,))
 
     def postOptions(self) -> None:
         for required in ("listen", "connect"):
@@ -134,6 +162,7 @@ class Options(usage.Options):
                 if not self["listen"].startswith("migrate:"):
                     raise usage.UsageError("--%s needs a migrate: --listen endpoint" % (name,))
                 self["listen"] = _withOptions(self["listen"], {name: self[name]})
+        self._statusOptions()
         from twisted.internet import reactor
 
         for name, parse in (
@@ -148,6 +177,85 @@ class Options(usage.Options):
                 self[name + "Endpoint"] = parse(reactor, self[name])
             except Exception as e:
                 raise usage.UsageError("bad --%s endpoint %r: %s" % (name, self[name], e))
+
+    def _statusOptions(self) -> None:
+        """
+        Put the live view on loopback unless its endpoint says otherwise,
+        and read its credentials.
+
+        @raise usage.UsageError: C{--status-host} or C{--status-auth} without
+            C{--status}, or a C{--status-auth} file that cannot be used.
+        """
+        if self["status"] is None:
+            for name, given in (("status-host", self["statusHosts"]), ("status-auth", self["status-auth"])):
+                if given:
+                    raise usage.UsageError("--%s needs --status" % (name,))
+            return
+        self["status"] = _onLoopback(self["status"])
+        if self["status-auth"]:
+            try:
+                self["statusCredentials"] = readCredentials(self["status-auth"])
+            except ValueError as e:
+                raise usage.UsageError("--status-auth: %s" % (e,))
+
+
+# The index of the interface among each endpoint type's positional
+# arguments after the type, and its loopback address (escaped).
+_INTERFACE_POSITION = {"tcp": 1, "tcp6": 2, "ssl": 4}
+_LOOPBACK = {"tcp": "127.0.0.1", "tcp6": "\\:\\:1", "ssl": "127.0.0.1"}
+
+
+def _arguments(description: str) -> list[tuple[str, bool]]:
+    """
+    Split an endpoint string as Twisted does (unescaped colons separate the
+    arguments; the first unescaped C{=} of one makes it a keyword argument).
+
+    @param description: the endpoint string.
+    @return: for each argument (the type first), its value or keyword, and
+        whether it is a keyword argument.
+    """
+    result: list[tuple[str, bool]] = []
+    current, keyword, escaped = "", False, False
+    for c in description:
+        if escaped:
+            escaped = False
+            if not keyword:
+                current += c
+        elif c == "\\":
+            escaped = True
+        elif c == ":":
+            result.append((current, keyword))
+            current, keyword = "", False
+        elif c == "=" and not keyword:
+            keyword = True
+        elif not keyword:
+            current += c
+    result.append((current, keyword))
+    return result
+
+
+def _onLoopback(description: str) -> str:
+    """
+    The C{--status} endpoint string, on loopback unless it names its
+    interface: a bare port becomes C{tcp:PORT:interface=127.0.0.1}; a
+    C{tcp:}, C{tcp6:} or C{ssl:} string without an interface (keyword or
+    positional) gets C{interface=127.0.0.1} (C{::1} for C{tcp6:}); other
+    strings are kept as given.
+
+    @param description: the endpoint string or port given.
+    @return: the endpoint string to listen on.
+    """
+    if description.isascii() and description.isdigit():
+        return "tcp:%s:interface=%s" % (description, _LOOPBACK["tcp"])
+    arguments = _arguments(description)
+    kind = arguments[0][0]
+    if kind not in _INTERFACE_POSITION:
+        return description
+    positional = [value for value, keyword in arguments[1:] if not keyword]
+    keywords = [value for value, keyword in arguments[1:] if keyword]
+    if "interface" in keywords or len(positional) > _INTERFACE_POSITION[kind]:
+        return description
+    return "%s:interface=%s" % (description, _LOOPBACK[kind])
 
 
 def _escape(value: str) -> str:
@@ -193,7 +301,13 @@ def makeService(options: Options) -> service.IService:
     forwarder.setServiceParent(top)
     statusEndpoint = options["statusEndpoint"]
     if statusEndpoint is not None:
-        site = Site(StatusResource(registry))
+        site = Site(
+            StatusResource(
+                registry,
+                allowedHosts=options["statusHosts"],
+                credentials=options["statusCredentials"],
+            )
+        )
         site.noisy = False
         internet.StreamServerEndpointService(statusEndpoint, site).setServiceParent(top)
     top.registry = registry  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ reason, and the live session is never disturbed.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
@@ -16,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from migrate import SessionOptions, _crypto, _wire
 from migrate._protocol import Carrier
 
-from .helpers import Pair
+from .helpers import Echo, Pair
 
 
 class Collect:
@@ -477,3 +478,80 @@ class CrowdTests(SynchronousTestCase):
         results[0].trap(HandshakeError)
         self.assertIn("too many handshakes", results[0].getErrorMessage())
         self.assertEqual(len(crowd), options.maxPendingPerHost)
+
+
+class NonReaderTests(SynchronousTestCase):
+    """
+    A peer that never reads cannot make the server hold memory for it: not
+    by overflowing its session, not by a flood of heartbeats.
+    """
+
+    def setUp(self) -> None:
+        # A small hard cap keeps the test's memory small; the mechanism is
+        # the same at the default.
+        self.serverOptions = SessionOptions(highWater=64 * 1024, hardCap=256 * 1024)
+        self.pair = Pair(serverProtocol=Echo, serverOptions=self.serverOptions)
+        # Connections push back past 32 KiB queued, as a socket's buffers
+        # would.
+        self.pair.net.bufferLimit = 32 * 1024
+        self.pair.open()
+        self.pair.settle()
+        # The client stops reading: what the server sends piles up on the
+        # server's side of the connection.
+        self.pair.client.transport.pauseProducing()
+
+    def serverEnd(self) -> Any:
+        """
+        The server's end of the current connection.
+        """
+        return self.pair.serverSession.carrier.transport
+
+    def test_overflowedCarrierAborted(self) -> None:
+        """
+        A session that ends because its peer sent past the hard cap without
+        reading has its carrier aborted at once, not left to drain (its
+        queued bytes would be held until the drain timeout).
+        """
+        pair = self.pair
+        transport = self.serverEnd()
+        session = pair.serverSession
+        chunk = b"x" * 16384
+        for _ in range(100):
+            if session.ended:
+                break
+            pair.client.transport.write(chunk)
+            pair.net.flush()
+        self.assertTrue(session.ended)
+        self.assertTrue(transport.aborted)
+        self.assertIsNone(pair.factory.sessions.get(session.sessionID, session).carrier)
+
+    def test_pingFloodUnanswered(self) -> None:
+        """
+        Heartbeats from a peer that does not read are not answered (each
+        answer would only queue), and past a thousand of them its carrier is
+        dropped; the session itself detaches and survives.
+        """
+        pair = self.pair
+        transport = self.serverEnd()
+        # Fill the server's side until the connection pushes back.
+        for _ in range(10):
+            if transport.producerPaused:
+                break
+            pair.server.transport.write(b"y" * 16384)
+        self.assertTrue(transport.producerPaused)
+        queued = transport.queued
+        clientCarrier = pair.clientSession.carrier
+        for token in range(999):
+            clientCarrier.transport.write(_wire.encodePing(token))
+        pair.net.flush()
+        self.assertEqual(transport.queued, queued)
+        self.assertIs(pair.serverSession.carrier.transport, transport)
+        for token in range(999, 1010):
+            clientCarrier.transport.write(_wire.encodePing(token))
+        pair.net.flush()
+        # Dropped, with what was queued on it: the session detached (and
+        # its client, which is well-behaved here, resumed on a new carrier).
+        self.assertTrue(transport.aborted)
+        self.assertFalse(pair.serverSession.ended)
+        carrier = pair.serverSession.carrier
+        self.assertTrue(carrier is None or carrier.transport is not transport)

@@ -4,6 +4,7 @@ C{twistd migrate}: its options, and the forwarder it runs.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -124,6 +125,102 @@ class OptionsTests(SynchronousTestCase):
         top = makeService(o)
         self.assertEqual(len(list(top)), 2)
         self.assertIn(top.registry, o["listenEndpoint"].observers)
+
+    def parseStatus(self, *extra: str) -> Options:
+        """
+        Parse options with a live view.
+
+        @param extra: the status options (C{--status ...} among them).
+        @return: the parsed options.
+        """
+        o = Options()
+        o.parseOptions(["--listen", "tcp:0", "--connect", "tcp:127.0.0.1:22"] + list(extra))
+        return o
+
+    def statusResource(self, options: Options) -> Any:
+        """
+        Build the service and find its status resource.
+
+        @param options: parsed options with C{--status}.
+        @return: the L{StatusResource} the live view serves.
+        """
+        top: Any = makeService(options)
+        return list(top)[1].factory.resource
+
+    def test_statusLoopbackByDefault(self) -> None:
+        """
+        C{--status} as a bare port or a C{tcp:}/C{tcp6:}/C{ssl:} string
+        without an interface listens on loopback only.
+        """
+        for given, interface in (
+            ("17080", "127.0.0.1"),
+            ("tcp:17080", "127.0.0.1"),
+            ("tcp:port=17080:backlog=5", "127.0.0.1"),
+            ("tcp6:17080", "::1"),
+        ):
+            o = self.parseStatus("--status", given)
+            self.assertEqual(o["statusEndpoint"]._interface, interface, given)
+            self.assertEqual(o["statusEndpoint"]._port, 17080)
+
+    def test_statusExplicitInterfaceKept(self) -> None:
+        """
+        An endpoint string that names its interface, by keyword or by
+        position, is kept as given: C{interface=0.0.0.0} listens everywhere.
+        """
+        for given, interface in (
+            ("tcp:17080:interface=0.0.0.0", "0.0.0.0"),
+            ("tcp:17080:0.0.0.0", "0.0.0.0"),
+            ("tcp:17080:interface=192.0.2.1", "192.0.2.1"),
+            ("tcp6:17080:interface=\\:\\:", "::"),
+            ("tcp6:17080:50:\\:\\:", "::"),
+        ):
+            o = self.parseStatus("--status", given)
+            self.assertEqual(o["status"], given)
+            self.assertEqual(o["statusEndpoint"]._interface, interface, given)
+
+    def test_statusHost(self) -> None:
+        """
+        C{--status-host} is repeatable and comma-separated, its names made
+        canonical and given to the status resource; a name with a port, or
+        without C{--status}, is a usage error.
+        """
+        o = self.parseStatus(
+            "--status", "tcp:0", "--status-host", "Status.Example,[::1]", "--status-host", "192.0.2.1"
+        )
+        self.assertEqual(o["statusHosts"], ["status.example", "::1", "192.0.2.1"])
+        resource = self.statusResource(o)
+        self.assertEqual(resource.allowedHosts, {"localhost", "status.example", "::1", "192.0.2.1"})
+        self.assertIsNone(resource.credentials)
+        e = self.assertRaises(usage.UsageError, self.parseStatus, "--status", "tcp:0", "--status-host", "a.example:80")
+        self.assertIn("without a port", str(e))
+        e = self.assertRaises(usage.UsageError, self.parseStatus, "--status-host", "a.example")
+        self.assertIn("--status-host needs --status", str(e))
+
+    def test_statusAuth(self) -> None:
+        """
+        C{--status-auth} reads C{user:password} lines from a file only its
+        owner may read and gives them to the status resource; a file its
+        group or others may read is a usage error that says what to do; so
+        are a missing file and C{--status-auth} without C{--status}.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("ops:s3cret\n")
+        os.chmod(path, 0o600)
+        o = self.parseStatus("--status", "tcp:0", "--status-auth", path)
+        resource = self.statusResource(o)
+        self.assertEqual(resource.credentials, {"ops": "s3cret"})
+        os.chmod(path, 0o640)
+        e = self.assertRaises(usage.UsageError, self.parseStatus, "--status", "tcp:0", "--status-auth", path)
+        self.assertIn("--status-auth: %s" % (path,), str(e))
+        self.assertIn("group or others may read", str(e))
+        self.assertIn("chmod 600 %s" % (path,), str(e))
+        e = self.assertRaises(
+            usage.UsageError, self.parseStatus, "--status", "tcp:0", "--status-auth", self.mktemp()
+        )
+        self.assertIn("cannot read", str(e))
+        e = self.assertRaises(usage.UsageError, self.parseStatus, "--status-auth", path)
+        self.assertIn("--status-auth needs --status", str(e))
 
     def test_help(self) -> None:
         """
