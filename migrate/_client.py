@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.error import NoProtocol
 from twisted.internet.interfaces import (
+    ISSLTransport,
     IAddress,
     IReactorCore,
     IDelayedCall,
@@ -649,6 +650,12 @@ class ClientConnector:
             if session is None:
                 handshake = ClientHandshake.forOpen()
             else:
+                if session.secure and not ISSLTransport.providedBy(carrier.transport):
+                    # Never over anything weaker than what it was opened on.
+                    raise HandshakeFailed(
+                        _wire.REJECT_PROTOCOL,
+                        "this session was opened over TLS and resumes only over TLS",
+                    )
                 if session.carrier is not None:
                     # Moving to a new carrier while the old one works: stop
                     # reading the old one before saying how far we got.
@@ -732,6 +739,7 @@ class ClientConnector:
         assert session is not None
         self._finishAttempt()
         self._confirmed = True
+        session.secure = ISSLTransport.providedBy(carrier.transport)
         opened, self._opened = self._opened, None
         app = self.appFactory.buildProtocol(carrier.transport.getPeer())
         if app is None:

@@ -35,6 +35,9 @@ class SessionOptions:
     @ivar closedLinger: how long a server remembers a cleanly closed session
         so that a client whose last acknowledgement was lost can resume and
         receive it.
+    @ivar maxClosedPerHost: closed sessions a server remembers (for
+        C{closedLinger}) per peer host; past it the oldest of that host is
+        forgotten (a late resume of it is then refused as unknown).
     @ivar highWater: unacknowledged bytes above which the application's
         producer is paused; it is resumed below half of this.
     @ivar hardCap: unacknowledged bytes a session may hold at most.
@@ -97,6 +100,7 @@ class SessionOptions:
     closeTimeout: float = 60.0
     drainTimeout: float = 10.0
     closedLinger: float = 60.0
+    maxClosedPerHost: int = 256
     highWater: int = 4 * 1024 * 1024
     hardCap: int = 64 * 1024 * 1024
     overflow: str = "close"

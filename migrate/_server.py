@@ -13,10 +13,11 @@ reason and a reject frame; no session is touched before a proof verifies.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Optional, Sequence, Union
 
 from twisted.internet.interfaces import (
+    ISSLTransport,
     IAddress,
     IDelayedCall,
     IProtocolFactory,
@@ -52,6 +53,27 @@ from .locate import locatorList as _locatorList
 from .monitors import MonitorLease
 from .policy import DefaultPolicy
 from .errors import SessionExpired
+
+
+def isSecure(carrier: Carrier) -> bool:
+    """
+    Whether C{carrier} runs over TLS.
+    """
+    return ISSLTransport.providedBy(carrier.transport)
+
+
+def _checkSecure(secure: bool, carrier: Carrier) -> None:
+    """
+    A session opened over TLS resumes only over TLS: its data (and the
+    retransmission of what was lost) must never cross the network in the
+    clear because a resume came over plain TCP.
+
+    @raise HandshakeFailed: it would.
+    """
+    if secure and not isSecure(carrier):
+        raise HandshakeFailed(
+            _wire.REJECT_REFUSED, "this session was opened over TLS and resumes only over TLS"
+        )
 
 
 def _both(a: object, b: object) -> object:
@@ -105,6 +127,9 @@ class MigrateServerFactory(Factory):
     @ivar sessions: live and detached sessions by id.
     @ivar _closed: cleanly closed sessions remembered for
         C{options.closedLinger}, by id, oldest first, with their close time.
+        They do not count against C{maxSessions}.
+    @ivar _closedPerHost: the ids of those, per peer host, oldest first
+        (bounded by C{options.maxClosedPerHost}).
     @ivar _pending: carriers still in their handshake.
     @ivar _pendingPerHost: how many of them each peer host has.
     """
@@ -167,6 +192,7 @@ class MigrateServerFactory(Factory):
         self._purgeCall: Optional[IDelayedCall] = None
         self.sessions: dict[bytes, Session] = {}
         self._closed: OrderedDict[bytes, tuple[float, Session]] = OrderedDict()
+        self._closedPerHost: dict[str, deque[bytes]] = {}
         self._pending: dict[Carrier, _PendingCarrier] = {}
         self._pendingPerHost: Counter[str] = Counter()
         self._shutdownTrigger: Optional[object] = None
@@ -265,7 +291,7 @@ class MigrateServerFactory(Factory):
         handshake = state.handshake
         if frameType == _wire.OPEN:
             self._purgeClosed()
-            if len(self.sessions) >= self.options.maxSessions:
+            if len(self.sessions) - len(self._closed) >= self.options.maxSessions:
                 raise HandshakeFailed(
                     _wire.REJECT_BUSY, "server at capacity: too many sessions", _FULL_RETRY
                 )
@@ -315,6 +341,7 @@ class MigrateServerFactory(Factory):
             are wrong; nothing changed.
         """
         state.handshake.verifyResume(request, session.key, session.generation)
+        _checkSecure(session.secure, carrier)
         if session.ended and session.endNotice is not None:
             # It ended while the peer was away: accept, to tell it why.
             self._acceptResume(carrier, state, session, request)
@@ -401,6 +428,7 @@ class MigrateServerFactory(Factory):
             return
         try:
             state.handshake.verifyResume(request, record.key, record.generation)
+            _checkSecure(record.secure, carrier)
             if not record.acked <= request.received <= record.sent + record.finSent:
                 raise HandshakeFailed(_wire.REJECT_PROTOCOL, "resume position out of range")
         except HandshakeFailed as e:
@@ -539,6 +567,7 @@ class MigrateServerFactory(Factory):
             Upcalls(self.observers),
         )
         self._adopt(session, peer)
+        session.secure = isSecure(carrier)
         session.lastHost = carrier.transport.getHost()
         self._setAdvertisement(session, send=False)
         carrier.transport.write(_wire.encodeOpened())
@@ -593,9 +622,20 @@ class MigrateServerFactory(Factory):
         self.sessions.pop(session.sessionID, None)
         if session.engine.finished or session.endNotice is not None:
             # Remembered for a while, so that a peer that missed the end
-            # and resumes learns it.
-            self._closed[session.sessionID] = (self.clock.seconds(), session)
-            self.sessions[session.sessionID] = session
+            # and resumes learns it: a record, not a session (it does not
+            # count against maxSessions), bounded per peer address so that
+            # one address opening and closing fast cannot fill the table.
+            if session.endNotice is not None:
+                # Only the notice is told to a late peer, never the data.
+                session.engine.releaseBuffer()
+            sid = session.sessionID
+            self._closed[sid] = (self.clock.seconds(), session)
+            self.sessions[sid] = session
+            host = session.peerHost or "?"
+            ids = self._closedPerHost.setdefault(host, deque())
+            ids.append(sid)
+            while len(ids) > self.options.maxClosedPerHost:
+                self._forgetClosed(ids[0])
             self._purgeClosed()
         if not self.numPorts:
             self._unwatchShutdown()
@@ -909,6 +949,24 @@ class MigrateServerFactory(Factory):
             sid, (when, session) = next(iter(closed.items()))
             if when > horizon and len(closed) <= self.options.maxSessions:
                 break
-            closed.popitem(last=False)
-            if self.sessions.get(sid) is session:
-                del self.sessions[sid]
+            self._forgetClosed(sid)
+
+    def _forgetClosed(self, sid: bytes) -> None:
+        """
+        Forget the record of the closed session C{sid}.
+        """
+        entry = self._closed.pop(sid, None)
+        if entry is None:
+            return
+        session = entry[1]
+        if self.sessions.get(sid) is session:
+            del self.sessions[sid]
+        host = session.peerHost or "?"
+        ids = self._closedPerHost.get(host)
+        if ids is not None:
+            try:
+                ids.remove(sid)
+            except ValueError:
+                pass
+            if not ids:
+                del self._closedPerHost[host]

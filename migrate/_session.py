@@ -225,6 +225,8 @@ class Session:
     @ivar transport: what the application holds.
     @ivar lastPeer: the peer address of the current or last carrier.
     @ivar lastHost: our address on the current or last carrier.
+    @ivar secure: the session was opened over TLS: it resumes only over
+        TLS (a resume over anything weaker is refused on both sides).
     @ivar peerHost: the host part of the peer address the server counts this
         session under (server side).
     @ivar detachedSince: clock time of the last detachment, or C{None}.
@@ -286,6 +288,7 @@ class Session:
         self.lastPeer: IAddress | None = None
         self.lastHost: IAddress | None = None
         self.peerHost = ""
+        self.secure = False
         self.detachedSince: float | None = None
         self.createdAt = clock.seconds()
         self.onCarrierLost: Callable[[Session], None] = lambda s: None
@@ -568,6 +571,7 @@ class Session:
             handoffs=self.handoffs,
             appState=appState,
             policy=self.policy.settings() if type(self.policy) is DefaultPolicy else None,
+            secure=self.secure,
         )
 
     def hibernate(self) -> None:
@@ -627,6 +631,7 @@ class Session:
             record.sent, record.acked, record.received, record.finSent, record.finReceived, record.buffer
         )
         session.generation = record.generation
+        session.secure = record.secure
         session.handoffs = record.handoffs
         session.createdAt = record.createdAt
         session.detachedSince = record.detachedSince

@@ -381,6 +381,8 @@ class SessionRecord:
     @ivar handoffs: resumes so far.
     @ivar appState: what the application saved (L{IMigratable}), or
         C{None} if its protocol is not migratable.
+    @ivar secure: the session was opened over TLS: it resumes only over
+        TLS.
     @ivar policy: the settings of the session's policy when it is a
         L{migrate.policy.DefaultPolicy} (its options, preferences and
         moves), so that a restored session keeps them; C{None} for other
@@ -406,6 +408,7 @@ class SessionRecord:
     handoffs: int = 0
     appState: Optional[bytes] = None
     policy: Optional[dict[str, Any]] = None
+    secure: bool = False
 
 
 class StoreUnavailable(Exception):

@@ -54,6 +54,10 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: Fields that records written by earlier versions may lack, and their
+#: value then.
+_OPTIONAL_FIELDS: dict[str, object] = {"policy": None, "secure": False}
+
 _META_FIELDS = (
     "side",
     "generation",
@@ -70,6 +74,7 @@ _META_FIELDS = (
     "expiresAt",
     "handoffs",
     "policy",
+    "secure",
 )
 
 
@@ -107,7 +112,10 @@ def decodeRecord(
             key=bytes(key),
             buffer=bytes(buffer),
             appState=bytes(state) if state is not None else None,
-            **{name: fields.get(name) if name == "policy" else fields[name] for name in _META_FIELDS},
+            **{
+                name: fields.get(name, _OPTIONAL_FIELDS[name]) if name in _OPTIONAL_FIELDS else fields[name]
+                for name in _META_FIELDS
+            },
         )
     except CorruptRecord:
         raise

@@ -41,6 +41,7 @@ _HELP = {
     "closeTimeout": "seconds a close may wait for the peer",
     "drainTimeout": "seconds a carrier being let go may take to close before it is aborted",
     "closedLinger": "seconds a server remembers a closed session",
+    "maxClosedPerHost": "closed sessions a server remembers per peer address",
     "highWater": "unacknowledged bytes above which the sender is paused",
     "hardCap": "unacknowledged bytes a session may hold at most",
     "overflow": 'what a write past the cap does: "close" or "raise"',

@@ -194,6 +194,20 @@ class HostileTests(SynchronousTestCase):
         self.assertEqual(self.pair.serverSession.generation, 2**32 - 1)
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_secureSessionNotResumedInTheClear(self) -> None:
+        """
+        A session opened over TLS refuses a correctly proven resume that
+        comes over plain TCP (here: the memory network's carriers), before
+        anything changes: its data must never be retransmitted in the clear.
+        """
+        session = self.pair.serverSession
+        session.secure = True
+        attacker = Attacker(self.pair)
+        attacker.send(self.resumeFrame(attacker.nonce, generation=1))
+        self.assertEqual(attacker.rejection(), _wire.REJECT_REFUSED)
+        self.assertEqual(session.generation, 0)
+        self.assertUndisturbed()
+
     def test_impossiblePosition(self) -> None:
         """
         A proven resume claiming to have received more than was sent is
@@ -375,6 +389,37 @@ class HostileTests(SynchronousTestCase):
         self.assertEqual(victimServer.received, b"mine")
         self.assertEqual(victim.lost, [])
 
+    def test_closedSessionsDoNotFillTable(self) -> None:
+        """
+        Sessions one address opens and closes cleanly are remembered for a
+        while (so that a late resume learns of the close), but those records
+        do not count against C{maxSessions}, and at most
+        C{maxClosedPerHost} are kept per address: an address that opens and
+        closes sessions fast, holding no connection, locks nobody out.
+        """
+        options = SessionOptions(maxSessions=20, maxClosedPerHost=5)
+        pair = Pair(options)
+        for i in range(50):
+            pair.servers.clear()
+            pair.open()
+            pair.client.transport.loseConnection()
+            pair.settle()
+        host = pair.net.clientHost
+        self.assertEqual(len(pair.factory._closedPerHost[host]), 5)
+        self.assertEqual(len(pair.factory._closed), 5)
+        self.assertEqual(len(pair.factory.sessions), 5)
+        # A victim elsewhere, while the table is full of live sessions but
+        # one, still opens.
+        live = []
+        for i in range(19):
+            pair.servers.clear()
+            pair.open()
+            live.append(pair.client)
+        pair.net.clientHost = "198.51.100.7"
+        pair.servers.clear()
+        pair.open()
+        self.assertEqual(pair.client.transport.state, "attached")
+
     def test_capacityEndExplained(self) -> None:
         """
         Without a store, past C{maxDetached} (over the whole server) the
@@ -523,6 +568,10 @@ class NonReaderTests(SynchronousTestCase):
             pair.net.flush()
         self.assertTrue(session.ended)
         self.assertTrue(transport.aborted)
+        # The ended session is remembered (to tell a late resume why), but
+        # not with the data it could never deliver.
+        self.assertIs(pair.factory.sessions[session.sessionID], session)
+        self.assertEqual(session.engine.unacknowledgedBytes(), b"")
         self.assertIsNone(pair.factory.sessions.get(session.sessionID, session).carrier)
 
     def test_pingFloodUnanswered(self) -> None:

@@ -62,6 +62,25 @@ class EncodingTests(SynchronousTestCase):
         r2 = record(state=None, buffer=b"")
         self.assertEqual(decodeRecord(*encodeRecord(r2)), r2)
 
+    def test_secureKept(self) -> None:
+        """
+        Whether the session was opened over TLS survives the store (so a
+        session restored in a new process still resumes only over TLS); a
+        record written before the field existed reads as not secure.
+        """
+        import dataclasses
+        import json
+
+        from migrate.store import _checksum
+
+        r = dataclasses.replace(record(), secure=True)
+        self.assertTrue(decodeRecord(*encodeRecord(r)).secure)
+        sid, meta, key, buffer, state, _ = encodeRecord(record())
+        old = json.dumps({k: v for k, v in json.loads(meta).items() if k != "secure"}, sort_keys=True)
+        self.assertFalse(
+            decodeRecord(sid, old, key, buffer, state, _checksum(sid, old, key, buffer, state)).secure
+        )
+
     def test_tampered(self) -> None:
         """
         Any change to a stored field is caught.

@@ -105,3 +105,91 @@ class TLSTests(TestCase):
         yield self.assertFailure(endpoint.connect(Factory.forProtocol(Recorder)), Exception)
         self.assertEqual(impostor.sessions, {})
         self.flushLoggedErrors()
+
+
+class _Switch:
+    """
+    A client endpoint that connects through whichever endpoint is current,
+    counting the connections made through each.
+    """
+
+    def __init__(self, current: Any) -> None:
+        self.current = current
+        self.connects: dict[int, int] = {}
+
+    def connect(self, factory: Any) -> Any:
+        self.connects[id(self.current)] = self.connects.get(id(self.current), 0) + 1
+        return self.current.connect(factory)
+
+
+class TLSBindingTests(TestCase):
+    """
+    A session opened over TLS resumes only over TLS.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_noResumeOverPlainTCP(self) -> Any:
+        """
+        One server factory listening on TLS and on plain TCP: a session
+        opened over TLS is marked secure on both sides; when the client's
+        only path is plain TCP to the same server it does not resume there
+        (it stays detached, sending no resume in the clear), and it resumes
+        over TLS once that is reachable again, every byte delivered once.
+        """
+        import os
+
+        from twisted.internet.endpoints import wrapClientTLS
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        from migrate import MigrateClientEndpoint, SessionOptions
+
+        caDir = self.mktemp()
+        keyPath, certPath = writeServerFiles(self.mktemp(), "Real CA", "localhost", caDir)
+        endpoint = serverFromString(
+            reactor,
+            "migrate:ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (keyPath, certPath),
+        )
+        tlsPort = yield endpoint.listen(Factory.forProtocol(Echo))
+        self.addCleanup(tlsPort.stopListening)
+        factory = endpoint.factory
+        plainPort = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(plainPort.stopListening)
+
+        with open(os.path.join(caDir, "ca.pem")) as f:
+            trust = Certificate.loadPEM(f.read())
+        tls = wrapClientTLS(
+            optionsForClientTLS("localhost", trustRoot=trust),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", tlsPort.getHost().port),
+        )
+        plain = TCP4ClientEndpoint(reactor, "127.0.0.1", plainPort.getHost().port)
+        switch = _Switch(tls)
+        client = MigrateClientEndpoint(
+            reactor, switch, SessionOptions(reconnectInitial=0.01, reconnectMax=0.1), monitor=None
+        )
+        proto = yield client.connect(Factory.forProtocol(Recorder))
+        proto.transport.write(b"one ")
+        yield waitFor(lambda: proto.received == b"one ")
+        session = proto.transport._session
+        (serverSession,) = factory.sessions.values()
+        self.assertTrue(session.secure)
+        self.assertTrue(serverSession.secure)
+
+        switch.current = plain
+        session.dropCarrier("test: the TLS path goes")
+        proto.transport.write(b"two")
+        yield waitFor(lambda: switch.connects.get(id(plain), 0) >= 5)
+        self.assertEqual(proto.transport.state, "detached")
+        self.assertEqual(proto.transport.generation, 0)
+        self.assertEqual(serverSession.generation, 0)
+        self.assertEqual(proto.lost, [])
+
+        switch.current = tls
+        yield waitFor(lambda: proto.received == b"one two")
+        self.assertEqual(proto.transport.generation, serverSession.generation)
+        self.assertTrue(serverSession.secure)
+        proto.transport.loseConnection()
+        yield waitFor(lambda: bool(proto.lost))
+        yield proto.transport.whenEnded()
+        self.flushLoggedErrors()
