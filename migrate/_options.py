@@ -11,8 +11,24 @@ parses and checks them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from typing import Mapping
+
+
+def defaultMemoryBudget() -> int:
+    """
+    A quarter of the machine's physical memory, or 1 GiB where that cannot
+    be read.
+    """
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES")
+        size = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 30
+    if pages <= 0 or size <= 0:
+        return 1 << 30
+    return int(pages * size // 4)
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,10 @@ class SessionOptions:
     @ivar closedLinger: how long a server remembers a cleanly closed session
         so that a client whose last acknowledgement was lost can resume and
         receive it.
+    @ivar memoryBudget: bytes a server may hold for its peers in session
+        buffers (unacknowledged data of live and detached sessions), over
+        the whole server; C{0} (the default) means a quarter of the
+        machine's physical memory (see L{defaultMemoryBudget}).
     @ivar maxClosedPerHost: closed sessions a server remembers (for
         C{closedLinger}) per peer host; past it the oldest of that host is
         forgotten (a late resume of it is then refused as unknown).
@@ -101,6 +121,7 @@ class SessionOptions:
     drainTimeout: float = 10.0
     closedLinger: float = 60.0
     maxClosedPerHost: int = 256
+    memoryBudget: int = 0
     highWater: int = 4 * 1024 * 1024
     hardCap: int = 64 * 1024 * 1024
     overflow: str = "close"
@@ -136,6 +157,9 @@ class SessionOptions:
                     raise ValueError('acceptMoves must be "yes" or "no"')
             elif f.name in ("prefer", "avoid"):
                 pass
+            elif f.name == "memoryBudget":
+                if value < 0:
+                    raise ValueError("memoryBudget must be 0 (automatic) or positive, not %r" % (value,))
             elif not value > 0:
                 raise ValueError("%s must be positive, not %r" % (f.name, value))
         if self.hardCap < self.highWater:

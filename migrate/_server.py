@@ -51,6 +51,7 @@ from .interfaces import (
 )
 from .locate import locatorList as _locatorList
 from .monitors import MonitorLease
+from ._options import defaultMemoryBudget
 from .policy import DefaultPolicy
 from .errors import SessionExpired
 
@@ -189,6 +190,9 @@ class MigrateServerFactory(Factory):
         self.store = store
         self._saving: dict[bytes, SessionRecord] = {}
         self._detached: OrderedDict[bytes, Session] = OrderedDict()
+        self.memoryBudget = self.options.memoryBudget or defaultMemoryBudget()
+        self._budgetCall: Optional[IDelayedCall] = None
+        self._overBudget = False
         self._purgeCall: Optional[IDelayedCall] = None
         self.sessions: dict[bytes, Session] = {}
         self._closed: OrderedDict[bytes, tuple[float, Session]] = OrderedDict()
@@ -584,6 +588,9 @@ class MigrateServerFactory(Factory):
         Make C{session} one of ours.
         """
         session.peerHost = _hostOf(peer)
+        session.onBufferHigh = self._budgetCheckSoon
+        if self._overBudget:
+            session.pauseForBudget(True)
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
         if self.store is not None:
@@ -601,6 +608,7 @@ class MigrateServerFactory(Factory):
         resumes).
         """
         self._detached[session.sessionID] = session
+        self._budgetCheckSoon()
         while len(self._detached) > self.options.maxDetached:
             _, oldest = self._detached.popitem(last=False)
             if self.store is not None:
@@ -616,6 +624,96 @@ class MigrateServerFactory(Factory):
 
     def _forgetDetached(self, session: Session) -> None:
         self._detached.pop(session.sessionID, None)
+        if not self._detached and not self._overBudget:
+            self._stopBudgetChecks()
+
+    # The memory budget
+
+    def _budgetCheckSoon(self) -> None:
+        """
+        Check the memory budget in a moment (after a session detached or
+        passed its high-water mark), and every second from then on while
+        any session is detached or the server is over budget.
+        """
+        if self._budgetCall is None:
+            self._budgetCall = self.clock.callLater(0, self._checkBudget)
+
+    def _stopBudgetChecks(self) -> None:
+        call, self._budgetCall = self._budgetCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def held(self) -> int:
+        """
+        Bytes held in memory for peers: the unacknowledged data of every
+        session in memory (hibernated ones hold theirs in the store, ended
+        ones only their notice).
+        """
+        return sum(
+            s.engine.buffered
+            for s in self.sessions.values()
+            if not s.hibernated and not s.ended
+        )
+
+    def _checkBudget(self) -> None:
+        """
+        Keep what the server holds for its peers within C{memoryBudget}:
+        past it, detached sessions give back theirs first, the largest
+        first: hibernated into the store if there is one, else ended with
+        a logged reason ("server at capacity: memory") that their clients
+        are told when they come back; if attached sessions alone still hold
+        too much, every application writing into a session is paused until
+        the total falls below 80% of the budget.
+        """
+        self._budgetCall = None
+        budget = self.memoryBudget
+        held = self.held()
+        if held > budget:
+            detached = sorted(
+                (s for s in self._detached.values() if not s.hibernated and not s.ended),
+                key=lambda s: s.engine.buffered,
+                reverse=True,
+            )
+            for session in detached:
+                if held <= budget * 0.9:
+                    break
+                size = session.engine.buffered
+                if not size:
+                    break
+                if self.store is not None:
+                    self.hibernate(session)
+                    if not session.hibernated:
+                        continue
+                else:
+                    self.log.warn(
+                        "session {sid} ended: server at capacity (memory budget of "
+                        "{budget} bytes; it held {size} bytes while detached)",
+                        sid=session.hexID,
+                        budget=budget,
+                        size=size,
+                        event="capacity",
+                    )
+                    session.end(
+                        SessionExpired("server at capacity: memory"), "server at capacity: memory"
+                    )
+                held -= size
+        if held > budget and not self._overBudget:
+            self._overBudget = True
+            self.log.warn(
+                "over the memory budget ({held} of {budget} bytes held for peers): "
+                "applications paused",
+                held=held,
+                budget=budget,
+            )
+            for session in list(self.sessions.values()):
+                session.pauseForBudget(True)
+        elif self._overBudget and held <= budget * 0.8:
+            self._overBudget = False
+            self.log.info("back under the memory budget: applications resumed")
+            for session in list(self.sessions.values()):
+                session.pauseForBudget(False)
+        if self._detached or self._overBudget:
+            self._budgetCall = self.clock.callLater(1.0, self._checkBudget)
 
     def _sessionEnded(self, session: Session) -> None:
         self._forgetDetached(session)
@@ -752,6 +850,7 @@ class MigrateServerFactory(Factory):
 
     def _reactorStopping(self) -> None:
         self._shutdownTrigger = None
+        self._stopBudgetChecks()
         for carrier in list(self._pending):
             self._donePending(carrier)
             carrier.abandon()

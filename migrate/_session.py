@@ -117,6 +117,7 @@ _CARRIER = "carrier"
 _MAX_UNANSWERED_PINGS = 1000
 _DETACHED = "detached"
 _BUFFER = "buffer"
+_BUDGET = "budget"
 
 
 @implementer(IPushProducer)
@@ -288,6 +289,7 @@ class Session:
         self.lastPeer: IAddress | None = None
         self.lastHost: IAddress | None = None
         self.peerHost = ""
+        self.onBufferHigh: Callable[[], None] = lambda: None
         self.secure = False
         self.detachedSince: float | None = None
         self.createdAt = clock.seconds()
@@ -1080,7 +1082,19 @@ class Session:
 
     def _checkBuffer(self) -> None:
         if self.engine.buffered > self._highWater:
+            if _BUFFER not in self._pauseReasons:
+                self.onBufferHigh()
             self._pauseFor(_BUFFER)
+
+    def pauseForBudget(self, paused: bool) -> None:
+        """
+        The server is over (C{True}) or back under (C{False}) its memory
+        budget: pause or resume the application's producer.
+        """
+        if paused:
+            self._pauseFor(_BUDGET)
+        else:
+            self._resumeFor(_BUDGET)
 
     def loseWriteConnection(self) -> None:
         """

@@ -42,6 +42,7 @@ _HELP = {
     "drainTimeout": "seconds a carrier being let go may take to close before it is aborted",
     "closedLinger": "seconds a server remembers a closed session",
     "maxClosedPerHost": "closed sessions a server remembers per peer address",
+    "memoryBudget": "bytes a server may hold for its peers over all sessions (0: a quarter of physical memory)",
     "highWater": "unacknowledged bytes above which the sender is paused",
     "hardCap": "unacknowledged bytes a session may hold at most",
     "overflow": 'what a write past the cap does: "close" or "raise"',

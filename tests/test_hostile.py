@@ -604,3 +604,141 @@ class NonReaderTests(SynchronousTestCase):
         self.assertFalse(pair.serverSession.ended)
         carrier = pair.serverSession.carrier
         self.assertTrue(carrier is None or carrier.transport is not transport)
+
+
+class MemoryBudgetTests(SynchronousTestCase):
+    """
+    What a server holds for its peers is bounded over the whole server
+    (C{memoryBudget}): detached sessions give theirs back first, the largest
+    first, and nobody else's session ends because of them.
+    """
+
+    budget = 1024 * 1024
+
+    def setUp(self) -> None:
+        # A budget of 1 MiB instead of a quarter of the machine's memory, so
+        # that the test moves megabytes, not gigabytes.
+        self.pair = Pair(serverOptions=SessionOptions(memoryBudget=self.budget))
+
+    def openHolding(self, sizes: list[int]) -> list[Any]:
+        """
+        Open a session per size; its server writes that many bytes that its
+        client never reads, then every carrier is cut (the clients cannot
+        come back yet).
+        """
+        pair = self.pair
+        clients = []
+        for size in sizes:
+            pair.servers.clear()
+            pair.open()
+            pair.client.transport.pauseProducing()
+            pair.server.transport.write(b"z" * size)
+            pair.net.flush()
+            clients.append((pair.client, pair.server))
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.net.flush()
+        return clients
+
+    def test_largestDetachedEnd(self) -> None:
+        """
+        Without a store, the detached sessions holding the most end, logged,
+        until the server is back under 90% of its budget; their clients are
+        told "server at capacity" when they come back; a small session
+        detached at the same time resumes with every byte.
+        """
+        sizes = [400 * 1024, 420 * 1024, 440 * 1024, 10]
+        self.assertGreater(sum(sizes), self.budget)
+        clients = self.openHolding(sizes)
+        factory = self.pair.factory
+        self.pair.clock.advance(0)
+        self.assertLessEqual(factory.held(), self.budget * 0.9)
+        # The largest alone brings it under 90% of the budget.
+        ended = [server.transport._session.ended for _, server in clients]
+        self.assertEqual(ended, [False, False, True, False])
+        self.pair.net.refuse = False
+        for client, _ in clients:
+            client.transport.resumeProducing()
+        self.pair.settle(seconds=3, step=0.1)
+        (big, bigServer), (victim, victimServer) = clients[0], clients[3]
+        self.assertEqual(victim.received, b"z" * 10)
+        self.assertEqual(victim.transport.state, "attached")
+        self.assertEqual(big.received, b"z" * sizes[0])
+        self.assertEqual(clients[1][0].received, b"z" * sizes[1])
+        (lost,) = clients[2][0].lost
+        self.assertIn("server at capacity", lost.getErrorMessage())
+        # Nothing is left scheduled for the budget once nothing is detached.
+        self.assertIsNone(factory._budgetCall)
+
+    def test_hibernatedWithStore(self) -> None:
+        """
+        With a store, the largest detached sessions are hibernated instead
+        (their data goes to the store); none ends, and all resume.
+        """
+        from migrate.store import MemorySessionStore
+
+        self.pair.factory.store = MemorySessionStore()
+        sizes = [400 * 1024, 420 * 1024, 440 * 1024, 10]
+        clients = self.openHolding(sizes)
+        factory = self.pair.factory
+        self.pair.clock.advance(0)
+        self.assertLessEqual(factory.held(), self.budget * 0.9)
+        self.pair.net.refuse = False
+        for client, _ in clients:
+            client.transport.resumeProducing()
+        self.pair.settle(seconds=3, step=0.1)
+        for (client, _), size in zip(clients, sizes):
+            self.assertEqual(client.lost, [])
+            self.assertEqual(len(client.received), size)
+
+    def test_attachedOverBudgetPaused(self) -> None:
+        """
+        When attached sessions alone hold more than the budget, every
+        application producing into a session is paused, even those under
+        their own high-water mark, and resumed once the total is back under
+        80% of the budget.
+        """
+        pair = self.pair = Pair(
+            serverOptions=SessionOptions(memoryBudget=self.budget, highWater=512 * 1024)
+        )
+        producers = []
+        clients = []
+        for i in range(3):
+            pair.servers.clear()
+            pair.open()
+            producer = _Producer()
+            pair.server.transport.registerProducer(producer, True)
+            pair.client.transport.pauseProducing()
+            producers.append(producer)
+            clients.append(pair.client)
+        # Two under their high-water mark, one past it: 1.2 MiB in all.
+        sessions = list(pair.factory.sessions.values())
+        for session, size in zip(sessions, [300, 300, 600]):
+            session.transport.write(b"w" * (size * 1024))
+        pair.clock.advance(0)
+        pair.net.flush()
+        self.assertEqual([p.paused for p in producers], [True, True, True])
+        # The first two only because of the budget.
+        self.assertEqual([s._pauseReasons for s in sessions[:2]], [{"budget"}, {"budget"}])
+        for client in clients:
+            client.transport.resumeProducing()
+        pair.settle(seconds=1.5, step=0.1)
+        self.assertFalse(any(p.paused for p in producers))
+        self.assertIsNone(pair.factory._budgetCall)
+
+
+class _Producer:
+    """
+    A push producer that records whether it is paused.
+    """
+
+    paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        pass
