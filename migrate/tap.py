@@ -15,6 +15,7 @@ Mobile side, where the client program connects::
 from __future__ import annotations
 
 import base64
+import sys
 from dataclasses import fields
 from typing import Any
 
@@ -282,6 +283,72 @@ def _withOptions(description: str, given: dict[str, str]) -> str:
     return ":".join([description] + extra)
 
 
+class ListenFailed(Exception):
+    """
+    A listening endpoint of C{twistd migrate} could not listen: the process
+    must not run on without it.
+    """
+
+
+class _ListeningService(internet.StreamServerEndpointService):
+    """
+    A L{internet.StreamServerEndpointService} whose failure to listen stops
+    the process: C{twistd} exits non-zero (a daemon's parent too, through
+    twistd's status pipe) with one line that says what could not listen and
+    why, instead of logging the error and running on without its port.
+
+    @ivar option: the option that named the endpoint, for the message.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, endpoint: Any, factory: Any, option: str, description: str) -> None:
+        internet.StreamServerEndpointService.__init__(self, endpoint, factory)
+        self.option = option
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        try:
+            internet.StreamServerEndpointService.privilegedStartService(self)
+        except Exception as e:
+            raise ListenFailed(
+                "%s %s: cannot listen: %s" % (self.option, self.description, e)
+            ) from None
+        waiting = self._waitingForPort
+        if waiting is not None:
+            # A listen that fails later (an endpoint that listens
+            # asynchronously) stops the process too.
+            waiting.addErrback(self._failedLater)
+
+    def _failedLater(self, failure: Any) -> None:
+        from twisted.internet import reactor
+
+        from twisted.logger import Logger
+
+        Logger().critical(
+            "{option} {description}: cannot listen: {reason}; stopping",
+            option=self.option,
+            description=self.description,
+            reason=failure.getErrorMessage(),
+        )
+        reactor.stop()
+
+
+def _reportListenFailed(previous: Any) -> Any:
+    """
+    A C{sys.excepthook} that prints a L{ListenFailed} as one line (it is an
+    operator's error, not a bug) and leaves everything else to C{previous}.
+    """
+
+    def hook(kind: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ListenFailed):
+            sys.stderr.write("twistd migrate: %s\n" % (value,))
+        else:
+            previous(kind, value, tb)
+
+    return hook
+
+
 def makeService(options: Options) -> service.IService:
     """
     Build the forwarding service, and the live view if asked for.
@@ -299,7 +366,8 @@ def makeService(options: Options) -> service.IService:
             endpoint.addObserver(registry)
         if isinstance(endpoint, MigrateServerEndpoint):
             registry.watchServer(endpoint)
-    forwarder = internet.StreamServerEndpointService(listen, ForwardingFactory(target))
+    sys.excepthook = _reportListenFailed(sys.excepthook)
+    forwarder = _ListeningService(listen, ForwardingFactory(target), "--listen", options["listen"])
     forwarder.setServiceParent(top)
     statusEndpoint = options["statusEndpoint"]
     if statusEndpoint is not None:
@@ -311,7 +379,7 @@ def makeService(options: Options) -> service.IService:
             )
         )
         site.noisy = False
-        internet.StreamServerEndpointService(statusEndpoint, site).setServiceParent(top)
+        _ListeningService(statusEndpoint, site, "--status", options["status"]).setServiceParent(top)
     top.registry = registry  # type: ignore[attr-defined]
     return top
 

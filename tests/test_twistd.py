@@ -179,6 +179,51 @@ class LoopbackTests(Processes):
             self.assertIn("session %s" % sessions[0]["id"], log)
             self.assertIn(word, log)
 
+    def test_portInUse(self) -> None:
+        """
+        A port in use (for --listen or --status) stops twistd with a
+        non-zero exit and one line saying what could not listen, in the
+        foreground and daemonized (whose parent reports it), leaving no
+        pid file: never a process running on without its port.
+        """
+        import socket
+
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        free = freePort()
+        pidfile = os.path.abspath(self.mktemp() + ".pid")
+        logfile = os.path.abspath(self.mktemp() + ".log")
+        for mode, option, args in (
+            (["-n", "--pidfile="], b"--listen", ["--listen", "migrate:tcp:%d:interface=127.0.0.1" % port]),
+            (
+                ["-n", "--pidfile="],
+                b"--status",
+                ["--listen", "migrate:tcp:%d:interface=127.0.0.1" % free, "--status", "%d" % port],
+            ),
+            (
+                ["--pidfile=" + pidfile, "--logfile=" + logfile],
+                b"--listen",
+                ["--listen", "migrate:tcp:%d:interface=127.0.0.1" % port],
+            ),
+        ):
+            result = subprocess.run(
+                TWISTD + mode + ["migrate"] + args + ["--connect", "tcp:127.0.0.1:1"],
+                capture_output=True,
+                cwd=ROOT,
+                env=ENV,
+                timeout=60,
+            )
+            output = result.stdout + result.stderr
+            self.assertEqual(result.returncode, 1, output)
+            self.assertIn(option, output)
+            self.assertIn(b"cannot listen", output)
+            self.assertIn(b"Address already in use", output + (open(logfile, "rb").read() if os.path.exists(logfile) else b""))
+            self.assertNotIn(b"Traceback", result.stdout + result.stderr if "-n" in mode else b"")
+            self.assertFalse(os.path.exists(pidfile))
+
     def test_badOptions(self) -> None:
         """
         Bad options give a usage error naming the problem, not a traceback.
