@@ -11,6 +11,8 @@ connections, changes of address and long absences::
 The public names are listed in C{__all__}; everything else is private.
 """
 
+from importlib.metadata import PackageNotFoundError, version as _version
+
 from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
@@ -23,7 +25,13 @@ from .errors import (
 )
 from .interfaces import IMigrateTransport
 
+try:
+    __version__: str = _version("txmigrate")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
+    "__version__",
     "MigrateClientEndpoint",
     "MigrateServerEndpoint",
     "MigrateServerFactory",

@@ -212,5 +212,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     return 0
 
 
+def run() -> int:
+    """
+    L{main}, quiet when the reader of its output goes away (C{| head}).
+    """
+    try:
+        status = main()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # As Python's documentation advises: no more output can go
+        # anywhere, and the interpreter must not try to flush it at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

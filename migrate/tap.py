@@ -76,6 +76,17 @@ class Options(usage.Options):
     """
 
     synopsis = "--listen ENDPOINT --connect ENDPOINT [options]"
+
+    def opt_version(self) -> None:
+        """
+        Print Migrate's version (and Twisted's) and exit.
+        """
+        import twisted
+
+        import migrate
+
+        print("migrate %s (Twisted %s)" % (migrate.__version__, twisted.__version__))
+        sys.exit(0)
     longdesc = (
         "Forward every connection accepted on --listen to a new connection "
         "made to --connect, with flow control and half-close passed through. "

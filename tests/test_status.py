@@ -717,3 +717,54 @@ class LiveViewTests(TestCase):
         code, out, err = yield self.cli(["expire", url.replace("//", "//ops:s3cret%3A%40x@"), self.sid])
         self.assertEqual(code, 0, err)
         self.assertEqual(self.registry.report()["sessions"], [])
+
+
+class BrokenPipeTests(SynchronousTestCase):
+    """
+    C{python -m migrate status --json URL | head} ends quietly.
+    """
+
+    def test_readerGoesAway(self) -> None:
+        """
+        When the reader of the CLI's output closes it early, the CLI exits
+        (status 1, as Python advises for a broken pipe) without a traceback.
+        """
+        import http.server
+        import subprocess
+        import threading
+
+        root = self.mktemp()
+        os.makedirs(root)
+        sessions = [{"id": "%032x" % i, "side": "server", "state": "attached"} for i in range(20000)]
+        with open(os.path.join(root, "sessions.json"), "w") as f:
+            json.dump({"version": 1, "time": 0, "sessions": sessions, "ended": []}, f)
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=root, **kwargs)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = "http://127.0.0.1:%d/" % (server.server_address[1],)
+        root_ = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        p = subprocess.Popen(
+            [sys.executable, "-m", "migrate", "status", "--json", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=root_,
+            env=dict(os.environ, PYTHONPATH=root_),
+        )
+        assert p.stdout is not None and p.stderr is not None
+        self.assertTrue(p.stdout.read(100))
+        p.stdout.close()
+        error = p.stderr.read()
+        p.stderr.close()
+        self.assertEqual(p.wait(30), 1)
+        self.assertNotIn(b"Traceback", error)
+        self.assertNotIn(b"BrokenPipe", error)

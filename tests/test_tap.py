@@ -230,6 +230,29 @@ class OptionsTests(SynchronousTestCase):
         for name in ("--session-timeout", "--hard-cap", "--high-water", "--listen"):
             self.assertIn(name, text)
 
+    def test_version(self) -> None:
+        """
+        C{twistd migrate --version} prints Migrate's version (that of the
+        installed distribution, also C{migrate.__version__}) and Twisted's,
+        and exits 0.
+        """
+        import contextlib
+        import io
+        from importlib.metadata import version
+
+        import twisted
+
+        import migrate
+
+        self.assertEqual(migrate.__version__, version("txmigrate"))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            e = self.assertRaises(SystemExit, Options().parseOptions, ["--version"])
+        self.assertEqual(e.code, 0)
+        self.assertEqual(
+            out.getvalue(), "migrate %s (Twisted %s)\n" % (migrate.__version__, twisted.__version__)
+        )
+
 
 @implementer(IHalfCloseableProtocol)
 class HalfClosingClient(Recorder):
