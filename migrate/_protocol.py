@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Protocol as TypingProtocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 
@@ -128,6 +129,8 @@ class Carrier(Protocol):
         self.session: Session | None = None
         self.parser = _wire.FrameParser(self, maxPayload)
         self.retired = False
+        self.closed = False
+        self._closedWaiters: list[Deferred[None]] = []
         self.writeBlocked = False
         self.label = "carrier"
         self.handshakeState: object = None
@@ -296,7 +299,24 @@ class Carrier(Protocol):
         if call is not None and call.active():
             call.cancel()
 
+    def whenClosed(self) -> Deferred[None]:
+        """
+        A L{Deferred} that fires when the connection is closed.
+        """
+        d: Deferred[None] = Deferred()
+        if self.closed:
+            d.callback(None)
+        else:
+            self._closedWaiters.append(d)
+        return d
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed = True
+        waiters, self._closedWaiters = self._closedWaiters, []
+        for d in waiters:
+            if not d.called:
+                # (Unless the waiter gave up: see whenClosed's users.)
+                d.callback(None)
         self._cancelResume()
         drain, self._drainCall = self._drainCall, None
         if drain is not None and drain.active():

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -94,6 +94,10 @@ def _both(a: object, b: object) -> object:
 # handshakes are crowded (each lasts a round trip), later when the session
 # table is full.
 _BUSY_RETRY = 0.25
+
+#: What the clients of sessions that end with their server are told.
+_SHUTDOWN_NOTICE = "server shut down"
+
 _FULL_RETRY = 2.0
 
 
@@ -856,6 +860,47 @@ class MigrateServerFactory(Factory):
             carrier.abandon()
         for session in list(self.sessions.values()):
             session.shutdown()
+
+    def endSessions(
+        self, notice: str = _SHUTDOWN_NOTICE, timeout: float = 1.0
+    ) -> Deferred[None]:
+        """
+        End every attached session now, telling its client why (C{notice},
+        e.g. "server shut down"), so that the application at the other end
+        learns it at once instead of retrying until its session times out.
+        Call it before stopping a server that will not come back with these
+        sessions (C{twistd migrate} does on SIGTERM).  Detached sessions end
+        too (their clients learn the notice if they come back while this
+        process still runs); hibernated ones live on in the store.
+
+        @param timeout: seconds to wait, at most, for the notices to be
+            written out.
+        @return: a L{Deferred} that fires when the notices went out (their
+            connections closed) or C{timeout} passed.
+        """
+        closing = []
+        for session in list(self.sessions.values()):
+            if session.ended or session.hibernated:
+                continue
+            current = session.carrier
+            if current is not None and not current.retired:
+                closing.append(current.whenClosed())
+            session.end(SessionExpired(notice), notice)
+        if closing:
+            self.log.info(
+                "ending sessions: {n} client(s) told: {notice}", n=len(closing), notice=notice
+            )
+        done: Deferred[None] = Deferred()
+
+        def finished(_: object = None) -> None:
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(timeout, finished)
+        DeferredList(closing, consumeErrors=True).addBoth(finished)
+        return done
 
     def startFactory(self) -> None:
         self._watchShutdown()

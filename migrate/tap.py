@@ -331,6 +331,18 @@ class _ListeningService(internet.StreamServerEndpointService):
             # asynchronously) stops the process too.
             waiting.addErrback(self._failedLater)
 
+    def endSessions(self) -> Any:
+        """
+        The process is stopping: the sessions of a Migrate server end, their
+        clients told "server shut down" (rather than left retrying until
+        their sessions time out).
+        """
+        factory = getattr(self.endpoint, "factory", None)
+        endSessions = getattr(factory, "endSessions", None)
+        if endSessions is None:
+            return None
+        return endSessions()
+
     def _failedLater(self, failure: Any) -> None:
         from twisted.internet import reactor
 
@@ -380,6 +392,8 @@ def makeService(options: Options) -> service.IService:
     sys.excepthook = _reportListenFailed(sys.excepthook)
     forwarder = _ListeningService(listen, ForwardingFactory(target), "--listen", options["listen"])
     forwarder.setServiceParent(top)
+    # First of the shutdown triggers (the sessions' own end them silently).
+    reactor.addSystemEventTrigger("before", "shutdown", forwarder.endSessions)
     statusEndpoint = options["statusEndpoint"]
     if statusEndpoint is not None:
         site = Site(

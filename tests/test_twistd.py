@@ -27,6 +27,7 @@ from migrate.testing import CuttingRelay
 
 from . import netns
 from .helpers import freePort
+from .test_loopback import waitFor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -40,6 +41,7 @@ class Processes(TestCase):
         cmd = (["ip", "netns", "exec", ns] if ns else []) + args
         out = open(log, "wb") if log else subprocess.DEVNULL
         p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE if log is None else out, stderr=subprocess.STDOUT)
+        self.__dict__.setdefault("_processes", []).append(p)
 
         def stop() -> None:
             if p.poll() is None:
@@ -178,6 +180,38 @@ class LoopbackTests(Processes):
         for word in ("opened", "detached", "resumed", "ended"):
             self.assertIn("session %s" % sessions[0]["id"], log)
             self.assertIn(word, log)
+
+    @inlineCallbacks
+    def test_stoppedServerTellsClients(self) -> Any:
+        """
+        A server forwarder stopped with SIGTERM tells the clients of its
+        attached sessions that they end ("server shut down"): their
+        applications hear it at once instead of retrying until the session
+        times out.
+        """
+        from twisted.internet.endpoints import clientFromString
+
+        from .helpers import Recorder
+
+        echoPort, _ = self.echo()
+        serverPort = freePort()
+        log = self.twistd(
+            "server",
+            ["--listen", "migrate:tcp:%d:interface=127.0.0.1" % serverPort, "--connect", "tcp:127.0.0.1:%d" % echoPort],
+        )
+        yield self.waitForLog(log, "starting on %d" % serverPort)
+        endpoint = clientFromString(reactor, "migrate:tcp:host=127.0.0.1:port=%d" % serverPort)
+        proto = yield endpoint.connect(Factory.forProtocol(Recorder))
+        proto.transport.write(b"ping")
+        yield waitFor(lambda: proto.received == b"ping", 10)
+        server = [p for p in self._processes if "--listen" in p.args][0]  # type: ignore[attr-defined]
+        stoppedAt = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        yield waitFor(lambda: bool(proto.lost), 10)
+        self.assertLess(time.monotonic() - stoppedAt, 3.0)
+        self.assertIn("server shut down", proto.lost[0].getErrorMessage())
+        # (twistd ends by the signal it was stopped with, as always.)
+        self.assertEqual(server.wait(10), -signal.SIGTERM)
 
     def test_portInUse(self) -> None:
         """
