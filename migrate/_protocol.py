@@ -95,6 +95,17 @@ def _setNoDelay(transport: object) -> None:
             return
 
 
+#: How many of a carrier's first bytes a "does not speak Migrate" error shows.
+_SHOWN = 24
+
+
+def _printable(data: bytes) -> str:
+    """
+    The first bytes a peer sent, quoted for a log line or an error.
+    """
+    return repr(data)
+
+
 class Carrier(Protocol):
     """
     One connection under a session.
@@ -129,6 +140,9 @@ class Carrier(Protocol):
         self.session: Session | None = None
         self.parser = _wire.FrameParser(self, maxPayload)
         self.retired = False
+        self._framed = False
+        self._failReason: str | None = None
+        self._firstBytes = b""
         self.closed = False
         self._closedWaiters: list[Deferred[None]] = []
         self.writeBlocked = False
@@ -157,16 +171,28 @@ class Carrier(Protocol):
         raise _wire.FrameError("data before the handshake completed")
 
     def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        self._framed = True
         self.handshaker.handshakeFrame(self, frameType, body)
 
     def dataReceived(self, data: bytes) -> None:
         if self.retired:
             return
+        if not self._framed and len(self._firstBytes) < _SHOWN:
+            self._firstBytes += data[: _SHOWN - len(self._firstBytes)]
         try:
             self.parser.feed(data)
         except HandshakeFailed as e:
             self.reject(e.code, e.reason, e.retryAfter)
         except (_wire.FrameError, ProtocolViolation) as e:
+            if not self._framed and self.session is None and b"MGRT" not in self._firstBytes:
+                # Not one frame made sense: most likely not Migrate at all
+                # (a plain TCP service or client where a migrate: endpoint
+                # was expected, or the other way round).
+                self.fail(
+                    "the peer does not speak Migrate (it sent %s)"
+                    % (_printable(self._firstBytes),)
+                )
+                return
             self.fail("protocol error: %s" % (e,))
 
     def adopt(self, session: Session) -> None:
@@ -198,6 +224,7 @@ class Carrier(Protocol):
         if self.retired:
             return
         self.log.warn("{label}: closed: {reason}", label=self.label, reason=reason)
+        self._failReason = reason
         session = self.session
         self.retire(reason)
         if session is not None:
@@ -328,5 +355,5 @@ class Carrier(Protocol):
         elif not self.retired:
             self.handshaker.carrierFailed(self, reason.getErrorMessage())
         else:
-            self.handshaker.carrierFailed(self, "closed")
+            self.handshaker.carrierFailed(self, self._failReason or "closed")
         self.retired = True

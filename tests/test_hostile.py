@@ -742,3 +742,53 @@ class _Producer:
 
     def stopProducing(self) -> None:
         pass
+
+
+class NotMigrateTests(SynchronousTestCase):
+    """
+    A peer that does not speak Migrate at all is named as such, with what
+    it sent, not as an obscure frame error.
+    """
+
+    def test_plainClientOnServer(self) -> None:
+        """
+        A plain TCP client (here an HTTP request) on a Migrate port is
+        dropped with a log line saying it does not speak Migrate and
+        showing its first bytes.
+        """
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        pair = Pair()
+        attacker = Attacker(pair)
+        attacker.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(attacker.closed)
+        reasons = [e.get("reason", "") for e in events if "closed" in (e.get("log_format") or "")]
+        self.assertEqual(len(reasons), 1, events)
+        self.assertIn("does not speak Migrate", reasons[0])
+        self.assertIn("GET / HTTP/1.1", reasons[0])
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        attacker.carrier.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(pair.factory._pending, {})
+
+    def test_plainServerForClient(self) -> None:
+        """
+        A client endpoint pointed at a plain TCP service (an ssh server's
+        greeting) fails its connect with a reason that says the peer does
+        not speak Migrate and what it sent.
+        """
+        pair = Pair()
+        results: list[Any] = []
+        d = pair.endpoint.connect(pair.serverAppFactory)
+        d.addBoth(results.append)
+        link = pair.net.links[-1]
+        link.client.protocol.dataReceived(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        pair.settle(seconds=pair.options.connectTimeout + 1, step=0.5)
+        self.assertEqual(len(results), 1)
+        failure = results[0]
+        self.assertIn("does not speak Migrate", failure.getErrorMessage())
+        self.assertIn("SSH-2.0-OpenSSH", failure.getErrorMessage())
