@@ -12,6 +12,8 @@ is handed to the inner parser.
 
 from __future__ import annotations
 
+import re
+
 import random
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -324,6 +326,47 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[SessionOptions, dict[str, Any]]:
     return SessionOptions.fromStrings(ours), rest
 
 
+def _inner(parse: Callable[[Any, str], Any], reactor: Any, description: str) -> Any:
+    """
+    Parse the inner endpoint of a C{migrate:} string, turning Twisted's raw
+    errors (C{TypeError}s about keyword arguments, exceptions with no
+    message) into a C{ValueError} an operator can act on.
+
+    @raise ValueError: the inner endpoint string is not valid.
+    """
+    try:
+        return parse(reactor, description)
+    except ValueError as e:
+        raise ValueError("migrate: inner endpoint %r: %s" % (description, _explain(e)))
+    except Exception as e:
+        raise ValueError("migrate: inner endpoint %r: %s" % (description, _explain(e)))
+
+
+def _explain(error: Exception) -> str:
+    """
+    Say what is wrong with an endpoint string, from the exception its
+    parser raised.
+    """
+    text = str(error)
+    original = getattr(error, "originalException", None)
+    if original is not None and not text:
+        # twisted.python.filepath.UnlistableError: a directory (trustRoots=)
+        # that cannot be listed.
+        return "cannot list a directory it names: %s" % (original,)
+    unexpected = re.search(r"unexpected keyword argument '([^']+)'", text)
+    if unexpected:
+        return "unknown option %s=" % (unexpected.group(1),)
+    missing = re.search(r"missing \d+ required positional arguments?: (.+)$", text)
+    if missing:
+        names = re.findall(r"'([^']+)'", missing.group(1))
+        return "missing %s" % (", ".join("%s=" % (n,) for n in names),)
+    if not text:
+        return "%s (no detail given; check every path and value in it)" % (
+            type(error).__name__,
+        )
+    return text
+
+
 def _unparse(args: tuple[object, ...], kwargs: Mapping[str, object]) -> str:
     return ":".join(
         [quoteStringArgument(str(arg)) for arg in args]
@@ -364,7 +407,7 @@ def serverEndpointFromArgs(
     store = SQLiteSessionStore(reactor, directory) if directory else None
     return MigrateServerEndpoint(
         reactor,
-        serverFromString(reactor, _unparse(args, rest)),
+        _inner(serverFromString, reactor, _unparse(args, rest)),
         options,
         store=store,
         monitor=defaultMonitor(reactor) if monitor == "auto" else None,
@@ -437,7 +480,7 @@ def clientEndpointFromArgs(
 
     return MigrateClientEndpoint(
         reactor,
-        clientFromString(reactor, _unparse(args, rest)),
+        _inner(clientFromString, reactor, _unparse(args, rest)),
         options,
         monitor="auto" if monitor == "auto" else None,
         endpointFor=endpointFor,

@@ -70,6 +70,29 @@ class EndpointStringTests(SynchronousTestCase):
         self.assertIn("inner endpoint", str(e))
         self.assertRaises(ValueError, clientFromString, reactor, "migrate")
 
+    def test_badInnerEndpoint(self) -> None:
+        """
+        Mistakes in the inner endpoint are named in words an operator can
+        act on, not as Python's complaints about function arguments: an
+        unknown option, a missing one, a trust-roots directory that does
+        not exist.
+        """
+        reactor = MemoryReactorClock()
+        for parse, description, expected in (
+            (serverFromString, "migrate:tcp:7001:bogus=1", "unknown option bogus="),
+            (clientFromString, "migrate:tcp:host=127.0.0.1", "missing port="),
+            (
+                clientFromString,
+                "migrate:tls:host=example.org:port=7001:trustRoots=/nonexistent-dir",
+                "cannot list a directory it names",
+            ),
+        ):
+            e = self.assertRaises(ValueError, parse, reactor, description)
+            self.assertIn(expected, str(e))
+            self.assertIn("inner endpoint", str(e))
+            self.assertNotIn("__init__", str(e))
+            self.assertNotIn("_parse", str(e))
+
     def test_badOption(self) -> None:
         """
         A Migrate option with a bad value is a clear error.
