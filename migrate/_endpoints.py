@@ -17,7 +17,7 @@ import re
 import random
 from typing import Any, Callable, Mapping, Optional, Union
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.logger import Logger
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
@@ -42,6 +42,7 @@ from ._client import AttemptLimiter, ClientConnector
 from ._session import restoreSession
 from ._upcalls import Upcalls
 from ._options import SessionOptions
+from .errors import SessionExpired
 from ._server import MigrateServerFactory
 from .interfaces import (
     IConnectivityMonitor,
@@ -211,6 +212,7 @@ class MigrateClientEndpoint:
         self.limiter = AttemptLimiter(self.options.maxConcurrentResumes)
         self.store = store
         self._connectors: list[ClientConnector] = []
+        self._pruneAt = 64
 
     def addObserver(self, observer: object) -> None:
         """
@@ -244,9 +246,48 @@ class MigrateClientEndpoint:
             self.locator,
             self.peerName,
         )
-        self._connectors = [c for c in self._connectors if not c._stopped]
         self._connectors.append(connector)
+        if len(self._connectors) >= 2 * self._pruneAt:
+            # Forget the connectors of ended sessions now and then (not on
+            # every connect: that would cost a pass over all of them each).
+            self._connectors = [c for c in self._connectors if not c._stopped]
+            self._pruneAt = max(64, len(self._connectors))
         return connector
+
+    def endSessions(self, notice: str = "client shut down", timeout: float = 1.0) -> Deferred[None]:
+        """
+        End every session of this endpoint now, telling the server why
+        (C{notice}), so that its application learns it at once instead of
+        keeping the session for its timeout.  Call it before stopping a
+        process whose sessions will not come back (C{twistd migrate} does on
+        SIGTERM).
+
+        @param timeout: seconds to wait, at most, for the notices to be
+            written out.
+        @return: a L{Deferred} that fires when they were (their connections
+            closed) or C{timeout} passed.
+        """
+        closing = []
+        for connector in self._connectors:
+            session = connector.session
+            if session is None or session.ended:
+                continue
+            carrier = session.carrier
+            if carrier is not None and not carrier.retired:
+                closing.append(carrier.whenClosed())
+            session.end(SessionExpired(notice), notice)
+        self._connectors = [c for c in self._connectors if not c._stopped]
+        done: Deferred[None] = Deferred()
+
+        def finished(_: object = None) -> None:
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(timeout, finished)
+        DeferredList(closing, consumeErrors=True).addBoth(finished)
+        return done
 
     def suspendAll(self) -> Deferred[int]:
         """

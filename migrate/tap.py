@@ -392,8 +392,11 @@ def makeService(options: Options) -> service.IService:
     sys.excepthook = _reportListenFailed(sys.excepthook)
     forwarder = _ListeningService(listen, ForwardingFactory(target), "--listen", options["listen"])
     forwarder.setServiceParent(top)
-    # First of the shutdown triggers (the sessions' own end them silently).
+    # First of the shutdown triggers (the sessions' own end them silently):
+    # the peers of this process's sessions are told they end.
     reactor.addSystemEventTrigger("before", "shutdown", forwarder.endSessions)
+    if isinstance(target, MigrateClientEndpoint):
+        reactor.addSystemEventTrigger("before", "shutdown", target.endSessions)
     statusEndpoint = options["statusEndpoint"]
     if statusEndpoint is not None:
         site = Site(

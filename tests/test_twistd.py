@@ -213,6 +213,52 @@ class LoopbackTests(Processes):
         # (twistd ends by the signal it was stopped with, as always.)
         self.assertEqual(server.wait(10), -signal.SIGTERM)
 
+    @inlineCallbacks
+    def test_stoppedClientTellsServer(self) -> Any:
+        """
+        A mobile-side forwarder stopped with SIGTERM tells the server its
+        sessions end ("client shut down"): the server's application hears
+        it at once instead of keeping the session for its timeout.
+        """
+        from twisted.internet.endpoints import serverFromString
+
+        from .helpers import Recorder
+
+        apps: list[Recorder] = []
+
+        def build() -> Recorder:
+            apps.append(Recorder())
+            return apps[-1]
+
+        port = yield serverFromString(reactor, "migrate:tcp:0:interface=127.0.0.1").listen(
+            Factory.forProtocol(build)
+        )
+        self.addCleanup(port.stopListening)
+        mobilePort = freePort()
+        log = self.twistd(
+            "mobile",
+            [
+                "--listen",
+                "tcp:%d:interface=127.0.0.1" % mobilePort,
+                "--connect",
+                "migrate:tcp:host=127.0.0.1:port=%d" % port.getHost().port,
+            ],
+        )
+        yield self.waitForLog(log, "starting on %d" % mobilePort)
+        user = yield TCP4ClientEndpoint(reactor, "127.0.0.1", mobilePort).connect(
+            Factory.forProtocol(Protocol)
+        )
+        user.transport.write(b"hello")
+        yield waitFor(lambda: bool(apps) and apps[0].received == b"hello", 10)
+        mobile = [p for p in self._processes if "--listen" in p.args][0]  # type: ignore[attr-defined]
+        stoppedAt = time.monotonic()
+        mobile.send_signal(signal.SIGTERM)
+        yield waitFor(lambda: bool(apps[0].lost), 10)
+        self.assertLess(time.monotonic() - stoppedAt, 3.0)
+        self.assertIn("client shut down", apps[0].lost[0].getErrorMessage())
+        mobile.wait(10)
+        user.transport.abortConnection()
+
     def test_portInUse(self) -> None:
         """
         A port in use (for --listen or --status) stops twistd with a
