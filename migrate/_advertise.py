@@ -124,6 +124,11 @@ class AdvertisePolicy:
                     "advertise: %r is not HOST:PORT (expected auto, none or "
                     "HOST:PORT[,HOST:PORT...])" % (entry,)
                 )
+            if "%" in host:
+                raise ValueError(
+                    "advertise: %r: a scoped address (with a %%zone) means "
+                    "nothing to another host" % (entry,)
+                )
             if not (isIPAddress(host) or isIPv6Address(host)):
                 # Clients compare the address they reached with these, and
                 # dial them as given: a name would never match (and would
@@ -132,6 +137,8 @@ class AdvertisePolicy:
                     "advertise: %r: give an IP address, not a name (clients "
                     "compare the address they reached with these)" % (entry,)
                 )
+            # In its shortest form, so that every entry fits the frame.
+            host = ipaddress.ip_address(host).compressed
             out.append(formatHostPort(host, int(port)))
         return cls("configured", tuple(out))
 

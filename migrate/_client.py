@@ -795,9 +795,12 @@ class ClientConnector:
             session is not None
             and not self._confirmed
             and code == _wire.REJECT_UNKNOWN_SESSION
-            and self._openRetries <= _OPEN_RETRIES
+            and self._openRetries < _OPEN_RETRIES
         ):
-            # Our confirmation never reached the server: open afresh.
+            # Our confirmation never reached the server: open afresh (a
+            # bounded number of times: a server that keeps saying so is not
+            # one we can open a session with).
+            self._openRetries += 1
             self.session = None
             self._clearAttempt()
             self._retryCall = self.clock.callLater(0, self._attempt)

@@ -745,7 +745,15 @@ class Session:
         @param configured: the operator chose these addresses (the peer may
             follow them even over a translated path).
         """
-        self.advertised = list(addresses[: _wire.MAX_ADDRESSES])
+        fitting = [a for a in addresses if _wire.addressFits(a)]
+        if len(fitting) != len(addresses):
+            self.log.warn(
+                "session {sid}: not advertising {bad} (not ASCII, or longer than "
+                "an advertisement entry may be)",
+                sid=self.hexID,
+                bad=[a for a in addresses if a not in fitting],
+            )
+        self.advertised = fitting[: _wire.MAX_ADDRESSES]
         self.advertConfigured = configured
         self._sendAdvert()
 
@@ -994,6 +1002,9 @@ class Session:
 
     def _finReceived(self, ack: int) -> None:
         self.engine.finArrived(ack)
+        if self.engine.finSent:
+            # Both directions are ending now: the close has its deadline.
+            self._startCloseTimer()
         if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
             self._resumeFor(_BUFFER)
         app = self.app
@@ -1145,10 +1156,11 @@ class Session:
         self._noWrites = True
         frame = self.engine.finish()
         carrier = self.carrier
-        if self._closeCall is None:
-            self._closeCall = self.clock.callLater(
-                self.options.closeTimeout, self._closeTimedOut
-            )
+        if self._closeRequested or self.engine.finReceived:
+            # A close, not a half-close: the peer has closeTimeout to finish
+            # it.  (After a half-close the other direction may carry data
+            # for as long as it likes, as on TCP.)
+            self._startCloseTimer()
         if carrier is not None:
             carrier.transport.write(frame)
             self._watch()
@@ -1194,6 +1206,12 @@ class Session:
             "session {sid}: the peer sent data after the close; aborted", sid=self.hexID
         )
         self._abortPeer("connection closed by the peer; data after the close discarded")
+
+    def _startCloseTimer(self) -> None:
+        if self._closeCall is None:
+            self._closeCall = self.clock.callLater(
+                self.options.closeTimeout, self._closeTimedOut
+            )
 
     def _closeTimedOut(self) -> None:
         self._closeCall = None

@@ -184,6 +184,20 @@ def encodePong(body: bytes) -> bytes:
 ADDRESSES_CONFIGURED = 0x01
 
 
+#: The longest entry of an advertisement (C{"[IPv6]:port"} in its
+#: shortest form fits: at most 47 characters).
+MAX_ADDRESS_ENTRY = 47
+
+
+def addressFits(address: str) -> bool:
+    """
+    Whether C{address} can be an entry of an advertisement (ASCII, at most
+    L{MAX_ADDRESS_ENTRY} characters): the receiver refuses a frame longer
+    than L{MAX_ADDRESSES} such entries.
+    """
+    return address.isascii() and 0 < len(address) <= MAX_ADDRESS_ENTRY
+
+
 def encodeAddresses(seq: int, flags: int, addresses: list[str], mac: bytes) -> bytes:
     """
     Encode an advertisement of the addresses the sender can be reached at
@@ -341,7 +355,7 @@ def encodeReject(code: int, reason: str, retryAfter: float = 0.0) -> bytes:
         may succeed (sent in milliseconds, at most 65.535 s).
     """
     text = reason.encode("utf-8", "replace")[:MAX_REASON]
-    millis = max(0, min(0xFFFF, int(retryAfter * 1000)))
+    millis = max(0, min(0xFFFF, round(retryAfter * 1000)))
     return encodeFrame(REJECT, bytes([code]) + _U16.pack(millis) + text)
 
 
@@ -429,6 +443,14 @@ class FrameParser:
             if length + _DATA_HEAD_SIZE == end and length <= self._maxPayload:
                 receiver = self._receiver
                 receiver.dataFrameStarted(ack, length)
+                if self._paused:
+                    # The head's acknowledgement paused us: the payload
+                    # waits, as on the slow path.
+                    if length:
+                        self._type = DATA
+                        self._remaining = length
+                        self._pending = data[_DATA_HEAD_SIZE:]
+                    return
                 receiver.payloadReceived(data[_DATA_HEAD_SIZE:])
                 return
         offset = 0

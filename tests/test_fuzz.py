@@ -540,11 +540,6 @@ class ParserFuzzTests(SynchronousTestCase):
         parser.resume()
         self.assertEqual(events.events, [("data", 0, 3, b"abc")])
 
-    test_pauseInDataFrameHead.todo = (  # type: ignore[attr-defined]
-        "FrameParser.feed's fast path (a read holding exactly one data "
-        "frame) delivers the payload even if dataFrameStarted paused the "
-        "parser"
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -733,21 +728,23 @@ class RoundTripTests(SynchronousTestCase):
         frame = _wire.encodeReject(_wire.REJECT_BUSY, "busy", 1.001)
         self.assertEqual(_wire.decodeReject(frame[5:]), (_wire.REJECT_BUSY, 1.001, "busy"))
 
-    test_rejectRetryAfterMilliseconds.todo = (  # type: ignore[attr-defined]
-        "_wire.encodeReject truncates retryAfter * 1000 with int(): 1.001 s "
-        "is sent as 1000 ms (741 of the 65536 values lose a millisecond)"
-    )
 
     def test_addressesWithinDocumentedRanges(self) -> None:
         """
         An advertisement of fifteen IPv6 addresses, each written out in full
-        (as C{AdvertisePolicy.parse} accepts and keeps them: 53 characters
-        with brackets and port), encodes to a frame its receiver accepts.
+        (53 characters with brackets and port), as an operator may configure
+        them: C{AdvertisePolicy.parse} keeps them in their shortest form,
+        every entry fits, and the frame encodes to one its receiver accepts.
         """
-        addresses = [
+        from migrate._advertise import AdvertisePolicy
+
+        written = [
             "[0000:0000:0000:0000:0000:ffff:192.168.100.%d]:65535" % (100 + i,)
             for i in range(15)
         ]
+        addresses = list(AdvertisePolicy.parse(",".join(written)).configured)
+        self.assertEqual(len(addresses), 15)
+        self.assertTrue(all(_wire.addressFits(a) for a in addresses))
         frame = _wire.encodeAddresses(2**32 + 1, _wire.ADDRESSES_CONFIGURED, addresses, b"m" * 32)
         events = Events()
         self.assertFalse(feedAll(_wire.FrameParser(events, _wire.DEFAULT_MAX_PAYLOAD), [frame]))
@@ -756,11 +753,6 @@ class RoundTripTests(SynchronousTestCase):
             (2**32 + 1, _wire.ADDRESSES_CONFIGURED, addresses, b"m" * 32),
         )
 
-    test_addressesWithinDocumentedRanges.todo = (  # type: ignore[attr-defined]
-        "_wire.encodeAddresses does not respect the receiver's bound on an "
-        "ADDRESSES body (8 + 2 + 16 * 48 + 32 = 810 bytes): 15 addresses of "
-        "53 characters make an 852-byte body, which FrameParser refuses"
-    )
 
     @showExample
     @given(frames=st.lists(specs, min_size=1, max_size=12), cuts=cutPoints)
@@ -2651,10 +2643,6 @@ class RegressionTests(SynchronousTestCase):
         pair.settle()
         self.assertEqual(server.received, b"abc")
 
-    test_pausedByAcknowledgement.todo = (  # type: ignore[attr-defined]
-        "FrameParser.feed's fast path calls payloadReceived after "
-        "dataFrameStarted paused the parser"
-    )
 
     def test_unknownSessionAfterConfirm(self) -> None:
         """
@@ -2685,12 +2673,6 @@ class RegressionTests(SynchronousTestCase):
         self.assertEqual(len(results), 1)
         self.assertIsInstance(results[0], Failure)
 
-    test_unknownSessionAfterConfirm.todo = (  # type: ignore[attr-defined]
-        "ClientConnector._rejected opens afresh on REJECT_UNKNOWN_SESSION "
-        "for an unconfirmed session without counting _openRetries (and "
-        "without delay): an endless loop of openings (bounded only by "
-        "connectTimeout in real time)"
-    )
 
     def test_halfCloseOutlivesCloseTimeout(self) -> None:
         """
@@ -2714,13 +2696,6 @@ class RegressionTests(SynchronousTestCase):
         self.assertFalse(pair.clientSession.ended)
         self.assertEqual(pair.client.received, b"".join(sent))
 
-    test_halfCloseOutlivesCloseTimeout.todo = (  # type: ignore[attr-defined]
-        "Session._sendFin starts the closeTimeout timer on a half-close too, "
-        "and _closeTimedOut ends the session 60 s after the FIN although "
-        "the other direction is still carrying data: what the server sends "
-        "afterwards is lost; the client application is never told, the "
-        "server's hears SessionExpired only after sessionTimeout"
-    )
 
     def test_finalAcknowledgementLost(self) -> None:
         """
@@ -2780,11 +2755,6 @@ class RegressionTests(SynchronousTestCase):
         self.assertIsInstance(results[0], Recorder)
         self.assertEqual(pair.net.connects, 1)
 
-    test_configuredAdvertisementFits.todo = (  # type: ignore[attr-defined]
-        "the 852-byte ADDRESSES body exceeds what FrameParser accepts "
-        "(810): the client drops every carrier on it and resumes at once, "
-        "for ever"
-    )
 
     def test_scopedAdvertisement(self) -> None:
         """
@@ -2805,10 +2775,3 @@ class RegressionTests(SynchronousTestCase):
             self.assertEqual(len(results), 1, text)
             self.assertEqual([s.made for s in pair.servers], [1], text)
 
-    test_scopedAdvertisement.todo = (  # type: ignore[attr-defined]
-        "AdvertisePolicy.parse accepts any IPv6 zone; Session._sendAdvert "
-        "then raises ValueError (an address over 255 bytes) or "
-        "UnicodeEncodeError (non-ASCII) out of the server's OPEN_CONFIRM "
-        "handling: the session is in the table, its application never "
-        "connected, the client's connect never fires"
-    )
