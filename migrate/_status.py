@@ -82,6 +82,11 @@ class SessionRegistry:
         self.live.pop(id(session), None)
         snapshot = session.snapshot()
         snapshot["endReason"] = reason.type.__name__
+        # The words, not only the class: a clean close, a refused backend
+        # and an operator's expiry can share one.
+        detail = " ".join(str(reason.getErrorMessage()).split())
+        snapshot["endDetail"] = detail[:200]
+        snapshot["endedAt"] = self.clock.seconds()
         self.ended[id(session)] = snapshot
         while len(self.ended) > self.keepEnded:
             self.ended.popitem(last=False)

@@ -156,11 +156,29 @@ class StatusTests(SynchronousTestCase):
         Ended sessions leave the live list for the recently-ended one, with
         their reason.
         """
+        self.pair.clock.advance(5)
         self.pair.client.transport.loseConnection()
         self.pair.settle(seconds=1)
         report = self.registry.report()
         self.assertEqual(report["sessions"], [])
         self.assertEqual([e["endReason"] for e in report["ended"]], ["ConnectionDone"] * 2)
+        for entry in report["ended"]:
+            self.assertGreaterEqual(entry["endedAt"], 5.0)
+            self.assertLessEqual(entry["endedAt"], self.pair.clock.seconds())
+            self.assertIn("closed", entry["endDetail"].lower())
+
+    def test_endDetail(self) -> None:
+        """
+        An ended session's entry says why in words (the reason's message),
+        so that an operator's expiry, a refused backend and a clean close
+        are told apart even when they share an exception class.
+        """
+        from migrate import SessionExpired
+
+        self.pair.serverSession.end(SessionExpired("expired by the operator"), "expired")
+        self.pair.settle(seconds=1)
+        details = sorted(e["endDetail"] for e in self.registry.report()["ended"])
+        self.assertTrue(any("expired by the operator" in d for d in details), details)
 
     def test_html(self) -> None:
         """
