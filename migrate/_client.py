@@ -20,7 +20,6 @@ from typing import Any, Callable, Optional, Sequence, Union
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.error import NoProtocol
 from twisted.internet.interfaces import (
-    ISSLTransport,
     IAddress,
     IReactorCore,
     IDelayedCall,
@@ -650,7 +649,7 @@ class ClientConnector:
             if session is None:
                 handshake = ClientHandshake.forOpen()
             else:
-                if session.secure and not ISSLTransport.providedBy(carrier.transport):
+                if session.secure and not carrier.secure:
                     # Never over anything weaker than what it was opened on.
                     raise HandshakeFailed(
                         _wire.REJECT_PROTOCOL,
@@ -739,7 +738,7 @@ class ClientConnector:
         assert session is not None
         self._finishAttempt()
         self._confirmed = True
-        session.secure = ISSLTransport.providedBy(carrier.transport)
+        session.secure = carrier.secure
         opened, self._opened = self._opened, None
         app = self.appFactory.buildProtocol(carrier.transport.getPeer())
         if app is None:

@@ -17,7 +17,7 @@ import re
 import random
 from typing import Any, Callable, Mapping, Optional, Union
 
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
@@ -39,6 +39,7 @@ from zope.interface import implementer
 
 from ._advertise import AdvertisePolicy
 from ._client import AttemptLimiter, ClientConnector
+from ._protocol import whenAllClosed
 from ._session import restoreSession
 from ._upcalls import Upcalls
 from ._options import SessionOptions
@@ -274,20 +275,10 @@ class MigrateClientEndpoint:
                 continue
             carrier = session.carrier
             if carrier is not None and not carrier.retired:
-                closing.append(carrier.whenClosed())
+                closing.append(carrier)
             session.end(SessionExpired(notice), notice)
         self._connectors = [c for c in self._connectors if not c._stopped]
-        done: Deferred[None] = Deferred()
-
-        def finished(_: object = None) -> None:
-            if timer.active():
-                timer.cancel()
-            if not done.called:
-                done.callback(None)
-
-        timer = self.clock.callLater(timeout, finished)
-        DeferredList(closing, consumeErrors=True).addBoth(finished)
-        return done
+        return whenAllClosed(self.clock, closing, timeout)
 
     def suspendAll(self) -> Deferred[int]:
         """
@@ -377,8 +368,6 @@ def _inner(parse: Callable[[Any, str], Any], reactor: Any, description: str) -> 
     """
     try:
         return parse(reactor, description)
-    except ValueError as e:
-        raise ValueError("migrate: inner endpoint %r: %s" % (description, _explain(e)))
     except Exception as e:
         raise ValueError("migrate: inner endpoint %r: %s" % (description, _explain(e)))
 

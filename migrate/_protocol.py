@@ -14,9 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Protocol as TypingProtocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+)
 
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -95,15 +101,28 @@ def _setNoDelay(transport: object) -> None:
             return
 
 
+def whenAllClosed(
+    clock: IReactorTime, carriers: Iterable[Carrier], timeout: float
+) -> Deferred[None]:
+    """
+    A L{Deferred} that fires when every one of C{carriers} has closed, or
+    C{timeout} seconds have passed, whichever comes first.
+    """
+    done: Deferred[None] = Deferred()
+
+    def finished(_: object = None) -> None:
+        if timer.active():
+            timer.cancel()
+        if not done.called:
+            done.callback(None)
+
+    timer = clock.callLater(timeout, finished)
+    DeferredList([c.whenClosed() for c in carriers], consumeErrors=True).addBoth(finished)
+    return done
+
+
 #: How many of a carrier's first bytes a "does not speak Migrate" error shows.
 _SHOWN = 24
-
-
-def _printable(data: bytes) -> str:
-    """
-    The first bytes a peer sent, quoted for a log line or an error.
-    """
-    return repr(data)
 
 
 class Carrier(Protocol):
@@ -189,8 +208,7 @@ class Carrier(Protocol):
                 # (a plain TCP service or client where a migrate: endpoint
                 # was expected, or the other way round).
                 self.fail(
-                    "the peer does not speak Migrate (it sent %s)"
-                    % (_printable(self._firstBytes),)
+                    "the peer does not speak Migrate (it sent %r)" % (self._firstBytes,)
                 )
                 return
             self.fail("protocol error: %s" % (e,))
@@ -325,6 +343,13 @@ class Carrier(Protocol):
         call, self._resumeCall = self._resumeCall, None
         if call is not None and call.active():
             call.cancel()
+
+    @property
+    def secure(self) -> bool:
+        """
+        Whether this carrier runs over TLS.
+        """
+        return ISSLTransport.providedBy(self.transport)
 
     def whenClosed(self) -> Deferred[None]:
         """

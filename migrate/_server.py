@@ -14,10 +14,9 @@ reason and a reject frame; no session is touched before a proof verifies.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from twisted.internet.interfaces import (
-    ISSLTransport,
     IAddress,
     IDelayedCall,
     IProtocolFactory,
@@ -25,7 +24,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -34,7 +33,7 @@ from ._advertise import AdvertisePolicy
 from ._core import ProtocolViolation
 from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
 from ._options import SessionOptions
-from ._protocol import Carrier
+from ._protocol import Carrier, whenAllClosed
 from ._session import Session, State, restoreSession
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
@@ -56,13 +55,6 @@ from .policy import DefaultPolicy
 from .errors import SessionExpired
 
 
-def isSecure(carrier: Carrier) -> bool:
-    """
-    Whether C{carrier} runs over TLS.
-    """
-    return ISSLTransport.providedBy(carrier.transport)
-
-
 def _checkSecure(secure: bool, carrier: Carrier) -> None:
     """
     A session opened over TLS resumes only over TLS: its data (and the
@@ -71,7 +63,7 @@ def _checkSecure(secure: bool, carrier: Carrier) -> None:
 
     @raise HandshakeFailed: it would.
     """
-    if secure and not isSecure(carrier):
+    if secure and not carrier.secure:
         raise HandshakeFailed(
             _wire.REJECT_REFUSED, "this session was opened over TLS and resumes only over TLS"
         )
@@ -575,7 +567,7 @@ class MigrateServerFactory(Factory):
             Upcalls(self.observers),
         )
         self._adopt(session, peer)
-        session.secure = isSecure(carrier)
+        session.secure = carrier.secure
         session.lastHost = carrier.transport.getHost()
         self._setAdvertisement(session, send=False)
         carrier.transport.write(_wire.encodeOpened())
@@ -792,14 +784,13 @@ class MigrateServerFactory(Factory):
                 del self._saving[sid]
             self.log.info("session {sid} stored", sid=sid.hex(), event="stored")
 
-        def failed(f: Failure) -> None:
-            # The checkpoint stays in memory and can still be resumed.
-            if not f.check(StoreUnavailable):
-                self.log.failure(
-                    "session {sid}: could not write to the store", f, sid=sid.hex()
-                )
-
-        store.save(record).addCallbacks(saved, failed)
+        # On failure the checkpoint stays in memory and can still be resumed.
+        store.save(record).addCallbacks(
+            saved,
+            self._storeError,
+            errbackArgs=("session {sid}: could not write to the store",),
+            errbackKeywords={"sid": sid.hex()},
+        )
 
     def _forgetStored(self, sid: bytes) -> None:
         self._saving.pop(sid, None)
@@ -824,13 +815,13 @@ class MigrateServerFactory(Factory):
         if self.store is not None:
             self.store.purgeExpired(now).addErrback(self._storeError, "store purge failed")
 
-    def _storeError(self, failure: Failure, what: str) -> None:
+    def _storeError(self, failure: Failure, what: str, **fields: Any) -> None:
         """
         Log a store failure, but not L{StoreUnavailable}: the store logs
         that itself, once.
         """
         if not failure.check(StoreUnavailable):
-            self.log.failure(what, failure)
+            self.log.failure(what, failure, **fields)
 
     def _watchShutdown(self) -> None:
         """
@@ -884,23 +875,13 @@ class MigrateServerFactory(Factory):
                 continue
             current = session.carrier
             if current is not None and not current.retired:
-                closing.append(current.whenClosed())
+                closing.append(current)
             session.end(SessionExpired(notice), notice)
         if closing:
             self.log.info(
                 "ending sessions: {n} client(s) told: {notice}", n=len(closing), notice=notice
             )
-        done: Deferred[None] = Deferred()
-
-        def finished(_: object = None) -> None:
-            if timer.active():
-                timer.cancel()
-            if not done.called:
-                done.callback(None)
-
-        timer = self.clock.callLater(timeout, finished)
-        DeferredList(closing, consumeErrors=True).addBoth(finished)
-        return done
+        return whenAllClosed(self.clock, closing, timeout)
 
     def startFactory(self) -> None:
         self._watchShutdown()

@@ -706,8 +706,7 @@ class Session:
         call.cancel()
         self._lastAlive = self.clock.seconds()
         self._mark = self._snapshot()
-        self._watching = True
-        self._liveCall = self.clock.callLater(self.policy.heartbeatInterval(), self._liveTick)
+        self._schedule()
 
     def _stopLiveness(self) -> None:
         for name in ("_liveCall", "_probeCall"):

@@ -21,6 +21,7 @@ from typing import Any
 
 from twisted.application import internet, service
 from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
 from twisted.web.server import Site
@@ -312,6 +313,7 @@ class _ListeningService(internet.StreamServerEndpointService):
     """
 
     _raiseSynchronously = True
+    log = Logger()
 
     def __init__(self, endpoint: Any, factory: Any, option: str, description: str) -> None:
         internet.StreamServerEndpointService.__init__(self, endpoint, factory)
@@ -346,9 +348,7 @@ class _ListeningService(internet.StreamServerEndpointService):
     def _failedLater(self, failure: Any) -> None:
         from twisted.internet import reactor
 
-        from twisted.logger import Logger
-
-        Logger().critical(
+        self.log.critical(
             "{option} {description}: cannot listen: {reason}; stopping",
             option=self.option,
             description=self.description,

@@ -17,15 +17,30 @@ from migrate.testing import MemoryNetwork
 def freePort() -> int:
     """
     A TCP port on 127.0.0.1 that was free a moment ago (for processes that
-    must be told their port in advance).
+    must be told their port in advance).  It is picked below the kernel's
+    ephemeral range, so that no outgoing connection made meanwhile (which
+    takes its local port from that range) can take it before the process
+    that was told it listens there.
     """
+    import random
     import socket
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except OSError:
+        low = 32768  # Linux's default, below most systems' ranges
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12000), low)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Recorder(Protocol):

@@ -76,6 +76,7 @@ from migrate._session import Session
 from migrate.testing import MemoryNetwork, MemoryTransport
 
 from .helpers import Pair, Recorder
+from .test_hostile import Recording
 
 # A multiplier of every example count, for longer local fuzzing runs.
 _SCALE = float(os.environ.get("MIGRATE_FUZZ_SCALE", "1") or "1")
@@ -1234,29 +1235,6 @@ scripts = st.builds(
 _HOSTS = ["192.0.2.66", "198.51.100.7", "10.0.0.2"]
 
 
-class HandshakeRecording:
-    """
-    Records what the live client sends on each of its carriers.
-
-    @ivar sent: the bytes, per carrier, oldest first.
-    """
-
-    def __init__(self, pair: Pair) -> None:
-        self.sent: list[bytearray] = []
-        pair.net.onConnect = self.hook
-
-    def hook(self, link: Any) -> None:
-        record = bytearray()
-        self.sent.append(record)
-        original = link.client.write
-
-        def write(data: bytes) -> None:
-            record.extend(data)
-            original(data)
-
-        link.client.write = write
-
-
 def _recordedHandshake(sent: bytes) -> bytes:
     """
     The handshake frames at the start of what a client sent on a carrier
@@ -1286,14 +1264,14 @@ class HandshakeFuzzTests(SynchronousTestCase):
         self.logs.start(self)
         self.patch(_crypto, "randomBytes", DeterministicRandom(1))
 
-    def openPair(self, script: Script) -> tuple[Pair, HandshakeRecording]:
+    def openPair(self, script: Script) -> tuple[Pair, Recording]:
         """
         A live session, set up as C{script} says.
         """
         self.patch(_crypto, "randomBytes", DeterministicRandom(2))
         options = SessionOptions(maxPending=4, maxPendingPerHost=2) if script.crowded else None
         pair = Pair(serverOptions=options)
-        recording = HandshakeRecording(pair)
+        recording = Recording(pair)
         pair.open()
         if script.setup in ("data", "both"):
             pair.client.transport.write(b"hello")
@@ -1320,7 +1298,7 @@ class HandshakeFuzzTests(SynchronousTestCase):
         self.assertEqual(pair.client.lost + pair.server.lost, [])
 
     def resolve(
-        self, pair: Pair, recording: HandshakeRecording, attacker: RawCarrier, move: Move
+        self, pair: Pair, recording: Recording, attacker: RawCarrier, move: Move
     ) -> tuple[bytes, tuple[int, ...]]:
         """
         The bytes C{move} sends on C{attacker} now.

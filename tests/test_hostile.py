@@ -79,7 +79,7 @@ class Recording:
         self.sent: list[bytearray] = []
         pair.net.onConnect = self.hook
 
-    def hook(self, link) -> None:  # type: ignore[no-untyped-def]
+    def hook(self, link: Any) -> None:
         record = bytearray()
         self.sent.append(record)
         original = link.client.write

@@ -104,13 +104,21 @@ def basic(user: str, password: str) -> bytes:
     return b"Basic " + base64.b64encode(("%s:%s" % (user, password)).encode())
 
 
+def observedPair() -> tuple[Pair, SessionRegistry]:
+    """
+    An open session pair whose both ends a registry observes.
+    """
+    pair = Pair()
+    registry = SessionRegistry(pair.clock)
+    pair.endpoint.addObserver(registry)
+    pair.factory.addObserver(registry)
+    pair.open()
+    return pair, registry
+
+
 class StatusTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.pair = Pair()
-        self.registry = SessionRegistry(self.pair.clock)
-        self.pair.endpoint.addObserver(self.registry)
-        self.pair.factory.addObserver(self.registry)
-        self.pair.open()
+        self.pair, self.registry = observedPair()
         self.resource = StatusResource(self.registry)
 
     def test_json(self) -> None:
@@ -262,11 +270,7 @@ class GuardTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.pair = Pair()
-        self.registry = SessionRegistry(self.pair.clock)
-        self.pair.endpoint.addObserver(self.registry)
-        self.pair.factory.addObserver(self.registry)
-        self.pair.open()
+        self.pair, self.registry = observedPair()
         self.resource = StatusResource(self.registry, allowedHosts=["status.example"])
         self.sid = self.pair.client.transport.sessionID
         self.expirePath = b"/sessions/%s/expire" % (self.sid.encode(),)
@@ -624,11 +628,7 @@ class LiveViewTests(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
-        self.pair = Pair()
-        self.registry = SessionRegistry(self.pair.clock)
-        self.pair.endpoint.addObserver(self.registry)
-        self.pair.factory.addObserver(self.registry)
-        self.pair.open()
+        self.pair, self.registry = observedPair()
         self.sid = self.pair.client.transport.sessionID
 
     def listen(self, resource: StatusResource) -> str:
