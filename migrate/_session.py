@@ -253,6 +253,13 @@ class Session:
     @ivar _ended: the session is over: no timers, no carrier.
     @ivar _aborting: the reason to tell the peer, while an abort waits to
         reach it (client side: through a later carrier if need be).
+    @ivar _lingering: (client) the streams are complete, but our last
+        acknowledgement has yet to be known delivered: the session waits
+        for the server to close the carrier (which it does once it has read
+        it, one round trip), resuming to deliver it if the carrier is lost
+        first, for up to C{closeTimeout}; the application hears
+        C{connectionLost} when that is over, so that nothing of the session
+        is left behind it.
     @ivar _unreadAfterClose: the peer sent data after the application's
         full close; like a TCP close with unread data, the session is then
         aborted.
@@ -314,6 +321,7 @@ class Session:
         self._lostReason: Optional[Failure] = None
         self._ended = False
         self._aborting: Optional[str] = None
+        self._lingering = False
         self._unreadAfterClose = False
         self.endNotice: Optional[str] = None
         self.endReason: Optional[Exception] = None
@@ -472,6 +480,13 @@ class Session:
             self.detachedSince = None
             self._sendAbort(self._aborting)
             return
+        if self._lingering:
+            # The resume told the server everything we received: it closes
+            # the carrier once it has read that.
+            self.state = State.ATTACHED
+            self.detachedSince = None
+            carrier.retire("session closed", waitForPeer=True)
+            return
         frames, resent = self.engine.resumeFrames(peerReceived)
         self.retransmitted += resent
         self.state = State.ATTACHED
@@ -512,6 +527,9 @@ class Session:
         self.carrier = None
         if self._aborting is not None and clean:
             self._end(ConnectionAborted("aborted"))
+            return
+        if self._lingering and clean:
+            self._end(ConnectionDone("session closed cleanly"))
             return
         self._stopLiveness()
         if self.state is not State.ATTACHED:
@@ -1225,9 +1243,27 @@ class Session:
         self._end(reason)
 
     def _checkFinished(self) -> None:
-        if self._ended or self._aborting is not None or not self.engine.finished:
+        if (
+            self._ended
+            or self._aborting is not None
+            or self._lingering
+            or not self.engine.finished
+        ):
             return
         carrier = self.carrier
+        if self.isClient and carrier is not None:
+            # The server learns that its stream arrived from our
+            # acknowledgements only, and closes the carrier once it has
+            # them all: linger until it has.
+            self._lingering = True
+            self._stopLiveness()
+            if self._closeCall is not None and self._closeCall.active():
+                self._closeCall.cancel()
+            self._closeCall = self.clock.callLater(self.options.closeTimeout, self._lingerTimedOut)
+            if self.engine.unacknowledged:
+                carrier.transport.write(self.engine.ackFrame())
+            carrier.retire("session closed", waitForPeer=True)
+            return
         self.carrier = None
         if carrier is not None:
             if self.engine.unacknowledged:
@@ -1304,6 +1340,14 @@ class Session:
         # again on another.
         carrier.retire("session aborted", waitForPeer=True)
 
+    def _lingerTimedOut(self) -> None:
+        self._closeCall = None
+        self.log.info(
+            "session {sid}: the server did not confirm our last acknowledgement in time",
+            sid=self.hexID,
+        )
+        self._end(ConnectionDone("session closed cleanly"))
+
     def _abortTimedOut(self) -> None:
         self._closeCall = None
         self.log.info("session {sid}: the abort did not reach the peer in time", sid=self.hexID)
@@ -1375,6 +1419,7 @@ class Session:
             return
         self._ended = True
         self._aborting = None
+        self._lingering = False
         self.endReason = reason
         self.state = State.CLOSED
         self._stopLiveness()
@@ -1389,14 +1434,7 @@ class Session:
         if carrier is not None:
             self.carrier = None
             carrier.retire("session ended")
-        if not (
-            isinstance(reason, ConnectionDone)
-            and not self._closeRequested
-            and IHalfCloseableProtocol.providedBy(self.app)
-        ):
-            # (A half-closing application whose both directions ended keeps
-            # its connection until it closes it, as on Twisted's TCP.)
-            self._appGone(Failure(reason))
+        self._tellAppEnded(reason)
         self.log.info(
             "session {sid} ended: {reason}",
             sid=self.hexID,
@@ -1406,6 +1444,20 @@ class Session:
         self.onEnd(self)
         if not self._closingCarriers:
             self._fireEnded()
+
+    def _tellAppEnded(self, reason: Exception) -> None:
+        """
+        Tell the application that the session ended with C{reason}, unless
+        it is a half-closing application whose both directions ended
+        cleanly: that one keeps its connection until it closes it, as on
+        Twisted's TCP.
+        """
+        if not (
+            isinstance(reason, ConnectionDone)
+            and not self._closeRequested
+            and IHalfCloseableProtocol.providedBy(self.app)
+        ):
+            self._appGone(Failure(reason))
 
     def carrierClosing(self, carrier: Carrier) -> None:
         """

@@ -2456,15 +2456,8 @@ class SessionDriver:
             if not all(session.ended for session in self.sessions.values()):
                 self.pair.clock.advance(self.pair.options.closeTimeout)
                 self.pair.net.flush()
-            # A known bug: when the client's final acknowledgement is lost
-            # with its carrier, the server's session times out as a failed
-            # close (see RegressionTests.test_finalAcknowledgementLost).
-            server = self.sessions["server"]
-            knownBug = isinstance(server.endReason, SessionExpired) and server.endReason.args == (
-                "close did not complete in time",
-            )
-            sides = ["client"] if knownBug else ["client", "server"]
-            for side in ("client", "server"):
+            sides = ["client", "server"]
+            for side in sides:
                 case.assertTrue(self.sessions[side].ended, side)
             for side in sides:
                 case.assertEqual(self.apps[side].lost, [], side)
@@ -2689,24 +2682,67 @@ class RegressionTests(SynchronousTestCase):
         pair.server.transport.write(b"reply")
         pair.server.transport.loseWriteConnection()
         link = pair.net.links[-1]
-        # The reply and the FIN reach the client, which acknowledges both
-        # and ends; the acknowledgement is lost with the carrier.
+        # The reply and the FIN reach the client, which acknowledges both;
+        # its application has the whole stream at once, and the
+        # acknowledgement is lost with the carrier.
         link.pump()
-        self.assertTrue(pair.clientSession.ended)
+        self.assertEqual(pair.client.received, b"reply")
+        self.assertEqual(pair.client.readLost, 1)
+        self.assertFalse(pair.serverSession.ended)
         link.cut()
         pair.settle(pair.options.closeTimeout + 1, 0.5)
-        self.assertEqual(pair.client.received, b"reply")
         self.assertTrue(pair.serverSession.ended)
         self.assertEqual(pair.server.lost, [])
         self.assertIsInstance(pair.serverSession.endReason, ConnectionDone)
+        self.assertTrue(pair.clientSession.ended)
+        self.assertIsInstance(pair.clientSession.endReason, ConnectionDone)
+        # Both applications close their connections cleanly.
+        for app in (pair.client, pair.server):
+            app.transport.loseConnection()
+        pair.net.flush()
+        for app in (pair.client, pair.server):
+            self.assertEqual(len(app.lost), 1)
+            app.lost[0].trap(ConnectionDone)
 
-    test_finalAcknowledgementLost.todo = (  # type: ignore[attr-defined]
-        "Session._checkFinished ends the client as soon as its final ACK is "
-        "written, with nothing to make it reach the server: if it is lost, "
-        "the server's session ends after closeTimeout with "
-        "SessionExpired('close did not complete in time'), told to its "
-        "application, although the client received everything"
-    )
+    def test_finalAcknowledgementConfirmed(self) -> None:
+        """
+        The client's session, having sent its final acknowledgement, ends
+        as soon as the server closes the carrier, which it does once it
+        has read it: no timer is left behind.
+        """
+        pair = Pair()
+        pair.open()
+        pair.server.transport.write(b"bye")
+        pair.server.transport.loseConnection()
+        pair.net.flush()
+        self.assertEqual(pair.client.received, b"bye")
+        self.assertTrue(pair.serverSession.ended)
+        self.assertTrue(pair.clientSession.ended)
+        self.assertIsInstance(pair.clientSession.endReason, ConnectionDone)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_finalAcknowledgementNeverConfirmed(self) -> None:
+        """
+        A client whose server never confirms the final acknowledgement
+        (gone for good) ends cleanly after C{closeTimeout}: its
+        application has had everything and hears a clean close.
+        """
+        pair = Pair()
+        pair.open()
+        pair.server.transport.write(b"bye")
+        pair.server.transport.loseConnection()
+        link = pair.net.links[-1]
+        link.pump()
+        self.assertEqual(pair.client.received, b"bye")
+        self.assertFalse(pair.clientSession.ended)
+        link.cut()
+        pair.net.refuse = True
+        pair.settle(pair.options.closeTimeout + 1, 0.5)
+        self.assertTrue(pair.clientSession.ended)
+        self.assertIsInstance(pair.clientSession.endReason, ConnectionDone)
+        self.assertEqual(len(pair.client.lost), 1)
+        pair.client.lost[0].trap(ConnectionDone)
+
 
     def test_configuredAdvertisementFits(self) -> None:
         """
