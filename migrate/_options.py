@@ -55,6 +55,13 @@ class SessionOptions:
         buffers (unacknowledged data of live and detached sessions), over
         the whole server; C{0} (the default) means a quarter of the
         machine's physical memory (see L{defaultMemoryBudget}).
+    @ivar maxOpenRate: openings per second a server takes without
+        question; past it in any one second, an address that has opened at
+        least its share of that second's openings (the total over the
+        number of addresses opening) is refused as busy until the next
+        second, so that one address opening fast cannot crowd out the
+        others (an address alone, such as a load balancer's, is held to
+        the rate itself).
     @ivar maxClosedPerHost: closed sessions a server remembers (for
         C{closedLinger}) per peer host; past it the oldest of that host is
         forgotten (a late resume of it is then refused as unknown).
@@ -121,6 +128,7 @@ class SessionOptions:
     drainTimeout: float = 10.0
     closedLinger: float = 60.0
     maxClosedPerHost: int = 256
+    maxOpenRate: int = 1000
     memoryBudget: int = 0
     highWater: int = 4 * 1024 * 1024
     hardCap: int = 64 * 1024 * 1024

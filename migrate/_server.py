@@ -13,6 +13,7 @@ reason and a reject frame; no session is touched before a proof verifies.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter, OrderedDict, deque
 from typing import Any, Optional, Sequence, Union
 
@@ -97,12 +98,31 @@ def _hostOf(address: IAddress) -> str:
     return str(getattr(address, "host", address))
 
 
+def _shareOf(address: IAddress) -> str:
+    """
+    What the per-address limits count C{address} under: its host, but for
+    IPv6 its /64 network (one subscriber's, which it may spread over as
+    many addresses as it likes), and an IPv4-mapped IPv6 address as the
+    IPv4 address it is.
+    """
+    host = _hostOf(address)
+    if ":" not in host:
+        return host
+    try:
+        parsed = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
+
+
 class _PendingCarrier:
     """
     Per-carrier handshake state kept by the server.
 
     @ivar handshake: the sans-IO handshake.
-    @ivar host: the peer host it counts against.
+    @ivar host: what it counts against (see L{_shareOf}).
     @ivar deadline: the handshake deadline call.
     """
 
@@ -129,6 +149,11 @@ class MigrateServerFactory(Factory):
         (bounded by C{options.maxClosedPerHost}).
     @ivar _pending: carriers still in their handshake.
     @ivar _pendingPerHost: how many of them each peer host has.
+    @ivar _liveByHost: how many live (attached, detached or hibernated in
+        memory) sessions each peer host has, and C{_countedHost} the host
+        each is counted under, by id.
+    @ivar _opens: openings asked for by each peer host in the second
+        C{_openSecond} (cleared each second).
     """
 
     log = Logger()
@@ -195,6 +220,11 @@ class MigrateServerFactory(Factory):
         self._closedPerHost: dict[str, deque[bytes]] = {}
         self._pending: dict[Carrier, _PendingCarrier] = {}
         self._pendingPerHost: Counter[str] = Counter()
+        self._liveByHost: Counter[str] = Counter()
+        self._countedHost: dict[bytes, str] = {}
+        self._opens: Counter[str] = Counter()
+        self._openSecond = -1
+        self._opensTotal = 0
         self._shutdownTrigger: Optional[object] = None
 
     def addObserver(self, observer: object) -> None:
@@ -223,7 +253,7 @@ class MigrateServerFactory(Factory):
     # Handshaker
 
     def carrierConnected(self, carrier: Carrier) -> None:
-        host = _hostOf(carrier.transport.getPeer())
+        host = _shareOf(carrier.transport.getPeer())
         # The per-address bound is for sharing the table when it is
         # crowded: while less than half of it is in use, one address (a
         # load balancer, a NAT, one busy client) may use what is free.
@@ -290,11 +320,7 @@ class MigrateServerFactory(Factory):
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "frame out of order in handshake")
         handshake = state.handshake
         if frameType == _wire.OPEN:
-            self._purgeClosed()
-            if len(self.sessions) - len(self._closed) >= self.options.maxSessions:
-                raise HandshakeFailed(
-                    _wire.REJECT_BUSY, "server at capacity: too many sessions", _FULL_RETRY
-                )
+            self._admitOpen(state.host)
             carrier.transport.write(handshake.receiveOpen(body))
         elif frameType == _wire.OPEN_CONFIRM:
             keys = handshake.receiveOpenConfirm(body)
@@ -530,11 +556,11 @@ class MigrateServerFactory(Factory):
         self._forgetDetached(session)
         if session.state is not State.CLOSED:
             session.handoffs += 1
-            session.peerHost = state.host
+            self._countHost(session, state.host)
             self.log.info(
                 "session {sid} resumed from {peer} (generation {generation})",
                 sid=session.hexID,
-                peer=state.host,
+                peer=_hostOf(carrier.transport.getPeer()),
                 generation=request.generation,
                 event="resumed",
             )
@@ -549,11 +575,80 @@ class MigrateServerFactory(Factory):
         carrier.reject(_wire.REJECT_REFUSED, reason)
         session.end(SessionExpired(reason))
 
+    def _admitOpen(self, host: str) -> None:
+        """
+        Decide whether C{host} may open a session now, fairly: raise
+        L{HandshakeFailed} (busy, with a retry-after) if not.
+
+          - The table is full (C{maxSessions} live sessions): nobody.
+          - The table is three quarters full: not an address that holds at
+            least its share of it (C{maxSessions} over the number of
+            addresses holding sessions, itself included), so that the rest
+            stays for the others.  An address alone (a load balancer's, a
+            NAT's) may fill it.
+          - More than C{maxOpenRate} openings were asked for this second:
+            not an address that asked for at least its share of them (the
+            total over the number of addresses asking) until the next
+            second.  Rare openers still get in while one address floods.
+        """
+        self._purgeClosed()
+        maxSessions = self.options.maxSessions
+        live = len(self.sessions) - len(self._closed)
+        if live >= maxSessions:
+            raise HandshakeFailed(
+                _wire.REJECT_BUSY, "server at capacity: too many sessions", _FULL_RETRY
+            )
+        held = self._liveByHost[host]
+        if held and 4 * live >= 3 * maxSessions:
+            holders = len(self._liveByHost)
+            if held * holders >= maxSessions:
+                raise HandshakeFailed(
+                    _wire.REJECT_BUSY,
+                    "server at capacity: too many sessions from %s" % (host,),
+                    _FULL_RETRY,
+                )
+        now = self.clock.seconds()
+        second = int(now)
+        if second != self._openSecond:
+            self._openSecond = second
+            self._opens.clear()
+            self._opensTotal = 0
+        opens = self._opens
+        total = self._opensTotal
+        if total >= self.options.maxOpenRate:
+            askers = len(opens) + (host not in opens)
+            if opens[host] * askers >= total:
+                raise HandshakeFailed(
+                    _wire.REJECT_BUSY,
+                    "too many openings from %s" % (host,),
+                    max(second + 1 - now, 0.001),
+                )
+        opens[host] += 1
+        self._opensTotal = total + 1
+
+    def _countHost(self, session: Session, host: str) -> None:
+        """
+        Count C{session} as a live session of C{host} (and no longer of the
+        host it was counted under).
+        """
+        self._uncountHost(session)
+        session.peerHost = host
+        self._countedHost[session.sessionID] = host
+        self._liveByHost[host] += 1
+
+    def _uncountHost(self, session: Session) -> None:
+        host = self._countedHost.pop(session.sessionID, None)
+        if host is None:
+            return
+        self._liveByHost[host] -= 1
+        if not self._liveByHost[host]:
+            del self._liveByHost[host]
+
     def _open(self, carrier: Carrier, sessionID: bytes, key: bytes, host: str) -> None:
         peer = carrier.transport.getPeer()
         app = self.wrappedFactory.buildProtocol(peer)
         if app is None:
-            self.log.info("{peer}: application factory refused the session", peer=host)
+            self.log.info("{peer}: application factory refused the session", peer=_hostOf(peer))
             carrier.transport.write(_wire.encodeAbort("application refused"))
             carrier.retire("application refused", graceful=True)
             return
@@ -573,7 +668,7 @@ class MigrateServerFactory(Factory):
         carrier.transport.write(_wire.encodeOpened())
         session.attach(carrier, 0)
         self.log.info(
-            "session {sid} opened from {peer}", sid=session.hexID, peer=host, event="opened"
+            "session {sid} opened from {peer}", sid=session.hexID, peer=_hostOf(peer), event="opened"
         )
         session.connectApp(app, MigrateTransport(session))
 
@@ -583,7 +678,7 @@ class MigrateServerFactory(Factory):
         """
         Make C{session} one of ours.
         """
-        session.peerHost = _hostOf(peer)
+        self._countHost(session, _shareOf(peer))
         session.onBufferHigh = self._budgetCheckSoon
         if self._overBudget:
             session.pauseForBudget(True)
@@ -713,6 +808,7 @@ class MigrateServerFactory(Factory):
 
     def _sessionEnded(self, session: Session) -> None:
         self._forgetDetached(session)
+        self._uncountHost(session)
         self.sessions.pop(session.sessionID, None)
         if session.engine.finished or session.endNotice is not None:
             # Remembered for a while, so that a peer that missed the end
@@ -766,6 +862,7 @@ class MigrateServerFactory(Factory):
         self._detached.pop(sid, None)
         if appState is not None:
             self._forgetDetached(session)
+            self._uncountHost(session)
             del self.sessions[sid]
             # Nothing refers to it any more; break its cycles so that its
             # memory goes back at once, not at the next collection.

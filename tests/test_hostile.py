@@ -525,6 +525,110 @@ class CrowdTests(SynchronousTestCase):
         self.assertEqual(len(crowd), options.maxPendingPerHost)
 
 
+class FairOpeningTests(SynchronousTestCase):
+    """
+    Openings are shared fairly between addresses under pressure, and an
+    address alone (a load balancer's) is never held to a share.
+    """
+
+    def openFrom(self, pair: Pair, host: str) -> Any:
+        """
+        Open a session from C{host}; return its client application, or the
+        failure the open ended with.
+        """
+        from twisted.internet.protocol import Factory
+        from twisted.python.failure import Failure
+
+        pair.net.clientHost = host
+        pair.servers.clear()
+        results: list[Any] = []
+        pair.endpoint.connect(Factory.forProtocol(pair.clientProtocol)).addBoth(results.append)
+        pair.net.flush()
+        if not results:
+            return None
+        if isinstance(results[0], Failure):
+            return results[0]
+        return results[0]
+
+    def test_tableShare(self) -> None:
+        """
+        Once three quarters of C{maxSessions} are in use, an address that
+        holds at least its share of the table (C{maxSessions} over the
+        addresses holding sessions) is refused as busy, and its client,
+        after retrying until C{connectTimeout}, learns why: the last
+        quarter stays for the others.  (C{maxSessions} is lowered to 8 to
+        reach the rule in a few openings.)
+        """
+        pair = Pair(SessionOptions(maxSessions=8))
+        victim = self.openFrom(pair, "198.51.100.7")
+        self.assertEqual(victim.transport.state, "attached")
+        opened = []
+        for i in range(5):
+            opened.append(self.openFrom(pair, "203.0.113.66"))
+        self.assertEqual([c.transport.state for c in opened], ["attached"] * 5)
+        # The sixth waits (refused as busy, told to retry later)...
+        from twisted.internet.protocol import Factory
+
+        results: list[Any] = []
+        pair.servers.clear()
+        pair.endpoint.connect(Factory.forProtocol(pair.clientProtocol)).addBoth(results.append)
+        pair.net.flush()
+        self.assertEqual(results, [])
+        pair.settle(pair.options.connectTimeout + 1, 0.1)
+        self.assertEqual(len(results), 1)
+        self.assertIn("too many sessions from 203.0.113.66", results[0].getErrorMessage())
+        self.assertEqual(pair.servers, [])
+        # The victim's address, and a newcomer, still open.
+        self.assertEqual(self.openFrom(pair, "198.51.100.7").transport.state, "attached")
+        self.assertEqual(self.openFrom(pair, "192.0.2.9").transport.state, "attached")
+
+    def test_aloneFillsTable(self) -> None:
+        """
+        An address alone (a load balancer's, a NAT's) may use the whole
+        table.
+        """
+        pair = Pair(SessionOptions(maxSessions=8))
+        for i in range(8):
+            self.assertEqual(self.openFrom(pair, "10.9.9.9").transport.state, "attached")
+
+    def test_ipv6SharesPerNetwork(self) -> None:
+        """
+        IPv6 addresses count under their /64 network: a peer spreading its
+        openings over the addresses of its network holds one share.
+        """
+        pair = Pair(SessionOptions(maxSessions=8))
+        self.openFrom(pair, "2001:db8:aaaa:1::1")
+        for i in range(5):
+            client = self.openFrom(pair, "2001:db8:bbbb:2::%x" % (i + 1,))
+            self.assertEqual(client.transport.state, "attached")
+        self.assertIsNone(self.openFrom(pair, "2001:db8:bbbb:2::99"))
+        self.assertEqual(
+            self.openFrom(pair, "2001:db8:aaaa:1::2").transport.state, "attached"
+        )
+
+    def test_openRate(self) -> None:
+        """
+        Past C{maxOpenRate} (default 1,000) openings in one second, an
+        address that asked for at least its share of them waits for the
+        next second, while an address that opens rarely gets in at once.
+        Default options.
+        """
+        pair = Pair()
+        rate = pair.options.maxOpenRate
+        for i in range(rate):
+            client = self.openFrom(pair, "203.0.113.66")
+            client.transport.loseConnection()
+            pair.net.flush()
+        # The flooder's next opening is refused as busy (its client waits)...
+        self.assertIsNone(self.openFrom(pair, "203.0.113.66"))
+        # ... while a rare opener is let in at once.
+        self.assertEqual(self.openFrom(pair, "198.51.100.7").transport.state, "attached")
+        # The next second, the flooder's waiting opening goes through.
+        pair.servers.clear()
+        pair.settle(1.0, 0.05)
+        self.assertEqual(len(pair.servers), 1)
+        self.assertEqual(pair.servers[0].transport._session.state.name, "ATTACHED")
+
 class NonReaderTests(SynchronousTestCase):
     """
     A peer that never reads cannot make the server hold memory for it: not
