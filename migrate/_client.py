@@ -647,7 +647,7 @@ class ClientConnector:
         if frameType == _wire.SERVER_HELLO:
             session = self.session
             if session is None:
-                handshake = ClientHandshake.forOpen()
+                handshake = ClientHandshake.forOpen(carrier.exporter)
             else:
                 if session.secure and not carrier.secure:
                     # Never over anything weaker than what it was opened on.
@@ -669,6 +669,7 @@ class ClientConnector:
                     session.key,
                     self._generation,
                     session.engine.received,
+                    carrier.exporter,
                 )
             self._handshake = handshake
             carrier.transport.write(handshake.receiveHello(body))

@@ -63,15 +63,20 @@ def deriveSessionKey(
     clientNonce: bytes,
     clientPublic: bytes,
     serverPublic: bytes,
+    binding: bytes = b"",
 ) -> bytes:
     """
     Expand an X25519 shared secret into the 32-byte session key.
+
+    @param binding: the TLS exporter value of the carrier the session is
+        opened on, when both ends are TLS (the key is then bound to that
+        TLS connection), else empty.
     """
     return HKDF(
         algorithm=SHA256(),
         length=32,
         salt=serverNonce + clientNonce,
-        info=b"migrate/1 session key" + clientPublic + serverPublic,
+        info=b"migrate/1 session key" + clientPublic + serverPublic + binding,
     ).derive(shared)
 
 

@@ -27,13 +27,44 @@ The server accepts only a generation C{g} above every one it accepted before
 for that session, and changes nothing until the proof verifies.  The client
 believes the server only when its proof verifies.  C{Rc} and C{Rs} are the
 stream positions each side has received.
+
+TLS binding: C{SERVER_HELLO}, C{OPEN} and C{RESUME} carry a flags byte whose
+L{_wire.FLAG_TLS} says the sender's end of the carrier is TLS.  When either
+flag is set, every proof also covers both flags (as each side sent or
+received them) and, when both are set, the carrier's TLS exporter value
+C{B} (RFC 5705, label L{EXPORTER_LABEL}), which also goes into the key
+derivation of an opening: a session opened over end-to-end TLS has a key
+bound to that TLS connection, each resume over TLS is bound to its own,
+and a flag stripped or added on the way makes the proofs disagree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional, Union
 
 from . import _crypto, _wire
+
+#: The RFC 5705 exporter label of Migrate's TLS binding.
+EXPORTER_LABEL = b"EXPORTER-migrate-channel-binding"
+
+
+def _bindingParts(
+    serverFlags: int, clientFlags: int, exporter: Optional[Callable[[], bytes]]
+) -> list[Union[bytes, int]]:
+    """
+    The parts a proof covers for TLS binding: none on a carrier neither
+    end calls TLS (so proofs are what they were); else both flags and, if
+    both ends are TLS, the exporter value.
+    """
+    if not (serverFlags or clientFlags):
+        return []
+    binding = b""
+    if serverFlags & clientFlags & _wire.FLAG_TLS:
+        if exporter is None:
+            raise HandshakeFailed(_wire.REJECT_PROTOCOL, "TLS binding without TLS")
+        binding = exporter()
+    return [serverFlags, clientFlags, binding]
 
 
 class HandshakeFailed(Exception):
@@ -63,6 +94,7 @@ class ResumeRequest:
     nonce: bytes
     received: int
     mac: bytes
+    binding: tuple[Union[bytes, int], ...] = ()
 
 
 @dataclass
@@ -84,16 +116,23 @@ class ServerHandshake:
     @ivar _transcript: that opening's transcript.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exporter: Optional[Callable[[], bytes]] = None) -> None:
+        """
+        @param exporter: on a TLS carrier, what gives its exporter value
+            (called once the TLS handshake is over: when the client's
+            first frame arrives); C{None} on any other carrier.
+        """
         self.nonce = _crypto.randomBytes(_wire.NONCE_SIZE)
+        self._exporter = exporter
+        self.flags = _wire.FLAG_TLS if exporter is not None else 0
         self._pending: OpenedKeys | None = None
-        self._transcript: tuple[bytes, ...] = ()
+        self._transcript: tuple[Union[bytes, int], ...] = ()
 
     def hello(self) -> bytes:
         """
         The greeting to send as soon as the carrier is up.
         """
-        return _wire.encodeServerHello(self.nonce)
+        return _wire.encodeServerHello(self.nonce, self.flags)
 
     def receiveOpen(self, body: bytes) -> bytes:
         """
@@ -104,18 +143,24 @@ class ServerHandshake:
         """
         if self._pending is not None:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "second opening")
-        version, clientPublic, clientNonce = _wire.decodeOpen(body)
+        version, clientPublic, clientNonce, clientFlags = _wire.decodeOpen(body)
         if version != _wire.VERSION:
             raise HandshakeFailed(
                 _wire.REJECT_VERSION, "unsupported version %d" % (version,)
             )
+        binding = _bindingParts(self.flags, clientFlags, self._exporter)
         pair = _crypto.KeyPair()
         try:
             shared = pair.sharedSecret(clientPublic)
         except ValueError:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "bad public key")
         key = _crypto.deriveSessionKey(
-            shared, self.nonce, clientNonce, clientPublic, pair.publicBytes
+            shared,
+            self.nonce,
+            clientNonce,
+            clientPublic,
+            pair.publicBytes,
+            binding[2] if binding else b"",  # type: ignore[arg-type]
         )
         sessionID = _crypto.randomBytes(_wire.SID_SIZE)
         self._pending = OpenedKeys(sessionID, key)
@@ -125,6 +170,7 @@ class ServerHandshake:
             clientNonce,
             pair.publicBytes,
             sessionID,
+            *binding,
         )
         mac = _crypto.prove(key, b"open-server", *self._transcript)
         return _wire.encodeOpenAccept(pair.publicBytes, sessionID, mac)
@@ -152,7 +198,7 @@ class ServerHandshake:
 
         @raise HandshakeFailed: wrong version.
         """
-        version, sessionID, generation, nonce, received, mac = _wire.decodeResume(
+        version, sessionID, generation, nonce, received, mac, flags = _wire.decodeResume(
             body
         )
         if version != _wire.VERSION:
@@ -163,7 +209,14 @@ class ServerHandshake:
             raise HandshakeFailed(
                 _wire.REJECT_PROTOCOL, "generation %d out of range" % (generation,)
             )
-        return ResumeRequest(sessionID, generation, nonce, received, mac)
+        return ResumeRequest(
+            sessionID,
+            generation,
+            nonce,
+            received,
+            mac,
+            tuple(_bindingParts(self.flags, flags, self._exporter)),
+        )
 
     def verifyResume(
         self, request: ResumeRequest, key: bytes, lastGeneration: int
@@ -182,6 +235,7 @@ class ServerHandshake:
             request.generation,
             request.nonce,
             request.received,
+            *request.binding,
         )
         if not _crypto.verify(expected, request.mac):
             raise HandshakeFailed(_wire.REJECT_BAD_PROOF, "bad resume proof")
@@ -204,6 +258,7 @@ class ServerHandshake:
             request.nonce,
             request.received,
             received,
+            *request.binding,
         )
         return _wire.encodeResumeAccept(received, mac)
 
@@ -218,7 +273,7 @@ class ClientHandshake:
     @ivar key: the session key (known after an opening's accept).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exporter: Optional[Callable[[], bytes]] = None) -> None:
         self.sessionID = b""
         self.key = b""
         self.generation = 0
@@ -227,25 +282,45 @@ class ClientHandshake:
         self._serverNonce = b""
         self._nonce = _crypto.randomBytes(_wire.NONCE_SIZE)
         self._pair: _crypto.KeyPair | None = None
+        self._exporter = exporter
+        self.flags = _wire.FLAG_TLS if exporter is not None else 0
+        self._binding: list[Union[bytes, int]] = []
+
+    @property
+    def bound(self) -> bool:
+        """
+        Whether this carrier's handshake is bound to its TLS connection
+        (both ends are TLS).
+        """
+        return bool(self._binding and self._binding[2])
 
     @classmethod
-    def forOpen(cls) -> ClientHandshake:
+    def forOpen(cls, exporter: Optional[Callable[[], bytes]] = None) -> ClientHandshake:
         """
         A handshake that opens a new session.
+
+        @param exporter: on a TLS carrier, what gives its exporter value;
+            C{None} on any other.
         """
-        return cls()
+        return cls(exporter)
 
     @classmethod
     def forResume(
-        cls, sessionID: bytes, key: bytes, generation: int, received: int
+        cls,
+        sessionID: bytes,
+        key: bytes,
+        generation: int,
+        received: int,
+        exporter: Optional[Callable[[], bytes]] = None,
     ) -> ClientHandshake:
         """
         A handshake that resumes a session.
 
         @param generation: the new generation, above any used before.
         @param received: how far we have received the server's stream.
+        @param exporter: as for L{forOpen}.
         """
-        self = cls()
+        self = cls(exporter)
         self._resuming = True
         self.sessionID = sessionID
         self.key = key
@@ -264,7 +339,7 @@ class ClientHandshake:
         if self._serverNonce:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "second greeting")
         try:
-            version, nonce = _wire.decodeServerHello(body)
+            version, nonce, serverFlags = _wire.decodeServerHello(body)
         except _wire.FrameError as e:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, str(e))
         if version != _wire.VERSION:
@@ -272,9 +347,10 @@ class ClientHandshake:
                 _wire.REJECT_VERSION, "server speaks version %d" % (version,)
             )
         self._serverNonce = nonce
+        self._binding = _bindingParts(serverFlags, self.flags, self._exporter)
         if not self._resuming:
             self._pair = _crypto.KeyPair()
-            return _wire.encodeOpen(self._pair.publicBytes, self._nonce)
+            return _wire.encodeOpen(self._pair.publicBytes, self._nonce, self.flags)
         mac = _crypto.prove(
             self.key,
             b"resume-client",
@@ -283,9 +359,10 @@ class ClientHandshake:
             self.generation,
             self._nonce,
             self.received,
+            *self._binding,
         )
         return _wire.encodeResume(
-            self.sessionID, self.generation, self._nonce, self.received, mac
+            self.sessionID, self.generation, self._nonce, self.received, mac, self.flags
         )
 
     def receiveOpenAccept(self, body: bytes) -> bytes:
@@ -305,7 +382,12 @@ class ClientHandshake:
         except ValueError:
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "bad server public key")
         key = _crypto.deriveSessionKey(
-            shared, self._serverNonce, self._nonce, pair.publicBytes, serverPublic
+            shared,
+            self._serverNonce,
+            self._nonce,
+            pair.publicBytes,
+            serverPublic,
+            self._binding[2] if self._binding else b"",  # type: ignore[arg-type]
         )
         transcript = (
             self._serverNonce,
@@ -313,6 +395,7 @@ class ClientHandshake:
             self._nonce,
             serverPublic,
             sessionID,
+            *self._binding,
         )
         if not _crypto.verify(_crypto.prove(key, b"open-server", *transcript), mac):
             raise HandshakeFailed(_wire.REJECT_BAD_PROOF, "bad server opening proof")
@@ -341,6 +424,7 @@ class ClientHandshake:
             self._nonce,
             self.received,
             received,
+            *self._binding,
         )
         if not _crypto.verify(expected, mac):
             raise HandshakeFailed(_wire.REJECT_BAD_PROOF, "bad server resume proof")

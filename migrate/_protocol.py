@@ -12,7 +12,7 @@ C{connectionLost}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol as TypingProtocol, cast
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionDone
@@ -28,7 +28,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from . import _wire
+from . import _handshake, _wire
 from ._core import ProtocolViolation
 from ._handshake import HandshakeFailed
 
@@ -231,6 +231,7 @@ class Carrier(Protocol):
         self.log.info(
             "{label}: handshake refused: {reason}", label=self.label, reason=reason
         )
+        self._failReason = reason
         self.transport.write(_wire.encodeReject(code, reason, retryAfter))
         self.retire(reason, graceful=True)
 
@@ -350,6 +351,29 @@ class Carrier(Protocol):
         Whether this carrier runs over TLS.
         """
         return ISSLTransport.providedBy(self.transport)
+
+    @property
+    def exporter(self) -> Optional[Callable[[], bytes]]:
+        """
+        On a TLS carrier, a function giving its RFC 5705 exporter value for
+        Migrate's binding (once the TLS handshake is over); else C{None}.
+        """
+        if not self.secure:
+            return None
+        transport = self.transport
+
+        def export() -> bytes:
+            try:
+                value = cast(Any, transport).getHandle().export_keying_material(
+                    _handshake.EXPORTER_LABEL, 32
+                )
+            except Exception as e:
+                raise HandshakeFailed(
+                    _wire.REJECT_PROTOCOL, "no TLS exporter on this carrier: %s" % (e,)
+                )
+            return bytes(value)
+
+        return export
 
     def whenClosed(self) -> Deferred[None]:
         """

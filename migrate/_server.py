@@ -268,7 +268,7 @@ class MigrateServerFactory(Factory):
         if len(self._pending) >= self.options.maxPending and not self._evictPending():
             carrier.reject(_wire.REJECT_BUSY, "too many handshakes in progress", _BUSY_RETRY)
             return
-        handshake = ServerHandshake()
+        handshake = ServerHandshake(carrier.exporter)
         deadline = self.clock.callLater(
             self.options.handshakeTimeout, carrier.fail, "handshake timed out"
         )

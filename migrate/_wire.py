@@ -74,11 +74,16 @@ _U16 = struct.Struct(">H")
 _HEAD_SIZE = _HEAD.size
 _DATA_HEAD_SIZE = _DATA_HEAD.size
 
-_SERVER_HELLO = struct.Struct(">4sB%ds" % NONCE_SIZE)
-_OPEN = struct.Struct(">B%ds%ds" % (KEY_SIZE, NONCE_SIZE))
+_SERVER_HELLO = struct.Struct(">4sBB%ds" % NONCE_SIZE)
+_OPEN = struct.Struct(">BB%ds%ds" % (KEY_SIZE, NONCE_SIZE))
 _OPEN_ACCEPT = struct.Struct(">%ds%ds%ds" % (KEY_SIZE, SID_SIZE, MAC_SIZE))
 _OPEN_CONFIRM = struct.Struct(">%ds" % MAC_SIZE)
-_RESUME = struct.Struct(">B%dsQ%dsQ%ds" % (SID_SIZE, NONCE_SIZE, MAC_SIZE))
+_RESUME = struct.Struct(">BB%dsQ%dsQ%ds" % (SID_SIZE, NONCE_SIZE, MAC_SIZE))
+
+#: Handshake flag (in C{SERVER_HELLO}, C{OPEN} and C{RESUME}): the sender's
+#: end of this carrier is TLS, so it can bind the handshake to the TLS
+#: connection's exporter.
+FLAG_TLS = 0x01
 _RESUME_ACCEPT = struct.Struct(">Q%ds" % MAC_SIZE)
 
 _CONTROL_SIZES = {
@@ -249,39 +254,39 @@ def decodePosition(body: bytes) -> int:
     return int(_POS.unpack(body)[0])
 
 
-def encodeServerHello(nonce: bytes) -> bytes:
+def encodeServerHello(nonce: bytes, flags: int = 0) -> bytes:
     """
-    Encode the server's greeting: magic, version, fresh nonce.
+    Encode the server's greeting: magic, version, flags, fresh nonce.
     """
-    return encodeFrame(SERVER_HELLO, _SERVER_HELLO.pack(MAGIC, VERSION, nonce))
+    return encodeFrame(SERVER_HELLO, _SERVER_HELLO.pack(MAGIC, VERSION, flags, nonce))
 
 
-def decodeServerHello(body: bytes) -> tuple[int, bytes]:
+def decodeServerHello(body: bytes) -> tuple[int, bytes, int]:
     """
     Decode a server greeting.
 
-    @return: C{(version, nonce)}
+    @return: C{(version, nonce, flags)}
     @raise FrameError: the magic is wrong.
     """
-    magic, version, nonce = _SERVER_HELLO.unpack(body)
+    magic, version, flags, nonce = _SERVER_HELLO.unpack(body)
     if magic != MAGIC:
         raise FrameError("not a Migrate server (bad magic)")
-    return version, nonce
+    return version, nonce, flags
 
 
-def encodeOpen(publicKey: bytes, nonce: bytes) -> bytes:
+def encodeOpen(publicKey: bytes, nonce: bytes, flags: int = 0) -> bytes:
     """
     Encode a session opening request.
     """
-    return encodeFrame(OPEN, _OPEN.pack(VERSION, publicKey, nonce))
+    return encodeFrame(OPEN, _OPEN.pack(VERSION, flags, publicKey, nonce))
 
 
-def decodeOpen(body: bytes) -> tuple[int, bytes, bytes]:
+def decodeOpen(body: bytes) -> tuple[int, bytes, bytes, int]:
     """
-    @return: C{(version, publicKey, nonce)}
+    @return: C{(version, publicKey, nonce, flags)}
     """
-    version, publicKey, nonce = _OPEN.unpack(body)
-    return version, publicKey, nonce
+    version, flags, publicKey, nonce = _OPEN.unpack(body)
+    return version, publicKey, nonce, flags
 
 
 def encodeOpenAccept(publicKey: bytes, sessionID: bytes, mac: bytes) -> bytes:
@@ -314,22 +319,22 @@ def encodeOpenConfirm(mac: bytes) -> bytes:
 
 
 def encodeResume(
-    sessionID: bytes, generation: int, nonce: bytes, received: int, mac: bytes
+    sessionID: bytes, generation: int, nonce: bytes, received: int, mac: bytes, flags: int = 0
 ) -> bytes:
     """
     Encode a resume request.
     """
     return encodeFrame(
-        RESUME, _RESUME.pack(VERSION, sessionID, generation, nonce, received, mac)
+        RESUME, _RESUME.pack(VERSION, flags, sessionID, generation, nonce, received, mac)
     )
 
 
-def decodeResume(body: bytes) -> tuple[int, bytes, int, bytes, int, bytes]:
+def decodeResume(body: bytes) -> tuple[int, bytes, int, bytes, int, bytes, int]:
     """
-    @return: C{(version, sessionID, generation, nonce, received, mac)}
+    @return: C{(version, sessionID, generation, nonce, received, mac, flags)}
     """
-    version, sessionID, generation, nonce, received, mac = _RESUME.unpack(body)
-    return version, sessionID, generation, nonce, received, mac
+    version, flags, sessionID, generation, nonce, received, mac = _RESUME.unpack(body)
+    return version, sessionID, generation, nonce, received, mac, flags
 
 
 def encodeResumeAccept(received: int, mac: bytes) -> bytes:

@@ -111,11 +111,11 @@ _UNKNOWN_TYPES = [t for t in range(256) if t not in _KNOWN_TYPES]
 # variable one (the parser's own tables, restated so that a change to either
 # is noticed).
 _FIXED_SIZES = {
-    _wire.SERVER_HELLO: 37,
-    _wire.OPEN: 65,
+    _wire.SERVER_HELLO: 38,
+    _wire.OPEN: 66,
     _wire.OPEN_ACCEPT: 80,
     _wire.OPEN_CONFIRM: 32,
-    _wire.RESUME: 97,
+    _wire.RESUME: 98,
     _wire.RESUME_ACCEPT: 40,
     _wire.OPENED: 0,
     _wire.ACK: 8,
@@ -591,17 +591,18 @@ def ipv6HostPorts(draw: st.DrawFn) -> str:
 
 
 specs = st.one_of(
-    st.builds(lambda n: Spec(_wire.SERVER_HELLO, (n,)), nonces),
-    st.builds(lambda p, n: Spec(_wire.OPEN, (p, n)), nonces, nonces),
+    st.builds(lambda n, f: Spec(_wire.SERVER_HELLO, (n, f)), nonces, st.integers(0, 255)),
+    st.builds(lambda p, n, f: Spec(_wire.OPEN, (p, n, f)), nonces, nonces, st.integers(0, 255)),
     st.builds(lambda p, s, m: Spec(_wire.OPEN_ACCEPT, (p, s, m)), nonces, sids, macs),
     st.builds(lambda m: Spec(_wire.OPEN_CONFIRM, (m,)), macs),
     st.builds(
-        lambda s, g, n, r, m: Spec(_wire.RESUME, (s, g, n, r, m)),
+        lambda s, g, n, r, m, f: Spec(_wire.RESUME, (s, g, n, r, m, f)),
         sids,
         st.integers(1, _wire.MAX_GENERATION),
         nonces,
         u64s,
         macs,
+        st.integers(0, 255),
     ),
     st.builds(lambda r, m: Spec(_wire.RESUME_ACCEPT, (r, m)), u64s, macs),
     st.builds(
@@ -686,7 +687,7 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(event[:2], ("control", t))
         body = event[2]
         if t == _wire.SERVER_HELLO:
-            self.assertEqual(_wire.decodeServerHello(body), (_wire.VERSION, f[0]))
+            self.assertEqual(_wire.decodeServerHello(body), (_wire.VERSION,) + f)
         elif t == _wire.OPEN:
             self.assertEqual(_wire.decodeOpen(body), (_wire.VERSION,) + f)
         elif t == _wire.OPEN_ACCEPT:
@@ -934,19 +935,21 @@ _LAYOUTS: dict[int, dict[str, tuple[int, int]]] = {
         "type": (0, 1),
         "length": (1, 4),
         "version": (5, 1),
-        "key": (6, 32),
-        "nonce": (38, 32),
+        "flags": (6, 1),
+        "key": (7, 32),
+        "nonce": (39, 32),
     },
     _wire.OPEN_CONFIRM: {"type": (0, 1), "length": (1, 4), "proof": (5, 32)},
     _wire.RESUME: {
         "type": (0, 1),
         "length": (1, 4),
         "version": (5, 1),
-        "sid": (6, 16),
-        "generation": (22, 8),
-        "nonce": (30, 32),
-        "received": (62, 8),
-        "proof": (70, 32),
+        "flags": (6, 1),
+        "sid": (7, 16),
+        "generation": (23, 8),
+        "nonce": (31, 32),
+        "received": (63, 8),
+        "proof": (71, 32),
     },
 }
 _FIELDS = sorted({name for layout in _LAYOUTS.values() for name in layout})

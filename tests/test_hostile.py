@@ -355,7 +355,7 @@ class HostileTests(SynchronousTestCase):
         An opening of another protocol version is refused as such.
         """
         attacker = Attacker(self.pair)
-        body = bytes([99]) + os.urandom(64)
+        body = bytes([99, 0]) + os.urandom(64)
         attacker.send(_wire.encodeFrame(_wire.OPEN, body))
         self.assertEqual(attacker.rejection(), _wire.REJECT_VERSION)
 

@@ -67,13 +67,16 @@ class LoopbackTests(TestCase):
     def closeBoth(self, client: Any) -> Any:
         """
         Close the session from the client and wait until both application
-        protocols heard C{connectionLost}.
+        protocols heard C{connectionLost} and both sessions ended.
         """
         transport = client.transport
         transport.loseConnection()
         sessions = self.server.factory.sessions  # type: ignore[union-attr]
         yield waitFor(lambda: all(s.ended for s in sessions.values()))
         yield waitFor(lambda: transport.state == "closed")
+        # (The client's session ends once the server confirmed its last
+        # acknowledgement, resuming first if a cut took the carrier.)
+        yield transport.whenEnded()
 
     @defer.inlineCallbacks
     def setUpServer(self, appFactory: Factory) -> Any:

@@ -84,6 +84,7 @@ class TLSTests(TestCase):
         self.assertEqual(proto.transport.state, "attached")
         proto.transport.loseConnection()
         yield waitFor(lambda: bool(proto.lost))
+        yield proto.transport.whenEnded()
         sessions = real.sessions
         yield waitFor(lambda: all(s.ended for s in sessions.values()))
         self.flushLoggedErrors()
@@ -193,3 +194,121 @@ class TLSBindingTests(TestCase):
         yield waitFor(lambda: bool(proto.lost))
         yield proto.transport.whenEnded()
         self.flushLoggedErrors()
+
+
+class ExporterBindingTests(TestCase):
+    """
+    With TLS at both ends of a carrier, the handshake is bound to that TLS
+    connection (its RFC 5705 exporter): a relay that ends the client's TLS
+    and opens its own to the server, even with a certificate the client
+    trusts, cannot carry the session; a proxy that ends TLS in front of a
+    plain server can (the server is not TLS: nothing to bind).
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def relayTo(self, backend: Any, tlsToBackend: bool) -> Any:
+        """
+        Listen with TLS (the server's own certificate, which the client
+        trusts) and relay each connection to C{backend}'s port, over TLS
+        if C{tlsToBackend}, else plain.
+        """
+        import os
+
+        from twisted.internet.endpoints import wrapClientTLS
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        with open(os.path.join(self.caDir, "ca.pem")) as f:
+            trust = Certificate.loadPEM(f.read())
+        port = backend.getHost().port
+
+        def connectBackend() -> Any:
+            inner = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+            if tlsToBackend:
+                return wrapClientTLS(optionsForClientTLS("localhost", trustRoot=trust), inner)
+            return inner
+
+        relay = CuttingRelay(connectBackend)
+        listening = yield serverFromString(
+            reactor,
+            "ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (self.keyPath, self.certPath),
+        ).listen(relay.factory)
+        self.addCleanup(listening.stopListening)
+        self.addCleanup(relay.cutAll)
+        return listening
+
+    @defer.inlineCallbacks
+    def listen(self, kind: str) -> Any:
+        self.caDir = self.mktemp()
+        self.keyPath, self.certPath = writeServerFiles(self.mktemp(), "CA", "localhost", self.caDir)
+        description = "migrate:tcp:0:interface=127.0.0.1"
+        if kind == "ssl":
+            description = "migrate:ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (
+                self.keyPath,
+                self.certPath,
+            )
+        self.built: list[Any] = []
+
+        def build() -> Any:
+            p = Echo()
+            self.built.append(p)
+            return p
+
+        endpoint = serverFromString(reactor, description)
+        port = yield endpoint.listen(Factory.forProtocol(build))
+        self.addCleanup(port.stopListening)
+        return port
+
+    def connect(self, port: Any) -> Any:
+        return clientFromString(
+            reactor,
+            "migrate:tls:host=localhost:port=%d:trustRoots=%s" % (port.getHost().port, self.caDir),
+        ).connect(Factory.forProtocol(Recorder))
+
+    @defer.inlineCallbacks
+    def test_reencryptingRelayRefused(self) -> Any:
+        """
+        Through a relay that terminates TLS and opens its own TLS to the
+        server, the opening fails on the client ("bad server opening
+        proof"), and the server builds no application protocol.
+        """
+        server = yield self.listen("ssl")
+        relay = yield self.relayTo(server, tlsToBackend=True)
+        failure = None
+        try:
+            yield self.connect(relay)
+        except Exception as e:
+            failure = e
+        self.assertIsNotNone(failure)
+        self.assertIn("bad server opening proof", str(failure))
+        self.assertEqual(self.built, [])
+        self.flushLoggedErrors()
+
+    @defer.inlineCallbacks
+    def test_directTLSBound(self) -> Any:
+        """
+        Directly over TLS, the session opens bound (both ends computed the
+        same exporter value) and carries data.
+        """
+        server = yield self.listen("ssl")
+        proto = yield self.connect(server)
+        proto.transport.write(b"hello")
+        yield waitFor(lambda: proto.received == b"hello")
+        self.assertTrue(proto.transport._session.secure)
+        proto.transport.loseConnection()
+        yield proto.transport.whenEnded()
+
+    @defer.inlineCallbacks
+    def test_tlsEndedByProxy(self) -> Any:
+        """
+        A proxy that ends TLS in front of a plain Migrate server: the
+        session opens (unbound) and carries data.
+        """
+        server = yield self.listen("tcp")
+        relay = yield self.relayTo(server, tlsToBackend=False)
+        proto = yield self.connect(relay)
+        proto.transport.write(b"hello")
+        yield waitFor(lambda: proto.received == b"hello")
+        proto.transport.loseConnection()
+        yield proto.transport.whenEnded()

@@ -42,7 +42,7 @@ def _stream() -> bytes:
 
 
 EXPECTED = [
-    ("control", _wire.SERVER_HELLO, b"MGRT\x01" + b"n" * 32),
+    ("control", _wire.SERVER_HELLO, b"MGRT\x01\x00" + b"n" * 32),
     ("data", 7, 5),
     ("control", _wire.ACK, (99).to_bytes(8, "big")),
     ("data", 8, 0),
