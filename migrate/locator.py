@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_locate,tests.test_locator_hostile -*-
+# -*- test-case-name: tests.test_locate,tests.test_locator_hostile,tests.test_locator_tcp -*-
 """
 The embedded locator: a small authoritative DNS server for a zone of mobile
 hosts, for users without a DNS server of their own
@@ -14,9 +14,14 @@ the TSIG error of RFC 8945, NOTZONE, FORMERR, NOTIMP, BADVERS) and one
 logged line; what cannot even be read as a request is dropped; a lookup
 never returns anything an update did not put there with a valid signature.
 
-It listens on UDP only: an answer larger than the client can take (512
+It answers over UDP (L{LocatorServer}) and over TCP (L{LocatorStreamFactory},
+RFC 1035 section 4.2.2 and RFC 7766, on the same port), both through
+L{LocatorServer.respond}: a UDP answer larger than the client can take (512
 bytes, or its EDNS payload size up to 1232) is sent truncated (TC set, no
-records), and the client has no TCP to ask again over.
+records), and the client asks again over TCP, where answers are whole.
+TCP connections are bounded as for a hostile peer: so many in all and per
+address, an idle timeout, a largest message, and no more answers to a peer
+that does not read them.
 
 Message parsing and TSIG checking are dnspython's; the I/O is Twisted's.
 """
@@ -41,11 +46,13 @@ import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 import dns.wire
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHalfCloseableProtocol, IPushProducer, IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
-__all__ = ["LocatorServer", "RecordTable"]
+__all__ = ["LocatorServer", "LocatorStream", "LocatorStreamFactory", "RecordTable"]
 
 _TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
@@ -60,6 +67,8 @@ for _rdtype in _TYPES:
 _CLASSES = (dns.rdataclass.IN, dns.rdataclass.ANY)
 _HEADER = 12
 _CLASSIC_PAYLOAD = 512
+# The largest DNS message: what a TCP answer may be (RFC 1035, 4.2.2).
+_STREAM_PAYLOAD = 65535
 
 
 def _describe(error: BaseException) -> str:
@@ -150,7 +159,8 @@ class RecordTable:
 
 class LocatorServer(DatagramProtocol):
     """
-    The DNS protocol of the embedded locator (UDP).
+    The DNS protocol of the embedded locator (UDP; L{LocatorStreamFactory}
+    serves the same answers over TCP).
 
     Whatever arrives, one datagram gets at most one answer and at most one
     line of log (L{twisted.logger}, never a traceback): input shorter than a
@@ -159,7 +169,7 @@ class LocatorServer(DatagramProtocol):
     with the TSIG error of RFC 8945 (BADKEY for an unknown key or another
     algorithm than hmac-sha256, BADSIG, or a signed BADTIME); an EDNS
     version other than 0 gets BADVERS, an opcode other than QUERY and UPDATE
-    NOTIMP. An answer larger than the client can take (512 bytes without
+    NOTIMP. A UDP answer larger than the client can take (512 bytes without
     EDNS, else its advertised payload size, at most L{maxPayload}) is sent
     truncated: TC set, its record sections empty.
 
@@ -213,12 +223,14 @@ class LocatorServer(DatagramProtocol):
         except Exception as e:
             self.log.warn("{addr}: datagram dropped: {reason}", addr=addr, reason=_describe(e))
 
-    def respond(self, data: bytes, addr: Any = None) -> Optional[bytes]:
+    def respond(self, data: bytes, addr: Any = None, stream: bool = False) -> Optional[bytes]:
         """
         The answer to one message (C{None} for input not worth answering).
 
-        @param data: the datagram.
+        @param data: the datagram, or one message read from a TCP stream.
         @param addr: the peer, for the log.
+        @param stream: C{True} for a message that came over TCP: its answer
+            is never truncated below the largest DNS message (65535 bytes).
         """
         if len(data) < _HEADER:
             self.log.info("{addr}: dropped {n} bytes: no DNS header", addr=addr, n=len(data))
@@ -231,7 +243,7 @@ class LocatorServer(DatagramProtocol):
         except Exception as e:
             self.log.info("{addr}: malformed message (FORMERR): {reason}", addr=addr, reason=_describe(e))
             return self._bare(data, dns.rcode.FORMERR)
-        limit = self._payloadLimit(message)
+        limit = _STREAM_PAYLOAD if stream else self._payloadLimit(message)
         if message.had_tsig:
             refusal = self._verify(message, data, addr)
             if refusal is not None:
@@ -281,8 +293,10 @@ class LocatorServer(DatagramProtocol):
         is sent truncated (TC set, no records; a signature is made over
         what is sent), so the client can ask again over TCP.
         """
+        # dnspython would stop at the request's payload size: ours is the
+        # limit.
         try:
-            wire = response.to_wire()
+            wire = response.to_wire(max_size=_STREAM_PAYLOAD)
         except dns.exception.TooBig:
             wire = b""
         if wire and len(wire) <= limit:
@@ -291,10 +305,10 @@ class LocatorServer(DatagramProtocol):
         response.answer = []
         response.authority = []
         response.additional = []
-        wire = response.to_wire()
+        wire = response.to_wire(max_size=_STREAM_PAYLOAD)
         if len(wire) > limit:
             response.question = []
-            wire = response.to_wire()
+            wire = response.to_wire(max_size=_STREAM_PAYLOAD)
         if len(wire) > limit:
             # What is left is a TSIG or OPT record echoing the request's
             # names or options: send the header alone.
@@ -467,3 +481,282 @@ class LocatorServer(DatagramProtocol):
         self.table.apply(changes)
         self.log.info("{addr}: update by {key} applied ({n} changes)", addr=addr, key=key, n=len(changes))
         return response
+
+
+@implementer(IPushProducer, IHalfCloseableProtocol)
+class LocatorStream(Protocol):
+    """
+    One DNS-over-TCP connection to the locator (RFC 1035, section 4.2.2;
+    RFC 7766): messages each preceded by their length in two bytes, several
+    per connection, answered in order by L{LocatorServer.respond}, whole.
+
+    Bounded as for a hostile peer: a declared length of 0 or above
+    L{LocatorStreamFactory.maxMessage} closes the connection; so does
+    L{LocatorStreamFactory.idleTimeout} without a complete message. The
+    connection is its transport's streaming producer: once the transport
+    holds more unsent answers than its buffer size (the peer does not read
+    them), no more messages are read or answered until it has sent them,
+    and a peer that does not read them within the idle timeout is cut off
+    (the unsent answers discarded). A message the server does not answer
+    is dropped with the server's one line of log; the connection goes on.
+    A peer that closes its side of the connection once it has sent its
+    messages gets their answers before the connection is closed.
+
+    @ivar factory: the L{LocatorStreamFactory} that made this connection.
+    @ivar peer: the peer's address.
+    """
+
+    factory: "LocatorStreamFactory"
+
+    def __init__(self, factory: "LocatorStreamFactory", peer: IAddress) -> None:
+        """
+        @param factory: the factory, for its server, limits and clock.
+        @param peer: the peer's address.
+        """
+        self.factory = factory
+        self.peer = peer
+        self._where: Any = (getattr(peer, "host", peer), getattr(peer, "port", None))
+        self._buffer = bytearray()
+        self._timer: Optional[IDelayedCall] = None
+        self._paused = False
+        self._closing = False
+        self._readDone = False
+
+    def connectionMade(self) -> None:
+        """
+        Count the connection, become the transport's producer and start the
+        idle timer.
+        """
+        self.factory.connections.add(self)
+        self.factory.perAddress[self._where[0]] = self.factory.perAddress.get(self._where[0], 0) + 1
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._arm(self.factory.idleTimeout, self._idle)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Answer every complete message received so far, unless paused or
+        closing.
+        """
+        if self._closing:
+            return
+        self._buffer += data
+        self._process()
+        if len(self._buffer) > self.factory.maxBuffered:
+            # Only a transport that kept delivering after being paused can
+            # get here.
+            self._abort("cut off: %d bytes of input waiting" % (len(self._buffer),))
+
+    def _process(self) -> None:
+        """
+        Answer the complete messages in the input, in order, while the
+        transport takes answers.
+        """
+        while not self._paused and not self._closing and len(self._buffer) >= 2:
+            length = int.from_bytes(self._buffer[:2], "big")
+            if length == 0 or length > self.factory.maxMessage:
+                self._close(
+                    "closed: a message of %d bytes declared (0 or over %d)" % (length, self.factory.maxMessage)
+                )
+                return
+            if len(self._buffer) < 2 + length:
+                break
+            message = bytes(self._buffer[2 : 2 + length])
+            del self._buffer[: 2 + length]
+            self._arm(self.factory.idleTimeout, self._idle)
+            self._answer(message)
+        if self._readDone and not self._paused and not self._closing:
+            # All answered (what is left is not a whole message): close.
+            self._close(None)
+
+    def readConnectionLost(self) -> None:
+        """
+        The peer sent all it will: answer what is left, then close.
+        """
+        self._readDone = True
+        if not self._closing:
+            self._process()
+
+    def writeConnectionLost(self) -> None:
+        """
+        The peer reads no more: cut the connection off.
+        """
+        if not self._closing:
+            self._abort(None)
+
+    def _answer(self, message: bytes) -> None:
+        """
+        Answer one message, as the server answers a datagram: no exception
+        leaves this method; one that would (a bug) is logged as one line
+        and the message dropped.
+        """
+        try:
+            response = self.factory.server.respond(message, self._where, stream=True)
+            if response is not None:
+                self.transport.write(len(response).to_bytes(2, "big") + response)  # type: ignore[union-attr]
+        except Exception as e:
+            self.factory.log.warn("{addr}: TCP message dropped: {reason}", addr=self._where, reason=_describe(e))
+
+    def _arm(self, delay: float, call: Any) -> None:
+        """
+        Make C{call} the one timer of this connection, due in C{delay}
+        seconds.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.factory.clock.callLater(delay, call)
+
+    def _idle(self) -> None:
+        """
+        No complete message for the idle timeout: close; cut off a peer
+        that has not read its answers meanwhile.
+        """
+        self._timer = None
+        if self._paused:
+            self._abort("cut off: its answers unread for %g s" % (self.factory.idleTimeout,))
+        else:
+            self.factory.log.debug("{addr}: idle TCP connection closed", addr=self._where)
+            self._close(None)
+
+    def _close(self, reason: Optional[str]) -> None:
+        """
+        Close the connection once what was written is sent (cutting it off
+        if that takes longer than the idle timeout); log C{reason} if any.
+        """
+        if reason is not None:
+            self.factory.log.info("{addr}: TCP connection {reason}", addr=self._where, reason=reason)
+        self._closing = True
+        del self._buffer[:]
+        transport = self.transport
+        assert transport is not None
+        # With a producer registered the transport would not close.
+        transport.unregisterProducer()  # type: ignore[attr-defined]
+        transport.loseConnection()
+        self._arm(self.factory.idleTimeout, lambda: self._abort(None))
+
+    def _abort(self, reason: Optional[str]) -> None:
+        """
+        Cut the connection off now, discarding what was not sent; log
+        C{reason} if any.
+        """
+        if reason is not None:
+            self.factory.log.info("{addr}: TCP connection {reason}", addr=self._where, reason=reason)
+        self._closing = True
+        del self._buffer[:]
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        """
+        The transport holds more than it wants to: read and answer nothing
+        more until it has sent it.
+        """
+        self._paused = True
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        """
+        The transport sent what it held: read and answer again.
+        """
+        self._paused = False
+        if not self._closing:
+            if not self._readDone:
+                self.transport.resumeProducing()  # type: ignore[union-attr]
+            self._process()
+
+    def stopProducing(self) -> None:
+        """
+        The connection is going: answer nothing more.
+        """
+        self._closing = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Uncount the connection and cancel its timer.
+        """
+        self._closing = True
+        del self._buffer[:]
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self in self.factory.connections:
+            self.factory.connections.discard(self)
+            host = self._where[0]
+            left = self.factory.perAddress.get(host, 1) - 1
+            if left > 0:
+                self.factory.perAddress[host] = left
+            else:
+                self.factory.perAddress.pop(host, None)
+
+
+class LocatorStreamFactory(ServerFactory):
+    """
+    The locator over TCP: connections of L{LocatorStream}, answered by
+    C{server}, bounded in number: beyond L{maxConnections} in all or
+    L{maxPerAddress} from one address, a new connection is closed at once
+    (and logged in one line at most every L{logInterval} seconds, with how
+    many were so closed).
+
+    @ivar server: the L{LocatorServer} that answers.
+    @ivar clock: the time of the idle timeouts and of the log of refusals.
+    @ivar maxConnections: connections open at once, in all.
+    @ivar maxPerAddress: connections open at once from one address.
+    @ivar idleTimeout: seconds a connection may go without a complete
+        message (and a peer may go without reading its answers).
+    @ivar maxMessage: the largest message read, in bytes.
+    @ivar maxBuffered: the most input a connection holds, in bytes.
+    @ivar logInterval: seconds between two lines of log about connections
+        closed over the limits.
+    @ivar connections: the connections open.
+    @ivar perAddress: how many connections are open from each address.
+    """
+
+    log = Logger()
+    noisy = False
+
+    def __init__(
+        self,
+        server: LocatorServer,
+        clock: Optional[IReactorTime] = None,
+        maxConnections: int = 256,
+        maxPerAddress: int = 16,
+        idleTimeout: float = 10.0,
+        maxMessage: int = 4096,
+        logInterval: float = 60.0,
+    ) -> None:
+        """
+        @param clock: the clock of the timers (the server's if C{None}).
+        """
+        self.server = server
+        self.clock: IReactorTime = clock if clock is not None else server.clock
+        self.maxConnections = maxConnections
+        self.maxPerAddress = maxPerAddress
+        self.idleTimeout = idleTimeout
+        self.maxMessage = maxMessage
+        self.maxBuffered = 2 * 65536 + maxMessage
+        self.logInterval = logInterval
+        self.connections: set[LocatorStream] = set()
+        self.perAddress: dict[Any, int] = {}
+        self._closedAtOnce = 0
+        self._loggedAt: Optional[float] = None
+
+    def buildProtocol(self, addr: IAddress) -> Optional[LocatorStream]:  # type: ignore[override]
+        """
+        A connection for C{addr}, or C{None} (the connection is closed at
+        once) over the limits.
+        """
+        host = getattr(addr, "host", addr)
+        if len(self.connections) >= self.maxConnections:
+            why = "%d TCP connections open in all" % (len(self.connections),)
+        elif self.perAddress.get(host, 0) >= self.maxPerAddress:
+            why = "%d TCP connections open from it" % (self.perAddress[host],)
+        else:
+            return LocatorStream(self, addr)
+        self._closedAtOnce += 1
+        now = self.clock.seconds()
+        if self._loggedAt is None or now - self._loggedAt >= self.logInterval:
+            self.log.warn(
+                "{addr}: TCP connection closed at once: {why}; {n} so closed since the last such line",
+                addr=host, why=why, n=self._closedAtOnce,
+            )
+            self._closedAtOnce = 0
+            self._loggedAt = now
+        return None

@@ -44,6 +44,7 @@ _HELP = {
     "drainTimeout": "seconds a carrier being let go may take to close before it is aborted",
     "closedLinger": "seconds a server remembers a closed session",
     "maxClosedPerHost": "closed sessions a server remembers per peer address",
+    "maxOpenRate": "openings per second taken without question (past it, the busiest addresses wait)",
     "memoryBudget": "bytes a server may hold for its peers over all sessions (0: a quarter of physical memory)",
     "highWater": "unacknowledged bytes above which the sender is paused",
     "hardCap": "unacknowledged bytes a session may hold at most",
@@ -417,9 +418,10 @@ class LocatorOptions(usage.Options):
     Command-line options of C{twistd migrate-locator}.
     """
 
-    synopsis = "--zone ZONE --key NAME:SECRET [options]"
+    synopsis = "--zone ZONE --key-file FILE [options]"
     longdesc = (
-        "A small authoritative DNS server for a zone of mobile hosts: it "
+        "A small authoritative DNS server for a zone of mobile hosts, over "
+        "UDP and TCP on the same port: it "
         "answers A/AAAA queries from its records and accepts RFC 2136 "
         "updates signed with TSIG (hmac-sha256) by one of its keys, refusing "
         "unsigned, forged, replayed, stale, out-of-zone and too frequent "
@@ -428,54 +430,117 @@ class LocatorOptions(usage.Options):
     )
     optParameters: list[Any] = [
         ["zone", "z", None, "the zone served, e.g. mobile.example."],
-        ["port", "p", "53", "UDP port"],
+        ["port", "p", "53", "UDP and TCP port"],
         ["interface", "i", "127.0.0.1", "address to listen on"],
         ["store", None, None, "directory for the records (SQLite); in memory if omitted"],
         ["max-ttl", None, "60", "longest TTL stored"],
         ["rate", None, "60", "updates accepted per key per minute"],
+        ["tcp-connections", None, "256", "TCP connections open at once, in all"],
+        ["tcp-per-address", None, "16", "TCP connections open at once from one address"],
+        ["tcp-idle", None, "10", "seconds a TCP connection may stay without a complete message"],
     ]
 
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["keys"] = {}
 
-    def opt_key(self, value: str) -> None:
+    def _addKey(self, value: str, where: str) -> None:
         """
-        A TSIG key allowed to update, as NAME:BASE64SECRET (repeatable).
+        Add a key given as NAME:BASE64SECRET; C{where} names its origin in
+        errors (which never show the secret).
         """
         name, sep, secret = value.partition(":")
+        name, secret = name.strip(), secret.strip()
         if not sep or not name or not secret:
-            raise usage.UsageError("--key takes NAME:BASE64SECRET")
+            raise usage.UsageError("%s takes NAME:BASE64SECRET" % (where,))
         try:
             base64.b64decode(secret, validate=True)
         except ValueError:
-            raise usage.UsageError("--key secret for %s is not base64" % (name,))
+            raise usage.UsageError("%s: the secret for %s is not base64" % (where, name))
         self["keys"][name if name.endswith(".") else name + "."] = secret
+
+    def opt_key(self, value: str) -> None:
+        """
+        A TSIG key as NAME:BASE64SECRET (seen in process lists: prefer --key-file).
+        """
+        self._addKey(value, "--key")
+
+    def opt_key_file(self, path: str) -> None:
+        """
+        A file of TSIG keys, NAME:BASE64SECRET a line, # comments; mode 600.
+        """
+        import os
+        import stat
+
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0))
+        except OSError as e:
+            raise usage.UsageError("--key-file %s: %s" % (path, e.strerror))
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise usage.UsageError("--key-file %s is not a regular file" % (path,))
+            if mode & 0o077:
+                raise usage.UsageError(
+                    "--key-file %s has mode %04o: it must not be readable (or writable) by group or others;"
+                    " chmod 600 %s" % (path, stat.S_IMODE(mode), path)
+                )
+            data = f.read(1 << 20)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise usage.UsageError("--key-file %s is not UTF-8 text" % (path,))
+        before = len(self["keys"])
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                self._addKey(line, "--key-file %s, line %d" % (path, number))
+        if len(self["keys"]) == before:
+            raise usage.UsageError("--key-file %s holds no key" % (path,))
 
     def postOptions(self) -> None:
         if not self["zone"]:
             raise usage.UsageError("--zone is required")
         if not self["keys"]:
-            raise usage.UsageError("at least one --key is required")
-        for name in ("port", "max-ttl", "rate"):
+            raise usage.UsageError("at least one --key-file or --key is required")
+        for name in ("port", "max-ttl", "rate", "tcp-connections", "tcp-per-address"):
             try:
                 self[name] = int(self[name])
             except ValueError:
                 raise usage.UsageError("--%s takes a number" % (name,))
+        try:
+            self["tcp-idle"] = float(self["tcp-idle"])
+        except ValueError:
+            raise usage.UsageError("--tcp-idle takes a number of seconds")
         if not self["zone"].endswith("."):
             self["zone"] += "."
 
 
 def makeLocatorService(options: LocatorOptions) -> service.IService:
     """
-    Build the embedded locator's DNS service.
+    Build the embedded locator's DNS service: one server, listening on UDP
+    and on TCP (services named C{"udp"} and C{"tcp"}) on the same port and
+    interface.
     """
     from twisted.internet import reactor
 
-    from .locator import LocatorServer, RecordTable
+    from .locator import LocatorServer, LocatorStreamFactory, RecordTable
 
     table = RecordTable(options["store"])
     server = LocatorServer(
         reactor, options["zone"], options["keys"], table, options["max-ttl"], options["rate"]
     )
-    return internet.UDPServer(options["port"], server, interface=options["interface"])
+    streams = LocatorStreamFactory(
+        server,
+        maxConnections=options["tcp-connections"],
+        maxPerAddress=options["tcp-per-address"],
+        idleTimeout=options["tcp-idle"],
+    )
+    top = service.MultiService()
+    udp = internet.UDPServer(options["port"], server, interface=options["interface"])
+    udp.setName("udp")
+    udp.setServiceParent(top)
+    tcp = internet.TCPServer(options["port"], streams, interface=options["interface"])
+    tcp.setName("tcp")
+    tcp.setServiceParent(top)
+    return top

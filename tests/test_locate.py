@@ -181,13 +181,52 @@ class ClientTests(TestCase):
     @inlineCallbacks
     def test_refusedPublish(self) -> Any:
         """
-        Publishing with a wrong key fails with a clear error; lookups do not
-        return what it tried to publish.
+        Publishing with a wrong secret fails with an error that names the
+        key and says what to check; lookups do not return what it tried to
+        publish.
         """
         forger = DNSLocator(reactor, self.address, ZONE, "laptop.", OTHER)
-        yield self.assertFailure(forger.publish("server.mobile.example.", ["192.0.2.66"]), Exception)
+        error = yield self.assertFailure(forger.publish("server.mobile.example.", ["192.0.2.66"]), LocatorError)
+        self.assertEqual(
+            str(error),
+            "the locator refused the update: the TSIG key laptop. or its secret is wrong (BADSIG):"
+            " check that the locator has this key with this secret",
+        )
         self.assertEqual((yield DNSLocator(reactor, self.address, ZONE).resolve("server.mobile.example.")), [])
-        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_unknownKey(self) -> Any:
+        """
+        Publishing with a key the locator does not have fails with an error
+        that names the key (BADKEY).
+        """
+        stranger = DNSLocator(reactor, self.address, ZONE, "stranger.", SECRET)
+        error = yield self.assertFailure(stranger.publish("server.mobile.example.", ["192.0.2.66"]), LocatorError)
+        self.assertIn("it does not know the TSIG key stranger. (BADKEY)", str(error))
+
+    @inlineCallbacks
+    def test_otherZone(self) -> Any:
+        """
+        Publishing to a zone the locator does not serve fails with an error
+        that names the zone (NOTAUTH, the answer signed and checked).
+        """
+        locator = DNSLocator(reactor, self.address, "elsewhere.example.", "laptop.", SECRET)
+        error = yield self.assertFailure(locator.publish("server.elsewhere.example.", ["10.0.0.1"]), LocatorError)
+        self.assertEqual(
+            str(error), "the locator refused the update: it does not serve the zone elsewhere.example. (NOTAUTH)"
+        )
+
+    @inlineCallbacks
+    def test_replayRefused(self) -> Any:
+        """
+        A REFUSED update (here, over the rate limit) says where to look.
+        """
+        self.server.rate = 1
+        locator = DNSLocator(reactor, self.address, ZONE, "laptop.", SECRET)
+        yield locator.publish("server.mobile.example.", ["10.0.0.1"])
+        error = yield self.assertFailure(locator.publish("server.mobile.example.", ["10.0.0.2"]), LocatorError)
+        self.assertIn("REFUSED", str(error))
+        self.assertIn("see the locator's log", str(error))
 
     @inlineCallbacks
     def test_noAnswer(self) -> Any:
@@ -217,14 +256,111 @@ class StaticTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(s.resolve("b.")), ["10.0.0.2"])
 
 
+def keyFile(case: SynchronousTestCase, text: str, mode: int = 0o600) -> str:
+    """
+    A file holding C{text}, of C{mode}.
+    """
+    path = os.path.abspath(case.mktemp())
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+class LocatorOptionsTests(SynchronousTestCase):
+    """
+    C{twistd migrate-locator}'s keys from a file, and its listeners.
+    """
+
+    def parse(self, *args: str) -> Any:
+        from migrate.tap import LocatorOptions
+
+        options = LocatorOptions()
+        options.parseOptions(["--zone", "mobile.example", *args])
+        return options
+
+    def refused(self, *args: str) -> str:
+        from twisted.python import usage
+
+        return str(self.assertRaises(usage.UsageError, self.parse, *args))
+
+    def test_keyFile(self) -> None:
+        """
+        A key file of mode 0600 gives its keys: NAME:SECRET a line, blank
+        lines, comments and spaces around ignored; with --key too.
+        """
+        path = keyFile(self, "# the servers\n\nlaptop:%s\n  desk.:%s  \n" % (SECRET, OTHER))
+        options = self.parse("--key-file", path, "--key", "extra:" + SECRET)
+        self.assertEqual(options["keys"], {"laptop.": SECRET, "desk.": OTHER, "extra.": SECRET})
+
+    def test_keyFileMode(self) -> None:
+        """
+        A key file that group or others can read (or write) is refused,
+        with its mode and the fix.
+        """
+        for mode in [0o640, 0o604, 0o620, 0o644]:
+            path = keyFile(self, "laptop:%s\n" % (SECRET,), mode)
+            message = self.refused("--key-file", path)
+            self.assertIn("has mode %04o" % (mode,), message)
+            self.assertIn("chmod 600 " + path, message)
+
+    def test_keyFileErrors(self) -> None:
+        """
+        A line that is not NAME:BASE64SECRET is refused with the file and
+        line named and the secret not shown; so is a file with no key, or
+        none at all.
+        """
+        path = keyFile(self, "laptop:%s\n# fine\ndesk:sec ret!\n" % (SECRET,))
+        message = self.refused("--key-file", path)
+        self.assertIn("--key-file %s, line 3: the secret for desk is not base64" % (path,), message)
+        self.assertNotIn("sec ret", message)
+        self.assertIn("line 1 takes", self.refused("--key-file", keyFile(self, "laptop\n")))
+        self.assertIn("holds no key", self.refused("--key-file", keyFile(self, "# nothing\n\n")))
+        missing = os.path.abspath(self.mktemp())
+        self.assertIn("--key-file %s: No such file" % (missing,), self.refused("--key-file", missing))
+        self.assertIn("--key-file or --key is required", self.refused())
+
+    def test_udpAndTCP(self) -> None:
+        """
+        The service listens on UDP and TCP, same port and interface, with
+        the TCP limits given.
+        """
+        from migrate.locator import LocatorServer, LocatorStreamFactory
+        from migrate.tap import makeLocatorService
+
+        path = keyFile(self, "laptop:%s\n" % (SECRET,))
+        options = self.parse(
+            "--key-file", path, "--port", "5353", "--interface", "127.0.0.2", "--tcp-connections", "9",
+            "--tcp-per-address", "3", "--tcp-idle", "2.5",
+        )
+        from twisted.application.service import MultiService
+
+        service = makeLocatorService(options)
+        assert isinstance(service, MultiService)
+        udp, tcp = service.getServiceNamed("udp"), service.getServiceNamed("tcp")
+        self.assertEqual((udp.args[0], udp.kwargs), (5353, {"interface": "127.0.0.2"}))
+        self.assertEqual((tcp.args[0], tcp.kwargs), (5353, {"interface": "127.0.0.2"}))
+        server, streams = udp.args[1], tcp.args[1]
+        self.assertIsInstance(server, LocatorServer)
+        self.assertIsInstance(streams, LocatorStreamFactory)
+        self.assertIs(streams.server, server)
+        self.assertEqual(
+            (streams.maxConnections, streams.maxPerAddress, streams.idleTimeout), (9, 3, 2.5)
+        )
+        self.assertEqual(list(server.keyring), [dns.name.from_text("laptop.")])
+        server.table.close()
+
+
 class TwistdLocatorTests(TestCase):
     timeout = 60
 
     @inlineCallbacks
     def test_twistdMigrateLocator(self) -> Any:
         """
-        C{twistd migrate-locator} serves a zone: a signed publication is
-        accepted, a forged one refused, and lookups see only the first.
+        C{twistd migrate-locator}, its key in a file, serves a zone: a
+        signed publication is accepted, a forged one refused, and lookups
+        see only the first; a name with more addresses than fit in a
+        datagram is found whole, over TCP.
         """
         import os
         import signal
@@ -241,13 +377,14 @@ class TwistdLocatorTests(TestCase):
         p = subprocess.Popen(
             TWISTD
             + ["-n", "--pidfile=", "--logfile=" + log, "migrate-locator", "--zone", "mobile.example",
-               "--key", "laptop:" + SECRET, "--port", str(port), "--store", os.path.abspath(self.mktemp())],
+               "--key-file", keyFile(self, "laptop:%s\n" % (SECRET,)), "--port", str(port),
+               "--store", os.path.abspath(self.mktemp())],
             cwd=ROOT,
             env=ENV,
         )
         self.addCleanup(lambda: (p.send_signal(signal.SIGTERM), p.wait()))
         for _ in range(200):
-            if os.path.exists(log) and "starting on %d" % port in open(log).read():
+            if os.path.exists(log) and open(log).read().count("starting on %d" % port) == 2:
                 break
             yield deferLater(reactor, 0.05, lambda: None)
         where = ("127.0.0.1", port)
@@ -259,6 +396,10 @@ class TwistdLocatorTests(TestCase):
         found = yield DNSLocator(reactor, where, ZONE).resolve("laptop.mobile.example.")
         self.assertEqual(found, ["10.9.9.9"])
         self.assertIn("update refused", open(log).read())
+        many = ["fd00::%x" % (i + 1,) for i in range(40)]
+        yield DNSLocator(reactor, where, ZONE, "laptop.", SECRET).publish("many.mobile.example.", many)
+        found = yield DNSLocator(reactor, where, ZONE).resolve("many.mobile.example.")
+        self.assertEqual(sorted(found), sorted(many))
 
 
 class BindTests(TestCase):
@@ -309,6 +450,17 @@ class BindTests(TestCase):
         self.assertEqual((yield locator.resolve("server.mobile.example.", True)), ["10.77.0.2"])
 
     @inlineCallbacks
+    def test_truncatedOverTCP(self) -> Any:
+        """
+        A name with more addresses than fit in a datagram is found whole:
+        the truncated UDP answer is asked again over TCP.
+        """
+        many = ["fd00::%x" % (i + 1,) for i in range(40)]
+        locator = DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET)
+        yield locator.publish("many.mobile.example.", many)
+        self.assertEqual(sorted((yield locator.resolve("many.mobile.example.", True))), sorted(many))
+
+    @inlineCallbacks
     def test_forgedAndStale(self) -> Any:
         """
         BIND refuses an update signed with the wrong secret, and one signed
@@ -318,7 +470,8 @@ class BindTests(TestCase):
         good = DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET)
         yield good.publish("server.mobile.example.", ["10.77.0.1"])
         forger = DNSLocator(reactor, self.where, ZONE, "laptop.", OTHER)
-        yield self.assertFailure(forger.publish("server.mobile.example.", ["192.0.2.66"]), Exception)
+        error = yield self.assertFailure(forger.publish("server.mobile.example.", ["192.0.2.66"]), LocatorError)
+        self.assertIn("the TSIG key laptop. or its secret is wrong (BADSIG)", str(error))
         stale = signedUpdate("server.mobile.example.", "192.0.2.67")
         wire = signedAt(stale, 1_000_000.0)
         import socket as socketModule

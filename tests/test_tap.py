@@ -435,4 +435,5 @@ class LocatorTapTests(SynchronousTestCase):
         self.assertEqual(o["zone"], "m.example.")
         self.assertEqual(o["keys"], {"laptop.": "c2VjcmV0"})
         service = makeLocatorService(o)
-        self.assertEqual(service.args[0], 5353)
+        udp, tcp = service.getServiceNamed("udp"), service.getServiceNamed("tcp")  # type: ignore[attr-defined]
+        self.assertEqual((udp.args[0], tcp.args[0]), (5353, 5353))
