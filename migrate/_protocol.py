@@ -353,6 +353,25 @@ class Carrier(Protocol):
         return ISSLTransport.providedBy(self.transport)
 
     @property
+    def queued(self) -> int:
+        """
+        Bytes written to this carrier that its transport still holds (not
+        yet handed to the kernel), through a TLS layer too, as far as
+        Twisted's transports show them (0 for a transport that does not).
+        """
+        total = 0
+        transport: Any = self.transport
+        for _ in range(3):
+            if transport is None:
+                break
+            data = getattr(transport, "dataBuffer", None)
+            if isinstance(data, bytes):
+                total += len(data) - int(getattr(transport, "offset", 0))
+                total += int(getattr(transport, "_tempDataLen", 0))
+            transport = getattr(transport, "transport", None)
+        return max(total, 0)
+
+    @property
     def exporter(self) -> Optional[Callable[[], bytes]]:
         """
         On a TLS carrier, a function giving its RFC 5705 exporter value for

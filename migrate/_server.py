@@ -33,6 +33,7 @@ from . import _wire
 from ._advertise import AdvertisePolicy
 from ._core import ProtocolViolation
 from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
+from ._memory import releaseFreedMemory
 from ._options import SessionOptions
 from ._protocol import Carrier, whenAllClosed
 from ._session import Session, State, restoreSession
@@ -92,6 +93,18 @@ _BUSY_RETRY = 0.25
 _SHUTDOWN_NOTICE = "server shut down"
 
 _FULL_RETRY = 2.0
+
+#: What the memory budget counts for a handshake in progress: its carrier,
+#: parser, handshake state and transport (an estimate, in bytes).
+HANDSHAKE_COST = 8 * 1024
+
+#: What the memory budget counts for a closed-session record (the session
+#: object without its data: an estimate, in bytes).
+RECORD_COST = 4 * 1024
+
+#: Freed session data (bytes) after which the server gives the C library's
+#: free heap back to the system (see L{migrate._memory}).
+_TRIM_AFTER = 8 * 1024 * 1024
 
 
 def _hostOf(address: IAddress) -> str:
@@ -224,6 +237,8 @@ class MigrateServerFactory(Factory):
         self._countedHost: dict[bytes, str] = {}
         self._opens: Counter[str] = Counter()
         self._openSecond = -1
+        self._freedSinceTrim = 0
+        self._trimCall: Optional[IDelayedCall] = None
         self._opensTotal = 0
         self._shutdownTrigger: Optional[object] = None
 
@@ -246,6 +261,24 @@ class MigrateServerFactory(Factory):
     def doStop(self) -> None:
         self.wrappedFactory.doStop()
         super().doStop()
+        call, self._trimCall = self._trimCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _freed(self, nbytes: int) -> None:
+        """
+        C{nbytes} of session data are being let go: past L{_TRIM_AFTER} in
+        all, give the free heap back to the system in a moment (once the
+        buffers and their carriers are really gone), at most once a second.
+        """
+        self._freedSinceTrim += nbytes
+        if self._freedSinceTrim >= _TRIM_AFTER and self._trimCall is None:
+            self._trimCall = self.clock.callLater(1.0, self._trim)
+
+    def _trim(self) -> None:
+        self._trimCall = None
+        self._freedSinceTrim = 0
+        releaseFreedMemory()
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Carrier:
         return Carrier(self, self.options.maxFrame, self.clock, self.options.drainTimeout)
@@ -738,13 +771,21 @@ class MigrateServerFactory(Factory):
         """
         Bytes held in memory for peers: the unacknowledged data of every
         session in memory (hibernated ones hold theirs in the store, ended
-        ones only their notice).
+        ones only their notice), what their carriers' transports still
+        hold to send (closing carriers and handshakes included), and a
+        fixed estimate for each handshake in progress
+        (L{HANDSHAKE_COST}) and each closed-session record
+        (L{RECORD_COST}).
         """
-        return sum(
-            s.engine.buffered
-            for s in self.sessions.values()
-            if not s.hibernated and not s.ended
-        )
+        total = 0
+        for session in self.sessions.values():
+            if not session.hibernated and not session.ended:
+                total += session.engine.buffered
+            for carrier in session.carriers():
+                total += carrier.queued
+        for carrier in self._pending:
+            total += carrier.queued + HANDSHAKE_COST
+        return total + len(self._closed) * RECORD_COST
 
     def _checkBudget(self) -> None:
         """
@@ -810,6 +851,7 @@ class MigrateServerFactory(Factory):
         self._forgetDetached(session)
         self._uncountHost(session)
         self.sessions.pop(session.sessionID, None)
+        self._freed(session.engine.buffered)
         if session.engine.finished or session.endNotice is not None:
             # Remembered for a while, so that a peer that missed the end
             # and resumes learns it: a record, not a session (it does not

@@ -1459,6 +1459,16 @@ class Session:
         ):
             self._appGone(Failure(reason))
 
+    def carriers(self) -> list[Carrier]:
+        """
+        Every carrier this session still holds: its current one and those
+        closing.
+        """
+        held = list(self._closingCarriers or ())
+        if self.carrier is not None and self.carrier not in held:
+            held.append(self.carrier)
+        return held
+
     def carrierClosing(self, carrier: Carrier) -> None:
         """
         A carrier of ours is closing (flushing, or waiting for the peer to

@@ -11,6 +11,8 @@ import os
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -743,6 +745,33 @@ class MemoryBudgetTests(SynchronousTestCase):
         pair.net.cutAll()
         pair.net.flush()
         return clients
+
+    def test_everythingHeldCounted(self) -> None:
+        """
+        The budget counts, besides session buffers, every handshake in
+        progress and every closed-session record (each at its documented
+        estimate) and what carriers' transports still hold to send.
+        """
+        from migrate._server import HANDSHAKE_COST, RECORD_COST
+
+        factory = self.pair.factory
+        self.assertEqual(factory.held(), 0)
+        attackers = [Attacker(self.pair, "192.0.2.%d" % (i,)) for i in range(1, 4)]
+        self.assertEqual(factory.held(), 3 * HANDSHAKE_COST)
+        # A transport holding bytes it has not sent (as Twisted's TCP
+        # transport shows them) counts too.
+        attackers[0].transport.dataBuffer = b"q" * 5000  # type: ignore[attr-defined]
+        attackers[0].transport.offset = 1000  # type: ignore[attr-defined]
+        attackers[0].transport._tempDataLen = 300  # type: ignore[attr-defined]
+        self.assertEqual(factory.held(), 3 * HANDSHAKE_COST + 4300)
+        for attacker in attackers:
+            attacker.carrier.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(factory.held(), 0)
+        self.pair.open()
+        self.pair.client.transport.loseConnection()
+        self.pair.net.flush()
+        self.assertEqual(len(factory._closed), 1)
+        self.assertEqual(factory.held(), RECORD_COST)
 
     def test_largestDetachedEnd(self) -> None:
         """
