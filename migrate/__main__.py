@@ -1,8 +1,12 @@
 """
 Command-line tools for a C{twistd migrate --status ...} process:
 
-  - C{python -m migrate status URL} prints its sessions as a table
-    (C{--json}: the raw JSON, with every field of every session);
+  - C{python -m migrate status URL} prints every session it knows, as
+    tables with units: live ones (attached, detached with the time they
+    have left, closing), hibernated ones (in memory, being saved, in the
+    store) and recently ended ones (with their reason code and words); and
+    a summary line (C{--json}: the raw JSON, with every field of every
+    session);
   - C{python -m migrate expire URL SESSIONID} ends one session now, live or
     hibernated: it reads the view's token (the C{X-Migrate-Token} header of
     a C{GET}) and sends it with its C{POST}.
@@ -27,7 +31,7 @@ from http.client import HTTPResponse
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._status import TOKEN_HEADER, renderTable
+from ._status import TOKEN_HEADER, renderText
 
 AUTH_VARIABLE = "MIGRATE_STATUS_AUTH"
 
@@ -200,15 +204,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         json.dump(report, sys.stdout, indent=1)
         print()
         return 0
-    rows = renderTable(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    hibernated = report.get("hibernated", [])
-    print(
-        "%d live session(s), %d hibernated, %d recently ended"
-        % (len(report["sessions"]), len(hibernated), len(report["ended"]))
-    )
+    sys.stdout.write(renderText(report))
     return 0
 
 

@@ -50,6 +50,9 @@ from .monitors import MonitorLease
 _LOOKUP_INTERVAL = 0.5
 
 # Seconds between the starts of racing candidates.
+
+#: Seconds between summaries of failed reconnect attempts in the log.
+_SUMMARY_INTERVAL = 30.0
 _STAGGER = 0.05
 
 # How many times an opening whose confirmation may have been lost is retried.
@@ -185,6 +188,8 @@ class ClientConnector:
         self._waitingDecision: Optional[Deferred[Any]] = None
         self.session: Session | None = None
         self.attempts = 0
+        self._summaryAt: Optional[float] = None
+        self._failedSince = 0
         self._opened: Deferred[IProtocol] | None = None
         self._connecting: Deferred[Any] | None = None
         self._carrier: Carrier | None = None
@@ -557,13 +562,43 @@ class ClientConnector:
         if self._stopped or session is None or session.ended:
             return
         self._relocate()
+        self._logFailure(session, reason)
+        self._scheduleRetry(retryAfter or 0.0)
+
+    def _logFailure(self, session: Session, reason: str) -> None:
+        """
+        Log failed reconnect attempts in summary: the first one, then
+        every L{_SUMMARY_INTERVAL} seconds how many failed since and the
+        last reason (each one at debug level), never a line per attempt.
+        """
         self.log.debug(
             "session {sid}: attempt {n} failed: {reason}",
             sid=session.hexID,
             n=self.attempts,
             reason=reason,
         )
-        self._scheduleRetry(retryAfter or 0.0)
+        now = self.clock.seconds()
+        self._failedSince += 1
+        if self._summaryAt is None:
+            self._summaryAt = now
+            self._failedSince = 0
+            self.log.info(
+                "session {sid}: reconnecting: {reason}",
+                sid=session.hexID,
+                reason=reason,
+                event="reconnecting",
+            )
+        elif now - self._summaryAt >= _SUMMARY_INTERVAL:
+            self.log.info(
+                "session {sid}: still trying: {n} attempts in {seconds:.0f} s, last error: {reason}",
+                sid=session.hexID,
+                n=self._failedSince,
+                seconds=now - self._summaryAt,
+                reason=reason,
+                event="reconnecting",
+            )
+            self._summaryAt = now
+            self._failedSince = 0
 
     def _scheduleRetry(self, atLeast: float = 0.0) -> None:
         if self._retryCall is not None or self._stopped:
@@ -707,6 +742,8 @@ class ClientConnector:
     def _finishAttempt(self) -> None:
         self._clearAttempt()
         self.attempts = 0
+        self._summaryAt = None
+        self._failedSince = 0
 
     def _openAccepted(
         self, carrier: Carrier, handshake: ClientHandshake, confirm: bytes

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
@@ -41,10 +42,14 @@ class _Half(Protocol):
     log = Logger()
     transport: Any
 
+    backend = False
+
     def __init__(self) -> None:
         self.peer: Optional[_Half] = None
         self.pending: list[bytes] = []
         self.readClosed = False
+        self.ended = False
+        self.endedFirst = False
         self.closed = False
 
     def dataReceived(self, data: bytes) -> None:
@@ -55,7 +60,9 @@ class _Half(Protocol):
             peer.transport.write(data)
 
     def readConnectionLost(self) -> None:
+        self.ended = True
         peer = self.peer
+        self.endedFirst = peer is None or not peer.ended
         if peer is None:
             self.readClosed = True
         else:
@@ -71,7 +78,25 @@ class _Half(Protocol):
             peer.peer = None
             if peer.transport is not None:
                 peer.transport.unregisterProducer()
+                if self.backend and (self.endedFirst or not peer.ended):
+                    # The backend ended first: say so (the live view shows it).
+                    _sayWhy(
+                        peer.transport,
+                        "backend closed"
+                        if reason.check(ConnectionDone)
+                        else "backend reset: %s" % (reason.getErrorMessage(),),
+                    )
                 peer.transport.loseConnection()
+
+
+def _sayWhy(transport: Any, why: str) -> None:
+    """
+    Record why the forwarder closes a Migrate session (see
+    L{migrate._transport.MigrateTransport.closeReason}); other transports
+    have nowhere to keep it.
+    """
+    if hasattr(transport, "closeReason"):
+        transport.closeReason = why
 
 
 def _halfClose(side: _Half) -> None:
@@ -117,6 +142,7 @@ class _Inbound(_Half):
 
     def connectionMade(self) -> None:
         outbound = _Half()
+        outbound.backend = True
         d = self.target.connect(Factory.forProtocol(lambda: outbound))
 
         def connected(_: object) -> None:
@@ -131,6 +157,7 @@ class _Inbound(_Half):
                 reason=reason.getErrorMessage(),
             )
             if self.transport is not None:
+                _sayWhy(self.transport, "backend refused: %s" % (reason.getErrorMessage(),))
                 self.transport.loseConnection()
 
         d.addCallbacks(connected, failed)

@@ -203,7 +203,10 @@ class SessionOptions:
                 else:
                     converted[name] = str(text)
             except ValueError:
-                raise ValueError("bad value %r for Migrate option %r" % (text, name))
+                expected = "a whole number" if kind in ("int", int) else "a number"
+                raise ValueError(
+                    "bad value %r for Migrate option %r: expected %s" % (text, name, expected)
+                )
         return cls(**converted)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> SessionOptions:

@@ -92,6 +92,13 @@ _BUSY_RETRY = 0.25
 #: What the clients of sessions that end with their server are told.
 _SHUTDOWN_NOTICE = "server shut down"
 
+#: What clients reconnecting to a server that stops are told: it is
+#: checkpointing its sessions for a restart on the same store.
+_RESTART_NOTICE = "server restarting"
+
+#: When a client refused by a stopping server may try again.
+_STOPPING_RETRY = 1.0
+
 _FULL_RETRY = 2.0
 
 #: What the memory budget counts for a handshake in progress: its carrier,
@@ -238,6 +245,9 @@ class MigrateServerFactory(Factory):
         self._opens: Counter[str] = Counter()
         self._openSecond = -1
         self._freedSinceTrim = 0
+        self._stopping: Optional[str] = None
+        self._draining = False
+        self._drainWait: Optional[Deferred[None]] = None
         self._trimCall: Optional[IDelayedCall] = None
         self._opensTotal = 0
         self._shutdownTrigger: Optional[object] = None
@@ -286,6 +296,11 @@ class MigrateServerFactory(Factory):
     # Handshaker
 
     def carrierConnected(self, carrier: Carrier) -> None:
+        if self._stopping is not None:
+            # Going away: clients hold on (a restart on the same store
+            # resumes their sessions) or learn why at once.
+            carrier.reject(_wire.REJECT_BUSY, self._stopping, _STOPPING_RETRY)
+            return
         host = _shareOf(carrier.transport.getPeer())
         # The per-address bound is for sharing the table when it is
         # crowded: while less than half of it is in use, one address (a
@@ -608,6 +623,49 @@ class MigrateServerFactory(Factory):
         carrier.reject(_wire.REJECT_REFUSED, reason)
         session.end(SessionExpired(reason))
 
+    def drain(self, timeout: float) -> Deferred[None]:
+        """
+        Stop taking new sessions (openings are refused as busy, "server
+        draining", so that a load balancer's next pick or a later retry
+        goes elsewhere) while the sessions already here go on, resuming as
+        usual, until they all ended or C{timeout} seconds passed: for
+        rolling restarts.  A second call only waits again.
+
+        @return: a L{Deferred} that fires when no session is left in memory
+            (hibernated ones live on in the store) or at the timeout.
+        """
+        if not self._draining:
+            self._draining = True
+            self.log.info(
+                "draining: no new sessions; waiting up to {timeout} s for {n} session(s)",
+                timeout=timeout,
+                n=self._liveCount(),
+            )
+        live = [
+            s.whenEnded() for s in self.sessions.values() if not s.ended and not s.hibernated
+        ]
+        done: Deferred[None] = Deferred()
+        self._drainWait = done
+        if not live:
+            done.callback(None)
+            return done
+        def fire() -> None:
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(timeout, fire)
+
+        def allEnded(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+            fire()
+
+        gatherResults(live).addBoth(allEnded)
+        return done
+
+    def _liveCount(self) -> int:
+        return sum(1 for s in self.sessions.values() if not s.ended and not s.hibernated)
+
     def _admitOpen(self, host: str) -> None:
         """
         Decide whether C{host} may open a session now, fairly: raise
@@ -625,6 +683,10 @@ class MigrateServerFactory(Factory):
             second.  Rare openers still get in while one address floods.
         """
         self._purgeClosed()
+        if self._draining:
+            raise HandshakeFailed(
+                _wire.REJECT_BUSY, "server draining: no new sessions", _FULL_RETRY
+            )
         maxSessions = self.options.maxSessions
         live = len(self.sessions) - len(self._closed)
         if live >= maxSessions:
@@ -874,16 +936,19 @@ class MigrateServerFactory(Factory):
 
     # Hibernation
 
-    def hibernate(self, session: Session) -> None:
+    def hibernate(self, session: Session) -> Deferred[None]:
         """
         Checkpoint a detached session into the store and give back its live
         resources.  A migratable application (L{IMigratable}) is dropped
         with the session object; any other stays in memory (it cannot be
         rebuilt), but its timers and buffers go.
+
+        @return: a L{Deferred} that fires once the checkpoint is in the
+            store (or could not be written: that is logged).
         """
         store = self.store
         if store is None or session.ended or session.hibernated or session.state is not State.DETACHED:
-            return
+            return succeed(None)
         transport = session.transport
         if transport is not None:
             session.upcalls.notify("aboutToHibernate", transport)
@@ -924,7 +989,7 @@ class MigrateServerFactory(Factory):
             self.log.info("session {sid} stored", sid=sid.hex(), event="stored")
 
         # On failure the checkpoint stays in memory and can still be resumed.
-        store.save(record).addCallbacks(
+        return store.save(record).addCallbacks(
             saved,
             self._storeError,
             errbackArgs=("session {sid}: could not write to the store",),
@@ -982,14 +1047,61 @@ class MigrateServerFactory(Factory):
         if trigger is not None:
             self.clock.removeSystemEventTrigger(trigger)  # type: ignore[attr-defined]
 
-    def _reactorStopping(self) -> None:
+    def _reactorStopping(self) -> Deferred[None]:
         self._shutdownTrigger = None
+        draining = self._drainWait
+        if draining is not None and not draining.called:
+            # A drain (twistd migrate --drain) lets the live sessions go on
+            # first.
+            after: Deferred[None] = Deferred()
+            draining.addBoth(lambda _: self._stopNow().chainDeferred(after))
+            return after
+        return self._stopNow()
+
+    def _stopNow(self) -> Deferred[None]:
+        self._stopping = _RESTART_NOTICE if self.store is not None else _SHUTDOWN_NOTICE
         self._stopBudgetChecks()
         for carrier in list(self._pending):
             self._donePending(carrier)
             carrier.abandon()
+        saved = self._checkpointForRestart()
         for session in list(self.sessions.values()):
             session.shutdown()
+        self._stopBudgetChecks()
+        return saved
+
+    def _checkpointForRestart(self) -> Deferred[None]:
+        """
+        The process is stopping: with a store, every session whose
+        application is migratable is checkpointed into it (its carrier
+        closed, after what was written to it), so that this server started
+        again on the same store resumes it; its client, reconnecting
+        meanwhile, is refused as busy ("server restarting") and holds on.
+
+        @return: a L{Deferred} that fires once the checkpoints are in the
+            store.
+        """
+        if self.store is None:
+            return succeed(None)
+        saves: list[Deferred[None]] = []
+        for session in list(self.sessions.values()):
+            if (
+                session.ended
+                or session.hibernated
+                or session.appLost
+                or not IMigratable.providedBy(session.app)
+            ):
+                continue
+            carrier = session.carrier
+            if carrier is not None:
+                carrier.retire(_RESTART_NOTICE, graceful=True)
+                session.carrierLost(carrier, _RESTART_NOTICE)
+            saves.append(self.hibernate(session))
+        if saves:
+            self.log.info(
+                "stopping: {n} session(s) checkpointed for a restart", n=len(saves)
+            )
+        return gatherResults(saves).addCallback(lambda _: None)
 
     def endSessions(
         self, notice: str = _SHUTDOWN_NOTICE, timeout: float = 1.0
@@ -1008,7 +1120,9 @@ class MigrateServerFactory(Factory):
         @return: a L{Deferred} that fires when the notices went out (their
             connections closed) or C{timeout} passed.
         """
+        self._stopping = notice
         closing = []
+        saved = self._checkpointForRestart()
         for session in list(self.sessions.values()):
             if session.ended or session.hibernated:
                 continue
@@ -1016,11 +1130,15 @@ class MigrateServerFactory(Factory):
             if current is not None and not current.retired:
                 closing.append(current)
             session.end(SessionExpired(notice), notice)
+        if self.store is not None:
+            self._stopping = _RESTART_NOTICE
         if closing:
             self.log.info(
                 "ending sessions: {n} client(s) told: {notice}", n=len(closing), notice=notice
             )
-        return whenAllClosed(self.clock, closing, timeout)
+        return gatherResults([saved, whenAllClosed(self.clock, closing, timeout)]).addCallback(
+            lambda _: None
+        )
 
     def startFactory(self) -> None:
         self._watchShutdown()

@@ -302,7 +302,7 @@ class Session:
         self.createdAt = clock.seconds()
         self.onCarrierLost: Callable[[Session], None] = lambda s: None
         self.onEnd: Callable[[Session], None] = lambda s: None
-        self.onHibernate: Optional[Callable[[Session], None]] = None
+        self.onHibernate: Optional[Callable[[Session], object]] = None
         self.hibernated = False
         self._hibernateCall: IDelayedCall | None = None
         self._pauseReasons: set[str] = {_DETACHED}
@@ -1435,10 +1435,12 @@ class Session:
             self.carrier = None
             carrier.retire("session ended")
         self._tellAppEnded(reason)
+        detail = " ".join(str(a) for a in reason.args if a)
         self.log.info(
-            "session {sid} ended: {reason}",
+            "session {sid} ended: {reason}{detail}",
             sid=self.hexID,
             reason=reason.__class__.__name__,
+            detail=" (%s)" % (detail,) if detail else "",
             event="ended",
         )
         self.onEnd(self)

@@ -3,10 +3,18 @@
 The live view of C{twistd migrate}: which sessions exist and how they are.
 
 L{SessionRegistry} is an upcall observer that keeps every live session's
-transport (and forgets it when the session ends, after a short while so
-that a closed session can still be seen).  L{StatusResource} serves the
-registry as JSON (C{/sessions.json}) for machines and as a small
-self-refreshing HTML page (C{/}) for people.
+transport and the last snapshot of every recently ended one; it also reads
+the servers it watches (L{SessionRegistry.watchServer}): their session
+table, their hibernated sessions (in memory, being saved, and in their
+store) and the closed sessions they still remember.  L{StatusResource}
+serves all of it as JSON (C{/sessions.json}) for machines and as a small
+self-refreshing HTML page (C{/}) for people; L{StatusSite} serves it
+without an access-log line per request (the page refreshes every 2 s).
+
+Every ended session gets a reason code from L{END_CODES}, derived by
+L{describeEnd} from what the session recorded (its end reason's class and
+words, the notice it told its peer, the reason its application gave for
+closing).
 
 The view changes state (C{POST /sessions/ID/expire}), so it guards itself
 against the browser on the operator's desk being used against it:
@@ -34,16 +42,19 @@ import os
 import re
 import secrets
 from collections import OrderedDict
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from .errors import SessionExpired
+from .errors import BufferOverflow, PeerAborted, SessionExpired
 
 SCHEMA_VERSION = 1
 
@@ -57,75 +68,480 @@ _HOSTNAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 _SAFE_METHODS = (b"GET", b"HEAD")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+END_CODES: dict[str, str] = {
+    "closed": "closed cleanly by either application, every byte delivered",
+    "aborted": "aborted by an application (abortConnection), on this side or the peer's",
+    "application-error": "an application raised an exception: the session was aborted",
+    "backend-refused": "the forwarder could not connect to its --connect target",
+    "backend-closed": "the forwarder's target closed its connection",
+    "backend-reset": "the forwarder's target connection was lost uncleanly",
+    "expired": "detached (or hibernated) for longer than the session timeout",
+    "expired-by-operator": "expired from the status view or python -m migrate expire",
+    "server-shutdown": "the server process stopped",
+    "client-shutdown": "the client process stopped",
+    "refused-resume": "a resume was refused: by policy, by the application, for "
+    "want of TLS, or by a server that no longer knows the session",
+    "capacity": "the server was at capacity (detached sessions or memory budget)",
+    "buffer-overflow": "a writer without a producer passed the buffer's hard cap",
+    "close-timeout": "a close did not complete in time (data left unacknowledged)",
+    "protocol-error": "the peer broke the protocol",
+    "restore-failed": "a hibernated session could not be restored",
+    "other": "anything else: see the text",
+}
+"""
+The reason codes of ended sessions (see L{describeEnd}), each with what it
+means.
+"""
+
+_TEXT_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("backend-refused", ("backend refused",)),
+    ("backend-reset", ("backend reset",)),
+    ("backend-closed", ("backend closed",)),
+    ("expired-by-operator", ("expired by the operator",)),
+    ("server-shutdown", ("server shut down",)),
+    ("client-shutdown", ("client shut down",)),
+    ("capacity", ("server at capacity",)),
+    ("buffer-overflow", ("buffer overflow", "buffer passed its hard cap")),
+    (
+        "refused-resume",
+        ("refused the resume", "resume refused", "refused by policy", "resumes only over tls"),
+    ),
+    ("application-error", ("application error",)),
+    ("protocol-error", ("protocol error", "impossible position")),
+    ("close-timeout", ("close did not complete",)),
+    (
+        "restore-failed",
+        ("hibernated state lost", "hibernated state unusable", "not restorable", "could not be restored"),
+    ),
+]
+"""
+The words that give a code away, first match first: the notices sessions
+tell their peers (which a peer hears as L{PeerAborted}'s words) and the
+reasons Migrate ends sessions with.
+"""
+
+_MAX_TEXT = 200
+
+
+def _words(error: BaseException) -> str:
+    """
+    What an exception says, on one line: its arguments (without the class
+    docstring Twisted's connection errors prefix them with), or failing
+    those its text.
+
+    @param error: the exception.
+    @return: at most 200 characters.
+    """
+    text = " ".join(str(a) for a in error.args) if error.args else str(error)
+    return " ".join((text or type(error).__name__).split())[:_MAX_TEXT]
+
+
+def describeEnd(
+    reason: BaseException,
+    notice: Optional[str] = None,
+    side: str = "server",
+    heard: Optional[BaseException] = None,
+    closeReason: Optional[str] = None,
+) -> tuple[str, str]:
+    """
+    The reason code (a key of L{END_CODES}) and the words of a session's
+    end.
+
+    The code is the first that matches: the words of a notice or reason
+    (see L{_TEXT_RULES}: C{"backend refused"}, C{"expired by the
+    operator"}, C{"server shut down"}, ...), whether on this side or told by
+    the peer; then the reactor shutting down (C{server-shutdown} or
+    C{client-shutdown}, after this side); then the class: L{BufferOverflow}
+    is C{buffer-overflow}, L{SessionExpired} saying "expired" or "detached
+    for more than" is C{expired}, L{ConnectionDone} is C{closed} (or, when
+    the application said why it closed, that reason's code),
+    L{ConnectionAborted} and L{PeerAborted} are C{aborted}; anything else is
+    C{other}.
+
+    @param reason: why the session ended
+        (L{migrate._session.Session.endReason}), or what its application
+        heard if it has not ended yet.
+    @param notice: what the session told (or would tell) its peer
+        (L{migrate._session.Session.endNotice}).
+    @param side: C{"server"} or C{"client"}: the side of this process.
+    @param heard: what the application heard in C{connectionLost}: added
+        to the text when of another class than C{reason} (an application's
+        exception, a close that later timed out).
+    @param closeReason: why the application closed the session, when it
+        said (the forwarder: C{"backend closed"}, ...).
+    @return: C{(code, text)}.
+    """
+    text = _words(reason)
+    if text == "aborted" and isinstance(reason, ConnectionAborted):
+        text = "aborted by the application on this side"
+    if notice and notice.lower() not in text.lower():
+        text = "%s (peer told: %s)" % (text, " ".join(notice.split()))
+    if closeReason and isinstance(reason, ConnectionDone):
+        # The application's own words for its clean close (the forwarder's
+        # "backend closed"): they give the code.
+        text = "%s; %s" % (" ".join(closeReason.split())[:_MAX_TEXT], text)
+    matched = text.lower()
+    if closeReason and not isinstance(reason, ConnectionDone):
+        text = "%s; the application had closed it: %s" % (text, " ".join(closeReason.split())[:_MAX_TEXT])
+    if heard is not None and type(heard) is not type(reason):
+        heardWords = _words(heard)
+        if heardWords.lower() not in matched:
+            text = "%s; the application heard %s: %s" % (text, type(heard).__name__, heardWords)
+    code = "other"
+    for candidate, needles in _TEXT_RULES:
+        if any(needle in matched for needle in needles):
+            code = candidate
+            break
+    else:
+        if "reactor is shutting down" in matched:
+            code = "client-shutdown" if side == "client" else "server-shutdown"
+        elif isinstance(reason, BufferOverflow):
+            code = "buffer-overflow"
+        elif isinstance(reason, SessionExpired) and (
+            "expired" in matched or "detached for more than" in matched
+        ):
+            code = "expired"
+        elif isinstance(reason, ConnectionDone):
+            code = "closed"
+        elif isinstance(reason, (ConnectionAborted, PeerAborted)):
+            code = "aborted"
+    return code, text[: 2 * _MAX_TEXT]
+
+
+def _valueOf(failure: Failure) -> BaseException:
+    """
+    A failure's exception.
+    """
+    value = failure.value
+    return value if value is not None else Exception(failure.getErrorMessage())
+
+
+def _sideOf(session: Any) -> str:
+    return "client" if session.isClient else "server"
+
+
+def _expiresAt(session: Any) -> Optional[float]:
+    """
+    When a detached or hibernated session expires unless resumed: its
+    expiry timer's time if it has one, else (hibernated: the server's purge
+    ends it) the time it detached plus its policy's C{expireAfter()}.
+
+    @param session: a L{migrate._session.Session}.
+    @return: clock seconds, or L{None} while attached.
+    """
+    if session.detachedSince is None:
+        return None
+    call = getattr(session, "_expiryCall", None)
+    if call is not None and call.active():
+        return float(call.getTime())
+    return float(session.detachedSince + session.policy.expireAfter())
+
+
+def _snapshot(session: Any, now: float) -> dict[str, object]:
+    """
+    A session's L{IMigrateTransport.snapshot}, or what can be said of a
+    session without a transport.
+    """
+    transport = session.transport
+    if transport is not None:
+        return dict(transport.snapshot())
+    peer = session.lastPeer
+    return {
+        "id": session.hexID,
+        "side": _sideOf(session),
+        "state": "closed" if session.ended else session.state.value,
+        "peer": "%s:%s" % (peer.host, peer.port) if getattr(peer, "host", None) else None,
+        "age": now - session.createdAt,
+        "bytesSent": session.engine.sent,
+        "bytesReceived": session.engine.received - session.engine.finReceived,
+    }
+
+
+_HIBERNATED_KEYS = (
+    "id",
+    "side",
+    "state",
+    "hibernatedIn",
+    "local",
+    "peer",
+    "age",
+    "detachedFor",
+    "expiresAt",
+    "expiresIn",
+    "generation",
+    "handoffs",
+    "bytesSent",
+    "bytesAcknowledged",
+    "bytesReceived",
+)
+
+
+def _hibernatedEntry(now: float, where: str, **fields: object) -> dict[str, object]:
+    """
+    A hibernated session's entry: every key of L{_HIBERNATED_KEYS}, L{None}
+    for what is not known where it is.
+    """
+    entry: dict[str, object] = dict.fromkeys(_HIBERNATED_KEYS)
+    entry.update(fields)
+    entry["state"] = "hibernated"
+    entry["hibernatedIn"] = where
+    expiresAt = entry.get("expiresAt")
+    if isinstance(expiresAt, (int, float)):
+        entry["expiresIn"] = expiresAt - now
+    return entry
+
+
+def _recordEntry(record: Any, now: float, where: str) -> dict[str, object]:
+    """
+    The entry of a hibernated session from its checkpoint
+    (L{migrate.interfaces.SessionRecord}).
+    """
+    return _hibernatedEntry(
+        now,
+        where,
+        id=record.sessionID.hex(),
+        side=record.side,
+        local=record.host or None,
+        peer=record.peer or None,
+        age=now - record.createdAt,
+        detachedFor=now - record.detachedSince,
+        expiresAt=record.expiresAt,
+        generation=record.generation,
+        handoffs=record.handoffs,
+        bytesSent=record.sent,
+        bytesAcknowledged=min(record.acked, record.sent),
+        bytesReceived=record.received - int(record.finReceived),
+    )
+
 
 class SessionRegistry:
     """
-    Keeps the sessions of endpoints it observes.
+    Keeps the sessions of endpoints it observes, and reads the servers it
+    watches.
 
     @ivar live: the live sessions' transports, oldest first.
-    @ivar ended: recently ended sessions' last snapshots (at most
-        C{keepEnded}), oldest first.
+    @ivar ended: recently ended sessions' entries (at most C{keepEnded}),
+        oldest first, by C{(side, id)}.
+    @ivar servers: the watched server endpoints.
     """
 
     def __init__(self, clock: IReactorTime, keepEnded: int = 100) -> None:
         self.clock = clock
         self.keepEnded = keepEnded
         self.live: OrderedDict[int, Any] = OrderedDict()
-        self.ended: OrderedDict[int, dict[str, object]] = OrderedDict()
+        self.ended: OrderedDict[tuple[str, str], dict[str, object]] = OrderedDict()
         self.servers: list[Any] = []
 
-    def sessionEstablished(self, session: Any) -> None:
+    def sessionEstablished(self, transport: Any) -> None:
         # Keyed by object: one process may hold both ends of a session.
-        self.live[id(session)] = session
+        self.live[id(transport)] = transport
 
-    def sessionEnded(self, session: Any, reason: Any) -> None:
-        self.live.pop(id(session), None)
-        snapshot = session.snapshot()
-        snapshot["endReason"] = reason.type.__name__
+    def sessionEnded(self, transport: Any, reason: Failure) -> None:
+        """
+        A session's application heard C{connectionLost}: the session moves to
+        the ended ones, with its reason; its entry is brought up to date
+        when the session is entirely over (its close finished, or timed
+        out).
+        """
+        self.live.pop(id(transport), None)
+        heard = _valueOf(reason)
+        entry: dict[str, object] = transport.snapshot()
+        entry["endReason"] = type(heard).__name__
         # The words, not only the class: a clean close, a refused backend
         # and an operator's expiry can share one.
-        detail = " ".join(str(reason.getErrorMessage()).split())
-        snapshot["endDetail"] = detail[:200]
-        snapshot["endedAt"] = self.clock.seconds()
-        self.ended[id(session)] = snapshot
+        entry["endDetail"] = _words(heard)
+        entry["endedAt"] = self.clock.seconds()
+        self._describe(entry, transport, heard)
+        key = (str(entry["side"]), str(entry["id"]))
+        self.ended[key] = entry
+        self.ended.move_to_end(key)
         while len(self.ended) > self.keepEnded:
             self.ended.popitem(last=False)
 
+        def over(_: object) -> None:
+            if self.ended.get(key) is entry:
+                kept = {k: entry[k] for k in ("endReason", "endDetail", "endedAt")}
+                entry.update(transport.snapshot())
+                entry.update(kept)
+                self._describe(entry, transport, heard)
+
+        transport.whenEnded().addCallback(over)
+
+    def _describe(self, entry: dict[str, object], transport: Any, heard: BaseException) -> None:
+        """
+        Set an ended session's C{endCode} and C{endText}, from its end
+        reason if it has one yet, else from what its application heard.
+        """
+        session = transport._session
+        final = session.endReason
+        entry["endCode"], entry["endText"] = describeEnd(
+            final if final is not None else heard,
+            session.endNotice,
+            str(entry["side"]),
+            heard,
+            getattr(transport, "closeReason", None),
+        )
+
     def watchServer(self, endpoint: Any) -> None:
         """
-        Also show the hibernated sessions of a L{MigrateServerEndpoint}'s
-        factory, and let the view expire them.
+        Also show the sessions a L{MigrateServerEndpoint}'s factory knows
+        (hibernated and closed ones among them), and let the view expire
+        them.
         """
         self.servers.append(endpoint)
 
     def _factories(self) -> list[Any]:
         return [e.factory for e in self.servers if getattr(e, "factory", None) is not None]
 
-    def report(self) -> dict[str, object]:
+    def _collect(
+        self,
+    ) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]], int]:
         """
-        Everything the live view shows about sessions in memory.
+        The entries of the sessions in memory: live ones (attached,
+        detached, closing), hibernated ones (in memory, or being saved to a
+        store) and ended ones (oldest first); and how many more ended ones
+        a server remembers, too old to be shown.
         """
+        now = self.clock.seconds()
+        omitted = 0
+        seen: set[tuple[str, str]] = set(self.ended)
+        sessions: list[dict[str, object]] = []
+        hibernated: list[dict[str, object]] = []
+        ended = list(self.ended.values())
+
+        def addLive(session: Any) -> None:
+            key = (_sideOf(session), session.hexID)
+            if key in seen:
+                return
+            seen.add(key)
+            entry = _snapshot(session, now)
+            expiresAt = _expiresAt(session)
+            entry["expiresAt"] = expiresAt
+            if session.hibernated:
+                hibernated.append(_hibernatedEntry(now, "memory", **entry))
+            else:
+                entry["expiresIn"] = expiresAt - now if expiresAt is not None else None
+                sessions.append(entry)
+
+        for liveKey, transport in list(self.live.items()):
+            session = transport._session
+            if session.transport is not transport:
+                # Hibernated and dropped by its server: its checkpoint
+                # stands for it now.
+                del self.live[liveKey]
+                continue
+            addLive(session)
+        for factory in self._factories():
+            for session in list(factory.sessions.values()):
+                if not session.ended and session.transport is not None:
+                    addLive(session)
+            for record in list(getattr(factory, "_saving", {}).values()):
+                recordKey = (str(record.side), record.sessionID.hex())
+                if recordKey not in seen:
+                    seen.add(recordKey)
+                    hibernated.append(_recordEntry(record, now, "saving"))
+            # Newest first: past the newest keepEnded of them, older ones
+            # could not be shown and are only counted.
+            built = 0
+            for closedAt, session in reversed(list(getattr(factory, "_closed", {}).values())):
+                closedKey = (_sideOf(session), str(session.hexID))
+                if closedKey in seen:
+                    continue
+                seen.add(closedKey)
+                if built >= self.keepEnded:
+                    omitted += 1
+                    continue
+                built += 1
+                entry = _snapshot(session, now)
+                final = session.endReason if session.endReason is not None else Exception("unknown")
+                entry.update(
+                    age=closedAt - session.createdAt,
+                    endReason=type(final).__name__,
+                    endDetail=_words(final),
+                    endedAt=closedAt,
+                )
+                entry["endCode"], entry["endText"] = describeEnd(
+                    final,
+                    session.endNotice,
+                    _sideOf(session),
+                    closeReason=getattr(session.transport, "closeReason", None),
+                )
+                ended.append(entry)
+        ended.sort(key=_endOrder)
+        hibernated.sort(key=_expiryOrder)
+        return sessions, hibernated, ended, omitted
+
+    def _report(
+        self,
+        sessions: list[dict[str, object]],
+        hibernated: list[dict[str, object]],
+        ended: list[dict[str, object]],
+        older: int,
+        warnings: list[str],
+    ) -> dict[str, Any]:
+        """
+        The report: C{ended} cut to the last C{keepEnded}, the others
+        (and C{older} more) counted in C{endedOmitted}.
+        """
+        omitted = max(0, len(ended) - self.keepEnded)
         return {
             "version": SCHEMA_VERSION,
             "time": self.clock.seconds(),
-            "sessions": [t.snapshot() for t in self.live.values() if not t._session.hibernated],
-            "hibernated": [],
-            "ended": list(self.ended.values()),
+            "sessions": sessions,
+            "hibernated": hibernated,
+            "ended": ended[omitted:],
+            "endedOmitted": omitted + older,
+            "warnings": warnings,
         }
 
-    def fullReport(self) -> Deferred[dict[str, object]]:
+    def report(self) -> dict[str, Any]:
         """
-        L{report}, with the hibernated sessions of watched servers (read
-        from their stores).
+        Everything the live view shows about sessions in memory (see
+        L{fullReport} for the stores' too): C{version}, C{time},
+        C{sessions} (attached, detached and closing, oldest first),
+        C{hibernated} (in memory or being saved to a store, soonest to
+        expire first), C{ended} (the last C{keepEnded}, oldest first;
+        C{endedOmitted} counts older ones a server still remembers) and
+        C{warnings}.
         """
-        report = self.report()
-        listings = [f.listSessions() for f in self._factories()]
+        return self._report(*self._collect(), warnings=[])
 
-        def merge(results: list[list[dict[str, object]]]) -> dict[str, object]:
-            report["hibernated"] = [s for r in results for s in r if s.get("hibernated")]
-            return report
+    def fullReport(self) -> Deferred[dict[str, Any]]:
+        """
+        L{report}, with the hibernated sessions of the watched servers'
+        stores (listed without their buffers); a store that cannot be
+        listed is a warning, not a failure.
+        """
+        sessions, hibernated, ended, older = self._collect()
+        warnings: list[str] = []
+        seen = {(str(e["side"]), str(e["id"])) for e in sessions + hibernated + ended}
+        listings = []
 
-        return gatherResults(listings).addCallback(merge)
+        def listed(rows: list[tuple[bytes, str, float, str]]) -> None:
+            now = self.clock.seconds()
+            for sid, side, expiresAt, peer in rows:
+                key = (side, sid.hex())
+                if key not in seen:
+                    seen.add(key)
+                    hibernated.append(
+                        _hibernatedEntry(
+                            now, "store", id=sid.hex(), side=side, peer=peer or None, expiresAt=expiresAt
+                        )
+                    )
+
+        def unlisted(failure: Failure) -> None:
+            warnings.append("cannot list the hibernated sessions of a store: %s" % (_words(_valueOf(failure)),))
+
+        for factory in self._factories():
+            store = getattr(factory, "store", None)
+            if store is not None:
+                listings.append(store.list("server").addCallbacks(listed, unlisted))
+
+        def done(_: object) -> dict[str, Any]:
+            hibernated.sort(key=_expiryOrder)
+            return self._report(sessions, hibernated, ended, older, warnings)
+
+        return gatherResults(listings).addCallback(done)
 
     def expire(self, sessionID: str) -> Deferred[bool]:
         """
@@ -137,11 +553,27 @@ class SessionRegistry:
             return succeed(False)
         found = False
         for transport in list(self.live.values()):
-            if transport.sessionID == sessionID:
+            if transport.sessionID == sessionID and not transport._session.ended:
                 transport._session.end(SessionExpired("expired by the operator"), "expired by the operator")
                 found = True
         checks = [f.expireSession(sid) for f in self._factories()]
         return gatherResults(checks).addCallback(lambda r: found or any(r))
+
+
+def _expiryOrder(entry: dict[str, object]) -> float:
+    """
+    Sort key of hibernated sessions: soonest to expire first.
+    """
+    expiresAt = entry.get("expiresAt")
+    return float(expiresAt) if isinstance(expiresAt, (int, float)) else float("inf")
+
+
+def _endOrder(entry: dict[str, object]) -> float:
+    """
+    Sort key of ended sessions: oldest end first.
+    """
+    endedAt = entry.get("endedAt")
+    return float(endedAt) if isinstance(endedAt, (int, float)) else 0.0
 
 
 def normalizeHostName(name: str) -> str:
@@ -304,40 +736,205 @@ def _isLoopback(host: str | None) -> bool:
         return False
 
 
-def _fmt(value: object) -> str:
-    if value is None:
+def formatDuration(seconds: object) -> str:
+    """
+    A duration for people: C{"4.2 s"}, C{"37 s"}, C{"12 min 05 s"},
+    C{"3 h 20 min"}, C{"2 d 04 h"}; C{"-"} for none.
+
+    @param seconds: the duration in seconds, or L{None}.
+    """
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return "-"
-    if isinstance(value, float):
-        return "%.3f" % (value,)
-    return str(value)
+    sign = "-" if seconds < 0 else ""
+    s = abs(float(seconds))
+    if s < 10:
+        text = "%.1f s" % (s,)
+    elif s < 60:
+        text = "%d s" % (s,)
+    elif s < 3600:
+        text = "%d min %02d s" % divmod(int(s), 60)
+    elif s < 86400:
+        text = "%d h %02d min" % (s // 3600, int(s) % 3600 // 60)
+    else:
+        text = "%d d %02d h" % (s // 86400, int(s) % 86400 // 3600)
+    return sign + text
 
 
-_COLUMNS = [
-    ("id", "session"),
-    ("side", "side"),
-    ("state", "state"),
-    ("local", "local"),
-    ("peer", "peer"),
-    ("age", "age s"),
-    ("detachedFor", "detached s"),
-    ("handoffs", "handoffs"),
-    ("bytesSent", "sent"),
-    ("bytesAcknowledged", "acked"),
-    ("bytesBuffered", "buffered"),
-    ("bytesReceived", "received"),
-    ("rtt", "rtt s"),
-    ("lastRtt", "last rtt s"),
+def formatBytes(count: object) -> str:
+    """
+    A byte count for people: C{"512 B"}, C{"1.5 KiB"}, C{"3.0 MiB"}, ...;
+    C{"-"} for none.
+
+    @param count: the number of bytes, or L{None}.
+    """
+    if not isinstance(count, int) or isinstance(count, bool):
+        return "-"
+    if abs(count) < 1024:
+        return "%d B" % (count,)
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if abs(value) < 1024 or unit == "TiB":
+            break
+    return "%.1f %s" % (value, unit)
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _expiresIn(entry: Mapping[str, Any], now: float) -> str:
+    expiresIn = entry.get("expiresIn")
+    if isinstance(expiresIn, (int, float)) and expiresIn <= 0:
+        return "due"
+    return formatDuration(expiresIn)
+
+
+def _rtt(entry: Mapping[str, Any], now: float) -> str:
+    rtt = entry.get("rtt")
+    return "%.1f ms" % (rtt * 1000,) if isinstance(rtt, (int, float)) else "-"
+
+
+def _endedAgo(entry: Mapping[str, Any], now: float) -> str:
+    endedAt = entry.get("endedAt")
+    if not isinstance(endedAt, (int, float)):
+        return "-"
+    return formatDuration(max(0.0, now - endedAt)) + " ago"
+
+
+_Column = tuple[str, Callable[[Mapping[str, Any], float], str]]
+
+
+def _field(key: str, show: Callable[[object], str] = _text) -> Callable[[Mapping[str, Any], float], str]:
+    return lambda entry, now: show(entry.get(key))
+
+
+_LIVE_COLUMNS: list[_Column] = [
+    ("session", _field("id")),
+    ("side", _field("side")),
+    ("state", _field("state")),
+    ("peer", _field("peer")),
+    ("age", _field("age", formatDuration)),
+    ("detached for", _field("detachedFor", formatDuration)),
+    ("expires in", _expiresIn),
+    ("sent", _field("bytesSent", formatBytes)),
+    ("received", _field("bytesReceived", formatBytes)),
+    ("buffered", _field("bytesBuffered", formatBytes)),
+    ("handoffs", _field("handoffs")),
+    ("rtt", _rtt),
+]
+
+_HIBERNATED_COLUMNS: list[_Column] = [
+    ("session", _field("id")),
+    ("side", _field("side")),
+    ("state", _field("state")),
+    ("in", _field("hibernatedIn")),
+    ("peer", _field("peer")),
+    ("detached for", _field("detachedFor", formatDuration)),
+    ("expires in", _expiresIn),
+    ("sent", _field("bytesSent", formatBytes)),
+    ("received", _field("bytesReceived", formatBytes)),
+]
+
+_ENDED_COLUMNS: list[_Column] = [
+    ("session", _field("id")),
+    ("side", _field("side")),
+    ("state", _field("state")),
+    ("peer", _field("peer")),
+    ("ended", _endedAgo),
+    ("lasted", _field("age", formatDuration)),
+    ("sent", _field("bytesSent", formatBytes)),
+    ("received", _field("bytesReceived", formatBytes)),
+    ("reason", _field("endCode")),
+    ("why", _field("endText")),
 ]
 
 
-def renderTable(report: dict[str, Any]) -> list[list[str]]:
+class Section(NamedTuple):
     """
-    The report's sessions as rows of text, header first.
+    One table of the live view.
+
+    @ivar key: the report's list it shows: C{"sessions"}, C{"hibernated"}
+        or C{"ended"}.
+    @ivar title: its heading.
+    @ivar rows: the table as text, header first.
+    @ivar entries: the report's entries, one a row after the header.
     """
-    rows = [[label for _, label in _COLUMNS]]
-    for s in report["sessions"]:
-        rows.append([_fmt(s.get(key)) for key, _ in _COLUMNS])
-    return rows
+
+    key: str
+    title: str
+    rows: list[list[str]]
+    entries: list[Mapping[str, Any]]
+
+
+def _table(columns: list[_Column], entries: list[Mapping[str, Any]], now: float) -> list[list[str]]:
+    return [[label for label, _ in columns]] + [[show(e, now) for _, show in columns] for e in entries]
+
+
+def renderSections(report: Mapping[str, Any]) -> list[Section]:
+    """
+    The report's sessions as three tables of text, with units: live
+    sessions (attached, detached, closing), hibernated ones, and recently
+    ended ones (newest first, with their reason code and words).
+
+    @param report: a L{SessionRegistry.fullReport} (or its JSON, read back;
+        lists it lacks are empty).
+    """
+    now = float(report.get("time") or 0.0)
+    live = list(report.get("sessions") or [])
+    hibernated = list(report.get("hibernated") or [])
+    ended = list(reversed(report.get("ended") or []))
+    omitted = report.get("endedOmitted") or 0
+    return [
+        Section("sessions", "Live sessions (%d)" % (len(live),), _table(_LIVE_COLUMNS, live, now), live),
+        Section(
+            "hibernated",
+            "Hibernated sessions (%d)" % (len(hibernated),),
+            _table(_HIBERNATED_COLUMNS, hibernated, now),
+            hibernated,
+        ),
+        Section(
+            "ended",
+            "Recently ended sessions (%d, newest first%s)"
+            % (len(ended), ", %d older not shown" % (omitted,) if omitted else ""),
+            _table(_ENDED_COLUMNS, ended, now),
+            ended,
+        ),
+    ]
+
+
+def renderTable(report: Mapping[str, Any]) -> list[list[str]]:
+    """
+    The report's live sessions as rows of text, header first (the first
+    of L{renderSections}).
+    """
+    return renderSections(report)[0].rows
+
+
+def renderText(report: Mapping[str, Any]) -> str:
+    """
+    The report as the CLI prints it: each section's title and aligned
+    table (or "none"), the warnings, and a summary line.
+    """
+    lines: list[str] = []
+    for section in renderSections(report):
+        lines.append(section.title + (": none" if not section.entries else ""))
+        if section.entries:
+            widths = [max(len(r[i]) for r in section.rows) for i in range(len(section.rows[0]))]
+            for row in section.rows:
+                lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("")
+    for warning in report.get("warnings") or []:
+        lines.append("warning: %s" % (warning,))
+    lines.append(
+        "%d live session(s), %d hibernated, %d recently ended"
+        % (
+            len(report.get("sessions") or []),
+            len(report.get("hibernated") or []),
+            len(report.get("ended") or []),
+        )
+    )
+    return "\n".join(lines) + "\n"
 
 
 class StatusResource(Resource):
@@ -654,36 +1251,52 @@ class StatusResource(Resource):
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"not found: try / or /sessions.json\n"
-        rows = renderTable(report)
         token = html.escape(self.token, quote=True)
-        actions = [""] + [
-            "<form method='post' action='sessions/%s/expire'>"
-            "<input type='hidden' name='token' value='%s'>"
-            "<button type='submit'>expire</button></form>"
-            % (html.escape(str(s.get("id")), quote=True), token)
-            for s in report["sessions"]
-        ]
-        body = "".join(
-            "<tr>%s%s</tr>"
-            % (
-                "".join(
-                    ("<th>%s</th>" if i == 0 else "<td>%s</td>") % html.escape(cell)
-                    for cell in row
-                ),
-                ("<th>%s</th>" if i == 0 else "<td>%s</td>") % (action,),
-            )
-            for i, (row, action) in enumerate(zip(rows, actions))
+        parts = []
+        for section in renderSections(report):
+            parts.append("<h2>%s</h2>" % (html.escape(section.title),))
+            if not section.entries:
+                parts.append("<p>none</p>")
+                continue
+            # Live and hibernated sessions can be expired from here.
+            expirable = section.key != "ended"
+            rows = ["<tr>%s%s</tr>" % (
+                "".join("<th>%s</th>" % (html.escape(cell),) for cell in section.rows[0]),
+                "<th></th>" if expirable else "",
+            )]
+            for row, entry in zip(section.rows[1:], section.entries):
+                action = (
+                    "<td><form method='post' action='sessions/%s/expire'>"
+                    "<input type='hidden' name='token' value='%s'>"
+                    "<button type='submit'>expire</button></form></td>"
+                    % (html.escape(str(entry.get("id")), quote=True), token)
+                    if expirable
+                    else ""
+                )
+                rows.append(
+                    "<tr>%s%s</tr>" % ("".join("<td>%s</td>" % (html.escape(cell),) for cell in row), action)
+                )
+            parts.append("<table>%s</table>" % ("".join(rows),))
+        warnings = "".join(
+            "<p class='warning'>%s</p>" % (html.escape(str(w)),) for w in report.get("warnings") or []
         )
         page = (
             "<!DOCTYPE html><html><head><meta charset='utf-8'>"
             "<meta http-equiv='refresh' content='2'>"
             "<title>Migrate sessions</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%%}form{margin:0}</style>"
+            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%%}form{margin:0}"
+            "h2{font-size:110%%;margin:1em 0 .3em}.warning{color:#a00}</style>"
             "</head><body><h1>Migrate sessions</h1>"
             "<p>%d live, %d hibernated, %d recently ended. <a href='sessions.json'>JSON</a></p>"
-            "<table>%s</table></body></html>"
-            % (len(report["sessions"]), len(report["hibernated"]), len(report["ended"]), body)
+            "%s%s</body></html>"
+            % (
+                len(report["sessions"]),
+                len(report["hibernated"]),
+                len(report["ended"]),
+                warnings,
+                "".join(parts),
+            )
         )
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
@@ -697,3 +1310,28 @@ class StatusResource(Resource):
         request.setHeader(b"x-frame-options", b"DENY")
         request.setHeader(b"x-content-type-options", b"nosniff")
         return page.encode("utf-8")
+
+
+class StatusSite(Site):
+    """
+    The live view's site: a L{Site} that writes no access-log line per
+    request.  The page refreshes every 2 s and scripts poll the JSON, so an
+    access log would bury the sessions' own events in twistd's log; what
+    matters is still logged by L{StatusResource}: every refused request
+    (with its reason) and every expiry (with the client's address).
+
+    @ivar logRequests: whether to log every request after all, as L{Site}
+        does.
+    """
+
+    noisy = False
+    logRequests = False
+
+    def log(self, request: http.Request) -> None:
+        """
+        Log C{request} as L{Site} does only if L{logRequests} is set.
+
+        @param request: the finished request.
+        """
+        if self.logRequests:
+            Site.log(self, request)

@@ -10,7 +10,7 @@ L{Session}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
@@ -36,6 +36,11 @@ class MigrateTransport:
     """
 
     disconnecting = False
+
+    #: Why the application closed the session, if it says so (the
+    #: forwarder: "backend closed", "backend refused: ..."): shown by the
+    #: live view, never sent to the peer.
+    closeReason: Optional[str] = None
 
     def __init__(self, session: Session) -> None:
         self._session = session

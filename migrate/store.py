@@ -459,11 +459,12 @@ class SQLiteSessionStore:
         self._db: Optional[sqlite3.Connection] = None
         self._fd: Optional[int] = None
         self._closed = False
+        # Started on first use: a process that never uses its store (one
+        # that fails to listen, say) has no thread to keep it alive.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="migrate-store")
-        self._pool.start()
         addTrigger = getattr(reactor, "addSystemEventTrigger", None)
         if addTrigger is not None:
-            addTrigger("before", "shutdown", self.close)
+            addTrigger("before", "shutdown", self._closeAtShutdown)
 
     def _checkAll(self) -> None:
         """
@@ -622,6 +623,8 @@ class SQLiteSessionStore:
     def _run(self, f: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         if self._closed:
             return fail(RuntimeError("session store is closed"))
+        if not self._pool.started:
+            self._pool.start()
         d = deferToThreadPool(self._reactor, self._pool, self._work, f)
         d.addCallbacks(self._worked, self._failed)
         return d
@@ -726,6 +729,17 @@ class SQLiteSessionStore:
 
         return self._run(purge)
 
+    def _closeAtShutdown(self) -> Deferred[None]:
+        """
+        The reactor is stopping: close in its next turn, once every other
+        trigger of that moment ran (servers checkpoint their sessions into
+        this store then; the worker writes them, in order, before it
+        closes).
+        """
+        d: Deferred[None] = Deferred()
+        self._reactor.callLater(0, lambda: self.close().chainDeferred(d))
+        return d
+
     def close(self) -> Deferred[None]:
         """
         Close the database (without opening it if it never was) and stop
@@ -734,6 +748,9 @@ class SQLiteSessionStore:
         if self._closed:
             return succeed(None)
         self._closed = True
+        if not self._pool.started:
+            # Never used: nothing was opened.
+            return succeed(None)
         d = deferToThreadPool(self._reactor, self._pool, self._drop)
         d.addErrback(lambda f: self.log.failure("closing the session store failed", f))
 

@@ -15,25 +15,60 @@ Mobile side, where the client program connects::
 from __future__ import annotations
 
 import base64
+import os
+import re
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import Any, Mapping, Optional
 
 from twisted.application import internet, service
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
-from twisted.web.server import Site
 
-from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint
+from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint, redact
 from ._forward import ForwardingFactory
-from ._status import SessionRegistry, StatusResource, normalizeHostName, readCredentials
+from ._status import SessionRegistry, StatusResource, StatusSite, normalizeHostName, readCredentials
 from ._options import SessionOptions
 
 
 def _dashed(name: str) -> str:
     return "".join("-" + c.lower() if c.isupper() else c for c in name)
+
+
+#: Where C{twistd migrate}'s defaults differ from the library's: a
+#: detached session waits a day (a laptop carried home and back, a phone
+#: asleep overnight), hibernated into the default store meanwhile.
+TWISTD_DEFAULTS = {"sessionTimeout": 86400.0}
+
+
+def defaultStoreDirectory(listen: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """
+    The store C{twistd migrate} uses when C{--store} is not given: one
+    directory per C{--listen} endpoint (so that two instances never share
+    one) under systemd's C{$STATE_DIRECTORY}, else C{$XDG_STATE_HOME/migrate},
+    else C{~/.local/state/migrate}.
+    """
+    env = os.environ if environ is None else environ
+    base = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if not base:
+        xdg = env.get("XDG_STATE_HOME") or os.path.join(
+            env.get("HOME") or os.path.expanduser("~"), ".local", "state"
+        )
+        base = os.path.join(xdg, "migrate")
+    # Named after the endpoint's kind, port and interface only: never
+    # after its other options (a tsigSecret= must not become a file name).
+    kept = []
+    for part in re.split(r"(?<!\\):", listen):
+        key, equals, value = part.partition("=")
+        if not equals:
+            kept.append(part)
+        elif key in ("port", "interface"):
+            kept.append(value)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(kept)).strip("_")[:100] or "default"
+    return os.path.join(base, name)
 
 
 _HELP = {
@@ -89,6 +124,20 @@ class Options(usage.Options):
 
         print("migrate %s (Twisted %s)" % (migrate.__version__, twisted.__version__))
         sys.exit(0)
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The usage shown above a usage error: one line (C{--help} shows
+        every option; see L{_briefUsage}).
+        """
+        return _briefUsage(self, "migrate")
+
+    def __str__(self) -> str:
+        """
+        The whole help, every option described (what C{--help} prints).
+        """
+        return self.getSynopsis() + "\n" + usage.Options.getUsage(self, width=None)
+
     longdesc = (
         "Forward every connection accepted on --listen to a new connection "
         "made to --connect, with flow control and half-close passed through. "
@@ -135,8 +184,32 @@ class Options(usage.Options):
             "live view then needs HTTP basic auth with one of them",
         ],
     ] + [
-        [_dashed(f.name), None, None, "%s (default %s)" % (_HELP[f.name], f.default)]
+        [
+            "drain",
+            None,
+            "0",
+            "on SIGTERM, first stop taking new sessions and wait up to this "
+            "many seconds for the live ones to end (rolling restarts), then "
+            "end the rest, their clients told",
+        ],
+    ] + [
+        [
+            _dashed(f.name),
+            None,
+            None,
+            "%s (default %s)" % (_HELP[f.name], TWISTD_DEFAULTS.get(f.name, f.default)),
+        ]
         for f in fields(SessionOptions)
+    ]
+
+    optFlags: list[Any] = [
+        [
+            "no-store",
+            None,
+            "keep detached sessions in memory only, instead of the default "
+            "store (a directory under $STATE_DIRECTORY, $XDG_STATE_HOME or "
+            "~/.local/state: see --store)",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -161,11 +234,30 @@ class Options(usage.Options):
         for required in ("listen", "connect"):
             if not self[required]:
                 raise usage.UsageError("--%s is required" % (required,))
+        self["listenGiven"] = self["listen"]
+        self["connectGiven"] = self["connect"]
+        try:
+            self["drain"] = float(self["drain"])
+            if not self["drain"] >= 0:
+                raise ValueError()
+        except ValueError:
+            raise usage.UsageError("--drain takes seconds (a number, 0 or more), not %r" % (self["drain"],))
+        if self["no-store"] and self["store"]:
+            raise usage.UsageError("--store and --no-store: give one of them")
+        if (
+            not self["store"]
+            and not self["no-store"]
+            and self["listen"].startswith("migrate:")
+            and "store=" not in self["listen"]
+        ):
+            self["store"] = defaultStoreDirectory(self["listen"])
         given = {
             f.name: self[_dashed(f.name)]
             for f in fields(SessionOptions)
             if self[_dashed(f.name)] is not None
         }
+        for name, value in TWISTD_DEFAULTS.items():
+            given.setdefault(name, repr(value))
         try:
             SessionOptions.fromStrings(given)
         except ValueError as e:
@@ -192,7 +284,7 @@ class Options(usage.Options):
             try:
                 self[name + "Endpoint"] = parse(reactor, self[name])
             except Exception as e:
-                raise usage.UsageError("bad --%s endpoint %r: %s" % (name, self[name], e))
+                raise _badEndpoint("--" + name, self.get(name + "Given", self[name]), e)
 
     def _statusOptions(self) -> None:
         """
@@ -296,6 +388,37 @@ def _withOptions(description: str, given: dict[str, str]) -> str:
     return ":".join([description] + extra)
 
 
+def _briefUsage(options: usage.Options, command: str) -> str:
+    """
+    What C{twistd} shows of a subcommand's usage above one of its usage
+    errors.  C{twistd} prints C{str()} of its own options, which is its
+    synopsis line followed by the subcommand's L{usage.Options.getUsage}:
+    by default the whole help, a hundred lines that push the one line that
+    matters (the error, printed last) off the screen.  This is one line
+    instead: the subcommand's synopsis, and where the whole help is.
+
+    @param options: the subcommand's options.
+    @param command: the subcommand's name.
+    """
+    synopsis = getattr(options, "synopsis", "[options]")
+    return "       %s %s  (twistd %s --help lists every option)" % (command, synopsis, command)
+
+
+def _badEndpoint(option: str, description: str, error: Exception) -> usage.UsageError:
+    """
+    The usage error for an endpoint string that does not parse: one line,
+    naming the option, showing the string with its secrets hidden (see
+    L{migrate._endpoints.redact}), and what is wrong with it.
+
+    @param option: the option that gave it, e.g. C{"--listen"}.
+    @param description: the endpoint string.
+    @param error: what its parser raised (whose message shows no secret).
+    """
+    from ._endpoints import redact
+
+    return usage.UsageError("bad %s endpoint '%s': %s" % (option, redact(description), error))
+
+
 class ListenFailed(Exception):
     """
     A listening endpoint of C{twistd migrate} could not listen: the process
@@ -326,7 +449,7 @@ class _ListeningService(internet.StreamServerEndpointService):
             internet.StreamServerEndpointService.privilegedStartService(self)
         except Exception as e:
             raise ListenFailed(
-                "%s %s: cannot listen: %s" % (self.option, self.description, e)
+                "%s %s: cannot listen: %s" % (self.option, redact(self.description), e)
             ) from None
         waiting = self._waitingForPort
         if waiting is not None:
@@ -334,17 +457,48 @@ class _ListeningService(internet.StreamServerEndpointService):
             # asynchronously) stops the process too.
             waiting.addErrback(self._failedLater)
 
-    def endSessions(self) -> Any:
+    #: Seconds to drain for on SIGTERM before the sessions end (C{--drain}).
+    drainSeconds = 0.0
+
+    _ending: Optional[Deferred[Any]] = None
+
+    def endSessions(self) -> Deferred[Any]:
         """
         The process is stopping: the sessions of a Migrate server end, their
         clients told "server shut down" (rather than left retrying until
-        their sessions time out).
+        their sessions time out); with C{--drain}, only after the server
+        stopped taking new sessions and waited up to that long for the
+        live ones to end (still listening: they resume as usual).  Called
+        again, waits for the same end.
         """
-        factory = getattr(self.endpoint, "factory", None)
-        endSessions = getattr(factory, "endSessions", None)
-        if endSessions is None:
-            return None
-        return endSessions()
+        if self._ending is None:
+            factory = getattr(self.endpoint, "factory", None)
+            endSessions = getattr(factory, "endSessions", None)
+            if endSessions is None:
+                self._ending = succeed(None)
+            elif self.drainSeconds > 0:
+                self._ending = factory.drain(self.drainSeconds).addCallback(  # type: ignore[union-attr]
+                    lambda _: endSessions()
+                )
+            else:
+                self._ending = endSessions()
+        ending: Deferred[Any] = Deferred()
+
+        def done(result: object) -> object:
+            ending.callback(None)
+            return result
+
+        self._ending.addBoth(done)
+        return ending
+
+    def stopService(self) -> Any:
+        """
+        Stop listening once the sessions ended (after the drain, if any):
+        until then, their clients can still resume.
+        """
+        return self.endSessions().addCallback(
+            lambda _: internet.StreamServerEndpointService.stopService(self)
+        )
 
     def _failedLater(self, failure: Any) -> None:
         from twisted.internet import reactor
@@ -352,7 +506,7 @@ class _ListeningService(internet.StreamServerEndpointService):
         self.log.critical(
             "{option} {description}: cannot listen: {reason}; stopping",
             option=self.option,
-            description=self.description,
+            description=redact(self.description),
             reason=failure.getErrorMessage(),
         )
         reactor.stop()
@@ -391,7 +545,10 @@ def makeService(options: Options) -> service.IService:
         if isinstance(endpoint, MigrateServerEndpoint):
             registry.watchServer(endpoint)
     sys.excepthook = _reportListenFailed(sys.excepthook)
-    forwarder = _ListeningService(listen, ForwardingFactory(target), "--listen", options["listen"])
+    forwarder = _ListeningService(
+        listen, ForwardingFactory(target), "--listen", options.get("listenGiven", options["listen"])
+    )
+    forwarder.drainSeconds = options["drain"]
     forwarder.setServiceParent(top)
     # First of the shutdown triggers (the sessions' own end them silently):
     # the peers of this process's sessions are told they end.
@@ -400,7 +557,7 @@ def makeService(options: Options) -> service.IService:
         reactor.addSystemEventTrigger("before", "shutdown", target.endSessions)
     statusEndpoint = options["statusEndpoint"]
     if statusEndpoint is not None:
-        site = Site(
+        site = StatusSite(
             StatusResource(
                 registry,
                 allowedHosts=options["statusHosts"],
@@ -444,6 +601,19 @@ class LocatorOptions(usage.Options):
         usage.Options.__init__(self)
         self["keys"] = {}
 
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The usage shown above a usage error: one line (C{--help} shows
+        every option; see L{_briefUsage}).
+        """
+        return _briefUsage(self, "migrate-locator")
+
+    def __str__(self) -> str:
+        """
+        The whole help, every option described (what C{--help} prints).
+        """
+        return self.getSynopsis() + "\n" + usage.Options.getUsage(self, width=None)
+
     def _addKey(self, value: str, where: str) -> None:
         """
         Add a key given as NAME:BASE64SECRET; C{where} names its origin in
@@ -476,10 +646,11 @@ class LocatorOptions(usage.Options):
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0))
         except OSError as e:
             raise usage.UsageError("--key-file %s: %s" % (path, e.strerror))
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise usage.UsageError("--key-file %s is not a regular file" % (path,))
         with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise usage.UsageError("--key-file %s is not a regular file" % (path,))
             if mode & 0o077:
                 raise usage.UsageError(
                     "--key-file %s has mode %04o: it must not be readable (or writable) by group or others;"
@@ -507,7 +678,7 @@ class LocatorOptions(usage.Options):
             try:
                 self[name] = int(self[name])
             except ValueError:
-                raise usage.UsageError("--%s takes a number" % (name,))
+                raise usage.UsageError("--%s takes a number, not %r" % (name, self[name]))
         try:
             self["tcp-idle"] = float(self["tcp-idle"])
         except ValueError:

@@ -61,3 +61,66 @@ class ExampleTests(SynchronousTestCase):
         self.assertIn(b"client: suspended (carrier-lost)", out)
         self.assertIn(b"held until off the metered link", out)
         self.assertIn(b"server received 1190 bytes", out)
+
+
+class SystemdUnitTests(SynchronousTestCase):
+    """
+    The systemd units under C{examples/systemd} are valid, and their
+    C{ExecStart} is a C{twistd migrate} command line that parses.
+    """
+
+    def units(self) -> list[str]:
+        directory = os.path.join(ROOT, "examples", "systemd")
+        return [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if n.endswith(".service")]
+
+    def execStart(self, path: str) -> list[str]:
+        """
+        The arguments after C{migrate} in the unit's C{ExecStart}, the
+        instance name C{%i} filled in.
+        """
+        import shlex
+
+        with open(path) as f:
+            text = f.read().replace("\\\n", " ")
+        (line,) = [l for l in text.splitlines() if l.startswith("ExecStart=")]
+        words = shlex.split(line[len("ExecStart="):].replace("%i", "server.example.org"))
+        self.assertEqual(words[:2], ["/usr/bin/env", "twistd"])
+        self.assertIn("-n", words)
+        self.assertIn("--pidfile=", words)
+        return words[words.index("migrate") + 1 :]
+
+    def test_execStartParses(self) -> None:
+        """
+        Each unit's C{twistd migrate} options parse (the endpoints too).
+        """
+        from migrate.tap import Options
+
+        units = self.units()
+        self.assertEqual(len(units), 2)
+        for path in units:
+            options = Options()
+            options.parseOptions(self.execStart(path))
+            self.assertIsNotNone(options["listenEndpoint"])
+            self.assertIsNotNone(options["connectEndpoint"])
+
+    def test_systemdAnalyzeVerify(self) -> None:
+        """
+        C{systemd-analyze verify} accepts each unit (a template under an
+        instance name), when systemd is installed.
+        """
+        import shutil
+        import tempfile
+
+        from twisted.trial.unittest import SkipTest
+
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
+            raise SkipTest("systemd-analyze is not installed (the ExecStart test still runs)")
+        for path in self.units():
+            name = os.path.basename(path).replace("@.service", "@server.example.org.service")
+            with tempfile.TemporaryDirectory() as d:
+                copy = os.path.join(d, name)
+                shutil.copy(path, copy)
+                result = subprocess.run([analyze, "verify", copy], capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 0, (path, result.stdout, result.stderr))
+            self.assertEqual(result.stderr.strip(), "", path)

@@ -356,3 +356,51 @@ class PolicyKeptTests(SynchronousTestCase):
         self.assertEqual(restored.policy.prefer, ("eth0",))
         self.assertFalse(restored.policy.acceptMoves)
         restored._end(SessionExpired("done"))
+
+
+class LongAbsenceTests(SynchronousTestCase):
+    """
+    C{twistd migrate}'s defaults keep a session through a long absence at
+    next to no cost.
+    """
+
+    def test_eightHoursAway(self) -> None:
+        """
+        With C{twistd migrate}'s defaults (a day's C{sessionTimeout}, a
+        store, everything else the library's), a session whose client is
+        away for 8 hours hibernates after C{suspendAfter} (its buffers go to
+        the store: the server holds nothing for it in memory), and resumes
+        when the client comes back, with what each side wrote meanwhile.
+        The application (not migratable, like a forwarder's) stays.
+        """
+        from migrate.tap import TWISTD_DEFAULTS
+
+        options = SessionOptions(**TWISTD_DEFAULTS)  # type: ignore[arg-type]
+        pair = Pair(options)
+        store = MemorySessionStore()
+        pair.factory.store = store
+        pair.factory.startFactory()
+        pair.open()
+        sid = bytes.fromhex(pair.client.transport.sessionID)
+        pair.server.transport.write(b"s" * 100000)
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.settle(options.suspendAfter + 1, 1.0)
+        self.assertIn(sid, store.rows)
+        session = pair.factory.sessions[sid]
+        self.assertTrue(session.hibernated)
+        # Its buffer is in the store, not in memory.
+        self.assertEqual(session.engine.unacknowledgedBytes(), b"")
+        self.assertEqual(pair.factory.held(), 0)
+        self.assertEqual(pair.factory.sessions[sid].carrier, None)
+        pair.client.transport.write(b"written while away")
+        pair.settle(8 * 3600, 60.0)
+        self.assertEqual(pair.client.lost, [])
+        self.assertEqual(pair.server.lost, [])
+        pair.net.refuse = False
+        pair.settle(2, 0.05)
+        self.assertEqual(pair.client.transport.state, "attached")
+        self.assertEqual(pair.server.received, b"written while away")
+        self.assertEqual(pair.client.received, b"s" * 100000)
+        self.assertEqual(pair.client.lost, [])
+        self.assertNotIn(sid, store.rows)

@@ -485,3 +485,183 @@ class BindTests(TestCase):
         found = yield good.resolve("server.mobile.example.", True)
         self.assertEqual(found, ["10.77.0.1"])
         self.flushLoggedErrors()
+
+
+class FirstConnectionTests(TestCase):
+    """
+    A C{migrate:} client whose server is known only to the locator reaches
+    it on its very first connection (not only on reconnects): a real
+    embedded locator on loopback UDP, a real Migrate server, the client
+    built from its endpoint string.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.table = RecordTable(None)
+        self.server = LocatorServer(reactor, ZONE, {"laptop.": SECRET}, self.table)
+        self.port = reactor.listenUDP(0, self.server, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(self.port.stopListening)
+        self.addCleanup(self.table.close)
+        self.where = ("127.0.0.1", self.port.getHost().port)
+
+    @inlineCallbacks
+    def listen(self, description: str) -> Any:
+        """
+        A Migrate echo server listening on C{description}; its sessions are
+        waited for at cleanup.
+        """
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.protocol import Factory
+
+        from .helpers import Echo
+
+        endpoint = serverFromString(reactor, description)
+        port = yield endpoint.listen(Factory.forProtocol(Echo))
+        self.addCleanup(port.stopListening)
+        return endpoint, port
+
+    @inlineCallbacks
+    def echoesThrough(self, description: str, serverEndpoint: Any) -> Any:
+        """
+        Open a session with the client endpoint string C{description}, see
+        bytes come back, and close it.
+        """
+        from twisted.internet.endpoints import clientFromString
+        from twisted.internet.protocol import Factory
+
+        from .helpers import Recorder
+        from .test_loopback import waitFor
+
+        client = clientFromString(reactor, description)
+        proto = yield client.connect(Factory.forProtocol(Recorder))
+        proto.transport.write(b"found it")
+        yield waitFor(lambda: proto.received == b"found it")
+        proto.transport.loseConnection()
+        yield proto.transport.whenEnded()
+        sessions = serverEndpoint.factory.sessions
+        yield waitFor(lambda: all(s.ended for s in sessions.values()))
+        return proto
+
+    @inlineCallbacks
+    def test_tcp(self) -> Any:
+        """
+        C{migrate:tcp:host=NAME:...:locator=...:zone=...}, NAME published
+        only to the locator (the system cannot resolve it): the first
+        connection goes where the locator says, and the session opens.
+        """
+        import socket
+
+        name = "server.mobile.example"
+        self.assertRaises(socket.gaierror, socket.getaddrinfo, name, 7001)
+        serverEndpoint, port = yield self.listen("migrate:tcp:0:interface=127.0.0.1:monitor=none")
+        yield DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET).publish(name + ".", ["127.0.0.1"])
+        yield self.echoesThrough(
+            "migrate:tcp:host=%s:port=%d:monitor=none:locator=127.0.0.1:locatorPort=%d:zone=%s"
+            % (name, port.getHost().port, self.where[1], ZONE),
+            serverEndpoint,
+        )
+
+    @inlineCallbacks
+    def test_tcpPositional(self) -> Any:
+        """
+        The same with the host and port given by position
+        (C{migrate:tcp:NAME:PORT:...}), and one of the two published
+        addresses leading nowhere: the addresses race, and the one where
+        the server is wins.
+        """
+        name = "pos.mobile.example"
+        serverEndpoint, port = yield self.listen("migrate:tcp:0:interface=127.0.0.1:monitor=none")
+        # Nothing listens on 127.0.0.2: that address refuses at once.
+        yield DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET).publish(
+            name + ".", ["127.0.0.2", "127.0.0.1"]
+        )
+        yield self.echoesThrough(
+            "migrate:tcp:%s:%d:monitor=none:locator=127.0.0.1:locatorPort=%d:zone=%s"
+            % (name, port.getHost().port, self.where[1], ZONE),
+            serverEndpoint,
+        )
+
+    @inlineCallbacks
+    def test_tls(self) -> Any:
+        """
+        C{migrate:tls:host=NAME:...} connects to the address the locator
+        gives and still verifies the server's certificate against NAME.
+        """
+        from .certs import writeServerFiles
+
+        name = "secure.mobile.example"
+        caDir = os.path.abspath(self.mktemp())
+        keyPath, certPath = writeServerFiles(os.path.abspath(self.mktemp()), "Test CA", name, caDir)
+        serverEndpoint, port = yield self.listen(
+            "migrate:ssl:0:interface=127.0.0.1:monitor=none:privateKey=%s:certKey=%s" % (keyPath, certPath)
+        )
+        yield DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET).publish(name + ".", ["127.0.0.1"])
+        yield self.echoesThrough(
+            "migrate:tls:host=%s:port=%d:trustRoots=%s:monitor=none:locator=127.0.0.1:locatorPort=%d:zone=%s"
+            % (name, port.getHost().port, caDir, self.where[1], ZONE),
+            serverEndpoint,
+        )
+
+    @inlineCallbacks
+    def test_tlsWrongName(self) -> Any:
+        """
+        A server whose certificate is for another name is refused, even at
+        the address the locator gave for NAME.
+        """
+        from twisted.internet.endpoints import clientFromString
+        from twisted.internet.protocol import Factory
+
+        from .certs import writeServerFiles
+        from .helpers import Recorder
+
+        name = "secure.mobile.example"
+        caDir = os.path.abspath(self.mktemp())
+        keyPath, certPath = writeServerFiles(
+            os.path.abspath(self.mktemp()), "Test CA", "impostor.mobile.example", caDir
+        )
+        serverEndpoint, port = yield self.listen(
+            "migrate:ssl:0:interface=127.0.0.1:monitor=none:privateKey=%s:certKey=%s" % (keyPath, certPath)
+        )
+        yield DNSLocator(reactor, self.where, ZONE, "laptop.", SECRET).publish(name + ".", ["127.0.0.1"])
+        client = clientFromString(
+            reactor,
+            "migrate:tls:host=%s:port=%d:trustRoots=%s:monitor=none:locator=127.0.0.1:locatorPort=%d:zone=%s"
+            % (name, port.getHost().port, caDir, self.where[1], ZONE),
+        )
+        from migrate.errors import HandshakeError
+
+        error = yield self.assertFailure(client.connect(Factory.forProtocol(Recorder)), HandshakeError)
+        self.assertIn("DNSMismatch", str(error))
+        self.assertIn("secure.mobile.example", str(error))
+        self.assertEqual(serverEndpoint.factory.sessions, {})
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_unknownToLocator(self) -> Any:
+        """
+        A name the locator has no address for is looked up through the
+        system as before: the first connection fails with the system's
+        answer (here: no such name), after asking the locator.
+        """
+        from twisted.internet.endpoints import clientFromString
+        from twisted.internet.error import DNSLookupError
+        from twisted.internet.protocol import Factory
+
+        from .helpers import Recorder
+
+        asked: list[str] = []
+        respond = self.server.respond
+
+        def spy(data: bytes, *args: Any, **kwargs: Any) -> Any:
+            asked.append(str(dns.message.from_wire(data).question[0].name))
+            return respond(data, *args, **kwargs)
+
+        self.server.respond = spy  # type: ignore[method-assign]
+        client = clientFromString(
+            reactor,
+            "migrate:tcp:host=nobody.mobile.example:port=7001:monitor=none:locator=127.0.0.1:"
+            "locatorPort=%d:zone=%s" % (self.where[1], ZONE),
+        )
+        yield self.assertFailure(client.connect(Factory.forProtocol(Recorder)), DNSLookupError)
+        self.assertIn("nobody.mobile.example.", asked)

@@ -108,3 +108,43 @@ class RestartTests(TestCase):
         self.assertIn("restored from the store", open(self.log).read())
         client.transport.loseConnection()
         yield waitFor(lambda: bool(client.lost))
+
+    @inlineCallbacks
+    def test_stopAndRestart(self) -> Any:
+        """
+        A server stopped in the ordinary way (SIGTERM) while its session is
+        attached checkpoints the migratable session into its store before
+        it exits; its client holds on (refused as busy, "server restarting",
+        while the process stops, then refused connections) and, once the
+        server runs again on the same store, resumes: the numbering goes
+        on, the client's application never hears of it.
+        """
+        self.port = freePort()
+        self.store = os.path.abspath(self.mktemp())
+        self.log = os.path.abspath(self.mktemp() + ".log")
+        server = self.startServer()
+        endpoint = MigrateClientEndpoint(
+            reactor,
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.port),
+            SessionOptions(reconnectInitial=0.02, reconnectMax=0.2),
+            monitor=None,
+        )
+        client = yield endpoint.connect(Factory.forProtocol(Lines))
+        client.sendLine(b"a")
+        yield waitFor(lambda: len(client.lines) == 1)
+        server.send_signal(signal.SIGTERM)
+        yield waitFor(lambda: server.poll() is not None)
+        self.assertEqual(server.returncode, 0)
+        log = open(self.log).read()
+        self.assertIn("1 session(s) checkpointed for a restart", log)
+        self.assertIn(" stored", log)
+        client.sendLine(b"b")
+        self.startServer()
+        yield waitFor(lambda: len(client.lines) == 2)
+        client.sendLine(b"c")
+        yield waitFor(lambda: len(client.lines) == 3)
+        self.assertEqual(client.lines, [b"1:a", b"2:b", b"3:c"])
+        self.assertEqual(client.lost, [])
+        self.assertIn("restored from the store", open(self.log).read())
+        client.transport.loseConnection()
+        yield client.transport.whenEnded()

@@ -1,7 +1,9 @@
 """
 The live view: the registry, the JSON schema, the HTML page, the CLI table;
-and its guards: loopback, C{Host} checks, the token and origin checks on
-state-changing requests, basic auth, and the CLI that works through them.
+every session a server knows, in each state, with its times and, once
+ended, its reason code; the site that keeps no access log; and its guards:
+loopback, C{Host} checks, the token and origin checks on state-changing
+requests, basic auth, and the CLI that works through them.
 """
 
 from __future__ import annotations
@@ -10,30 +12,47 @@ import base64
 import io
 import json
 import os
+import random
 import sys
-from typing import Any
+from typing import Any, Optional, cast
 
 from twisted.internet import reactor, threads
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import implementer
 
+from migrate import BufferOverflow, MigrateClientEndpoint, PeerAborted, SessionExpired, SessionOptions
 from migrate.__main__ import main as cliMain
 from migrate._status import (
+    END_CODES,
     SessionRegistry,
     StatusResource,
+    StatusSite,
+    describeEnd,
+    formatBytes,
+    formatDuration,
     normalizeHostName,
     parseHostHeader,
     parseOrigin,
     readCredentials,
     renderTable,
+    renderText,
 )
+from migrate.interfaces import IMigratable
+from migrate.store import MemorySessionStore
+from migrate.testing import MemoryNetwork
 
-from .helpers import Pair
+from .helpers import Pair, Recorder
 
 KEYS = {
     "id": str,
@@ -631,14 +650,14 @@ class LiveViewTests(TestCase):
         self.pair, self.registry = observedPair()
         self.sid = self.pair.client.transport.sessionID
 
-    def listen(self, resource: StatusResource) -> str:
+    def listen(self, resource: StatusResource | Site) -> str:
         """
-        Serve a resource on 127.0.0.1.
+        Serve a resource (or a site) on 127.0.0.1.
 
-        @param resource: the status resource.
+        @param resource: the status resource, or a site.
         @return: its URL, C{http://127.0.0.1:PORT}.
         """
-        site = Site(resource)
+        site = resource if isinstance(resource, Site) else Site(resource)
         site.noisy = False
         port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[arg-type]
         self.addCleanup(port.stopListening)
@@ -714,6 +733,45 @@ class LiveViewTests(TestCase):
         self.assertEqual((code, err.strip()), (1, "no session %s" % ("00" * 16,)))
 
     @inlineCallbacks
+    def test_cliListsEverySession(self) -> Any:
+        """
+        C{python -m migrate status} prints every session: both ends of a
+        detached one with the time they have left, and both ends of one
+        closed since, with its reason; C{--json} gives the same entries.
+        """
+        self.pair.net.refuse = True
+        self.pair.net.cutAll()
+        self.pair.settle(seconds=2, step=0.5)
+        self.pair.net.refuse = False
+        results: list[Any] = []
+        self.pair.endpoint.connect(Factory.forProtocol(Recorder)).addBoth(results.append)
+        self.pair.net.flush()
+        closedID = results[0].transport.sessionID
+        results[0].transport.loseConnection()
+        self.pair.net.flush()
+        url = self.listen(StatusSite(StatusResource(self.registry)))
+        code, out, err = yield self.cli(["status", url])
+        self.assertEqual(code, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(lines[0], "Live sessions (2)")
+        detached = [line for line in lines if self.sid in line]
+        self.assertEqual(len(detached), 2, out)
+        for line in detached:
+            self.assertRegex(line, r"\bdetached\b.*\b2\.0 s\s+14 min 58 s\b")
+        self.assertIn("Hibernated sessions (0): none", lines)
+        self.assertIn("Recently ended sessions (2, newest first)", lines)
+        closed = [line for line in lines if closedID in line]
+        self.assertEqual(len(closed), 2, out)
+        for line in closed:
+            self.assertRegex(line, r"\bclosed\s+session closed cleanly$")
+        self.assertEqual(lines[-1], "2 live session(s), 0 hibernated, 2 recently ended")
+        code, out, err = yield self.cli(["status", "--json", url])
+        self.assertEqual(code, 0, err)
+        report = json.loads(out)
+        self.assertEqual([s["expiresIn"] for s in report["sessions"]], [898.0, 898.0])
+        self.assertEqual([(e["id"], e["endCode"]) for e in report["ended"]], [(closedID, "closed")] * 2)
+
+    @inlineCallbacks
     def test_cliAuth(self) -> Any:
         """
         With basic auth, the CLI says it needs credentials without them,
@@ -786,3 +844,646 @@ class BrokenPipeTests(SynchronousTestCase):
         self.assertEqual(p.wait(30), 1)
         self.assertNotIn(b"Traceback", error)
         self.assertNotIn(b"BrokenPipe", error)
+
+
+class _Watched:
+    """
+    What L{SessionRegistry.watchServer} reads of a server endpoint: its
+    factory.
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+
+
+class EveryStateTests(SynchronousTestCase):
+    """
+    A server on a deterministic clock with a session in every state: the
+    JSON, the HTML page and the CLI's text list each one, with its state,
+    its times and, once ended, its reason code and words.
+    """
+
+    def setUp(self) -> None:
+        options = SessionOptions(sessionTimeout=100.0)
+        self.pair = Pair(options=options)
+        self.clock = self.pair.clock
+        self.registry = SessionRegistry(self.clock)
+        self.pair.factory.addObserver(self.registry)
+        self.registry.watchServer(_Watched(self.pair.factory))
+        self.resource = StatusResource(self.registry)
+        # A second network to the same server, for the clients that go
+        # away (from 10.0.0.3) while the others stay.
+        self.roamingNet = MemoryNetwork(self.clock)
+        self.roamingNet.clientHost = "10.0.0.3"
+        self.roamingNet.listen(self.pair.factory)
+        self.roaming = MigrateClientEndpoint(
+            self.clock, self.roamingNet.clientEndpoint(), options, random.Random(1)
+        )
+        self.ids: dict[str, str] = {}
+        self.servers: dict[str, Any] = {}
+        self.build()
+
+    def connect(self, name: str, roaming: bool = False) -> tuple[Any, Any]:
+        """
+        Open a session.
+
+        @param name: what the test calls it.
+        @param roaming: through the network whose clients go away.
+        @return: its client and server application protocols.
+        """
+        results: list[Any] = []
+        endpoint = self.roaming if roaming else self.pair.endpoint
+        endpoint.connect(Factory.forProtocol(Recorder)).addBoth(results.append)
+        self.pair.net.flush()
+        self.roamingNet.flush()
+        [client] = results
+        self.assertIsInstance(client, Recorder)
+        self.ids[name] = client.transport.sessionID
+        self.servers[name] = self.pair.servers[-1]
+        return client, self.servers[name]
+
+    def build(self) -> None:
+        """
+        At 0, a session whose client goes away for good: it expires at 100.
+        At 101: one attached with data both ways; one closed cleanly, one
+        aborted by the server's application, one expired by the operator;
+        two whose clients go away, one of them then hibernated. Then 30 s
+        pass: it is 131.
+        """
+        self.connect("expired", roaming=True)
+        self.roamingNet.refuse = True
+        self.roamingNet.cutAll()
+        self.pair.settle(seconds=101, step=1)
+        self.assertEqual(self.clock.seconds(), 101.0)
+        self.roamingNet.refuse = False
+
+        client, server = self.connect("attached")
+        client.transport.write(b"x" * 3000)
+        server.transport.write(b"y" * 50)
+        client, _ = self.connect("closed")
+        client.transport.loseConnection()
+        _, server = self.connect("aborted")
+        server.transport.abortConnection()
+        self.connect("operator")
+        self.pair.settle()
+        self.registry.expire(self.ids["operator"])
+        self.connect("detached", roaming=True)
+        _, server = self.connect("hibernated", roaming=True)
+        self.roamingNet.refuse = True
+        self.roamingNet.cutAll()
+        # A store for this one only (the others, adopted without one, stay
+        # in memory however long they are detached).
+        self.store = MemorySessionStore()
+        self.pair.factory.store = self.store
+        self.pair.factory.hibernate(server.transport._session)
+        self.pair.settle(seconds=30, step=1)
+        self.assertEqual(self.clock.seconds(), 131.0)
+
+    def json(self) -> dict[str, Any]:
+        """
+        Read C{/sessions.json}.
+        """
+        code, body, _ = render(self.resource, b"/sessions.json")
+        self.assertEqual(code, 200)
+        report: dict[str, Any] = json.loads(body)
+        return report
+
+    def byName(self, entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """
+        Entries by the names the test gave their sessions.
+        """
+        names = {sid: name for name, sid in self.ids.items()}
+        return {names[e["id"]]: e for e in entries}
+
+    def test_json(self) -> None:
+        """
+        The JSON lists the attached and the detached session (with how long
+        it has been detached and how long it has left), the hibernated one
+        (in memory: its application is kept), and the four ended ones with
+        when they ended, their reason codes and their words.
+        """
+        report = self.json()
+        self.assertEqual(report["time"], 131.0)
+        live = self.byName(report["sessions"])
+        self.assertEqual(set(live), {"attached", "detached"})
+        attached = live["attached"]
+        self.assertEqual(
+            (attached["state"], attached["detachedFor"], attached["expiresIn"]), ("attached", None, None)
+        )
+        self.assertEqual((attached["bytesSent"], attached["bytesReceived"]), (50, 3000))
+        self.assertTrue(attached["peer"].startswith("10.0.0.2:"), attached["peer"])
+        detached = live["detached"]
+        self.assertEqual(detached["state"], "detached")
+        self.assertEqual(detached["detachedFor"], 30.0)
+        self.assertEqual((detached["expiresAt"], detached["expiresIn"]), (201.0, 70.0))
+        self.assertTrue(detached["peer"].startswith("10.0.0.3:"), detached["peer"])
+
+        [hibernated] = report["hibernated"]
+        self.assertEqual(hibernated["id"], self.ids["hibernated"])
+        self.assertEqual((hibernated["state"], hibernated["hibernatedIn"]), ("hibernated", "memory"))
+        self.assertEqual((hibernated["detachedFor"], hibernated["expiresIn"]), (30.0, 70.0))
+
+        ended = self.byName(report["ended"])
+        self.assertEqual(
+            {name: (e["endedAt"], e["endCode"], e["endText"], e["state"]) for name, e in ended.items()},
+            {
+                "expired": (100.0, "expired", "session detached for more than 100 seconds", "closed"),
+                "closed": (101.0, "closed", "session closed cleanly", "closed"),
+                "aborted": (101.0, "aborted", "aborted by the application on this side", "closed"),
+                "operator": (101.0, "expired-by-operator", "expired by the operator", "closed"),
+            },
+        )
+        self.assertEqual([e["endedAt"] for e in report["ended"]], [100.0, 101.0, 101.0, 101.0])
+        self.assertEqual(ended["aborted"]["endReason"], "ConnectionAborted")
+        self.assertEqual(ended["expired"]["age"], 100.0)
+        self.assertEqual((report["endedOmitted"], report["warnings"]), (0, []))
+
+    def test_html(self) -> None:
+        """
+        The page has a table for each kind, every session in it with its
+        times in units and the reason of ended ones; live and hibernated
+        sessions have an expire button, ended ones none.
+        """
+        code, body, _ = render(self.resource, b"/")
+        self.assertEqual(code, 200)
+        page = body.decode("utf-8")
+        for title in (
+            "Live sessions (2)",
+            "Hibernated sessions (1)",
+            "Recently ended sessions (4, newest first)",
+        ):
+            self.assertIn("<h2>%s</h2>" % (title,), page)
+        for name, sid in self.ids.items():
+            self.assertEqual(page.count("<td>%s</td>" % (sid,)), 1, name)
+            expirable = name in ("attached", "detached", "hibernated")
+            self.assertEqual(page.count("action='sessions/%s/expire'" % (sid,)), int(expirable), name)
+        # 70 s left for the detached and the hibernated session, 30 s
+        # detached each.
+        self.assertEqual(page.count("<td>1 min 10 s</td>"), 2)
+        self.assertEqual(page.count("<td>30 s</td><td>1 min 10 s</td>"), 2)
+        for code_ in ("expired", "closed", "aborted", "expired-by-operator"):
+            self.assertIn("<td>%s</td>" % (code_,), page)
+        self.assertIn("<td>session detached for more than 100 seconds</td>", page)
+        self.assertIn("<td>31 s ago</td>", page)
+        self.assertIn("<td>2.9 KiB</td>", page)
+
+    def test_text(self) -> None:
+        """
+        The CLI's text has the three tables, ended sessions newest first,
+        and the summary line.
+        """
+        text = renderText(self.json())
+        for sid in self.ids.values():
+            self.assertIn(sid, text)
+        lines = text.splitlines()
+        self.assertEqual(lines[0], "Live sessions (2)")
+        self.assertIn("Hibernated sessions (1)", lines)
+        self.assertIn("Recently ended sessions (4, newest first)", lines)
+        self.assertEqual(lines[-1], "2 live session(s), 1 hibernated, 4 recently ended")
+        [detached] = [line for line in lines if self.ids["detached"] in line]
+        self.assertRegex(detached, r"\bdetached\s+10\.0\.0\.3:\d+\s+30 s\s+30 s\s+1 min 10 s\b")
+        [hibernated] = [line for line in lines if self.ids["hibernated"] in line]
+        self.assertRegex(hibernated, r"\bhibernated\s+memory\s+10\.0\.0\.3:\d+\s+30 s\s+1 min 10 s\b")
+        [expired] = [line for line in lines if self.ids["expired"] in line]
+        self.assertRegex(
+            expired, r"31 s ago\s+1 min 40 s\s+.*\bexpired\s+session detached for more than 100 seconds$"
+        )
+        order = [name for line in lines for name, sid in self.ids.items() if sid in line]
+        self.assertEqual(order[-4:], ["operator", "aborted", "closed", "expired"])
+
+    def test_serverRecordsAlone(self) -> None:
+        """
+        A registry that was told of no session (it watches the server but
+        observes nothing) still lists what the server knows: its live and
+        hibernated sessions, and the closed ones it remembers, with their
+        close times and codes.  (A session that expired without a notice is
+        not remembered by the server.)
+        """
+        registry = SessionRegistry(self.clock)
+        registry.watchServer(_Watched(self.pair.factory))
+        report: Any = registry.report()
+        self.assertEqual(self.byName(report["sessions"]).keys(), {"attached", "detached"})
+        self.assertEqual([h["id"] for h in report["hibernated"]], [self.ids["hibernated"]])
+        self.assertEqual(
+            {name: (e["endedAt"], e["endCode"]) for name, e in self.byName(report["ended"]).items()},
+            {
+                "closed": (101.0, "closed"),
+                "aborted": (101.0, "aborted"),
+                "operator": (101.0, "expired-by-operator"),
+            },
+        )
+
+    def test_expireHibernated(self) -> None:
+        """
+        The hibernated session's button works: it leaves the hibernated
+        list and the store, and is listed as ended by the operator.
+        """
+        sid = self.ids["hibernated"]
+        code, body, _ = render(
+            self.resource,
+            b"/sessions/%s/expire" % (sid.encode(),),
+            "POST",
+            {b"x-migrate-token": self.resource.token.encode()},
+        )
+        self.assertEqual((code, json.loads(body)), (200, {"expired": True}))
+        report = self.json()
+        self.assertEqual(report["hibernated"], [])
+        self.assertEqual(self.store.rows, {})
+        [entry] = [e for e in report["ended"] if e["id"] == sid]
+        self.assertEqual((entry["endedAt"], entry["endCode"]), (131.0, "expired-by-operator"))
+
+    def test_expiresOnTime(self) -> None:
+        """
+        When its time is up, the detached session moves to the ended ones,
+        as expired.
+        """
+        self.pair.settle(seconds=70, step=1)
+        report = self.json()
+        self.assertNotIn(self.ids["detached"], [s["id"] for s in report["sessions"]])
+        [entry] = [e for e in report["ended"] if e["id"] == self.ids["detached"]]
+        self.assertEqual((entry["endedAt"], entry["endCode"]), (201.0, "expired"))
+
+    def test_keepEnded(self) -> None:
+        """
+        Only the last C{keepEnded} ended sessions are listed; how many older
+        ones are still remembered (by the registry, or by the server) is
+        said.
+        """
+        self.registry.keepEnded = 1
+        self.clock.advance(1)
+        self.servers["attached"].transport.loseConnection()
+        self.pair.settle()
+        report = self.json()
+        self.assertEqual([(e["id"], e["endedAt"]) for e in report["ended"]], [(self.ids["attached"], 132.0)])
+        # The registry let the others go; the server still remembers the
+        # closed, the aborted and the operator's (the expired one ended
+        # without a notice: it is forgotten).
+        self.assertEqual(report["endedOmitted"], 3)
+        self.assertIn("Recently ended sessions (1, newest first, 3 older not shown)", renderText(report))
+
+
+class _HeldStore(MemorySessionStore):
+    """
+    A store whose saves complete when the test says.
+    """
+
+    def __init__(self) -> None:
+        MemorySessionStore.__init__(self)
+        self.held: list[tuple[Deferred[None], Any]] = []
+        self.broken: Optional[str] = None
+
+    def save(self, record: Any) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.held.append((d, record))
+        return d
+
+    def complete(self) -> None:
+        """
+        Complete the saves so far.
+        """
+        held, self.held = self.held, []
+        for d, record in held:
+            MemorySessionStore.save(self, record)
+            d.callback(None)
+
+    def list(self, side: Optional[str] = None) -> Any:
+        if self.broken is not None:
+            return fail(OSError(self.broken))
+        return MemorySessionStore.list(self, side)
+
+
+@implementer(IMigratable)
+class _Migratable(Recorder):
+    """
+    An application the server drops from memory when its session
+    hibernates.
+    """
+
+    def saveMigrationState(self) -> bytes:
+        return b"state"
+
+    def restoreMigrationState(self, state: bytes) -> None:
+        pass
+
+    def validateResume(self, asleep: float, peer: Any) -> bool:
+        return True
+
+
+class HibernatedTests(SynchronousTestCase):
+    """
+    A hibernated session whose application was dropped is listed while
+    its checkpoint is being saved, then from the store.
+    """
+
+    def setUp(self) -> None:
+        self.pair = Pair(options=SessionOptions(sessionTimeout=100.0), serverProtocol=_Migratable)
+        self.registry = SessionRegistry(self.pair.clock)
+        self.pair.factory.addObserver(self.registry)
+        self.registry.watchServer(_Watched(self.pair.factory))
+        self.store = _HeldStore()
+        self.pair.factory.store = self.store
+        self.pair.open()
+        self.sid = self.pair.client.transport.sessionID
+        self.pair.client.transport.write(b"a" * 1000)
+        self.pair.settle()
+        self.pair.net.refuse = True
+        self.pair.net.cutAll()
+        self.pair.settle(seconds=5, step=1)
+        self.pair.factory.hibernate(self.pair.serverSession)
+        self.pair.settle(seconds=5, step=1)
+
+    def fullReport(self) -> dict[str, Any]:
+        """
+        The registry's full report (the store's listing included).
+        """
+        reports: list[dict[str, Any]] = []
+        self.registry.fullReport().addCallback(reports.append)
+        [report] = reports
+        return report
+
+    def test_savingThenStored(self) -> None:
+        """
+        While its checkpoint is being written, the session is listed as
+        hibernated "saving", with everything its checkpoint says; once
+        written, as "stored" from the store's listing (id, peer, expiry);
+        once only, either way.
+        """
+        report = self.fullReport()
+        self.assertEqual(report["sessions"], [])
+        [entry] = report["hibernated"]
+        keys = ("id", "state", "hibernatedIn", "detachedFor", "expiresAt", "expiresIn", "bytesReceived")
+        self.assertEqual(
+            {k: entry[k] for k in keys},
+            {
+                "id": self.sid,
+                "state": "hibernated",
+                "hibernatedIn": "saving",
+                "detachedFor": 10.0,
+                "expiresAt": 100.0,
+                "expiresIn": 90.0,
+                "bytesReceived": 1000,
+            },
+        )
+        self.store.complete()
+        [entry] = self.fullReport()["hibernated"]
+        self.assertEqual(
+            {k: entry[k] for k in keys if k != "detachedFor"},
+            {
+                "id": self.sid,
+                "state": "hibernated",
+                "hibernatedIn": "store",
+                "expiresAt": 100.0,
+                "expiresIn": 90.0,
+                "bytesReceived": None,
+            },
+        )
+        self.assertTrue(entry["peer"].startswith("10.0.0.2:"), entry["peer"])
+        self.assertIn("hibernated  store", renderText(self.fullReport()))
+
+    def test_storeUnlistable(self) -> None:
+        """
+        A store that cannot be listed makes a warning on the page and in
+        the CLI's text, not an error: the rest is still shown.
+        """
+        self.store.complete()
+        self.store.broken = "disk on fire"
+        resource = StatusResource(self.registry)
+        code, body, _ = render(resource, b"/sessions.json")
+        self.assertEqual(code, 200)
+        report = json.loads(body)
+        self.assertEqual(report["warnings"], ["cannot list the hibernated sessions of a store: disk on fire"])
+        code, body, _ = render(resource, b"/")
+        self.assertIn(b"cannot list the hibernated sessions of a store: disk on fire", body)
+        self.assertIn("warning: cannot list", renderText(report))
+
+
+class EndCodeTests(SynchronousTestCase):
+    """
+    L{describeEnd} derives the documented reason codes from what sessions
+    record: their end reasons and notices as Migrate makes them, on either
+    side.
+    """
+
+    def test_codes(self) -> None:
+        """
+        Every code, from the reasons and notices Migrate ends sessions
+        with (the peer hears a notice as L{PeerAborted}).
+        """
+        peer = "peer aborted the session: %s".__mod__
+        done = ConnectionDone("session closed cleanly")
+        cases: list[tuple[str, BaseException, dict[str, Any]]] = [
+            ("closed", done, {}),
+            ("closed", ConnectionDone("closed; the peer did not finish its close"), {"side": "client"}),
+            ("aborted", ConnectionAborted("aborted"), {"notice": "aborted", "heard": ConnectionAborted()}),
+            ("aborted", PeerAborted(peer("aborted")), {"side": "client"}),
+            (
+                "application-error",
+                ConnectionAborted("application error"),
+                {"notice": "application error", "heard": RuntimeError("boom")},
+            ),
+            ("application-error", PeerAborted(peer("application error")), {"side": "client"}),
+            ("backend-refused", done, {"closeReason": "backend refused: Connection refused"}),
+            ("backend-closed", done, {"closeReason": "backend closed"}),
+            ("backend-reset", done, {"closeReason": "backend reset: Connection lost"}),
+            ("backend-closed", PeerAborted(peer("backend closed")), {"side": "client"}),
+            ("expired", SessionExpired("session detached for more than 900 seconds"), {}),
+            ("expired", SessionExpired("hibernated session expired"), {}),
+            ("expired-by-operator", SessionExpired("expired by the operator"), {"notice": "expired by the operator"}),
+            ("expired-by-operator", PeerAborted(peer("expired by the operator")), {"side": "client"}),
+            ("server-shutdown", SessionExpired("server shut down"), {"notice": "server shut down"}),
+            ("server-shutdown", PeerAborted(peer("server shut down")), {"side": "client"}),
+            ("server-shutdown", ConnectionLost("the reactor is shutting down"), {}),
+            ("client-shutdown", SessionExpired("client shut down"), {"notice": "client shut down", "side": "client"}),
+            ("client-shutdown", PeerAborted(peer("client shut down")), {}),
+            ("client-shutdown", ConnectionLost("the reactor is shutting down"), {"side": "client"}),
+            ("refused-resume", SessionExpired("resume from a new address refused by policy"), {}),
+            ("refused-resume", SessionExpired("resume refused by the application"), {}),
+            ("refused-resume", SessionExpired("server refused the resume: unknown session"), {"side": "client"}),
+            ("capacity", SessionExpired("server at capacity"), {"notice": "server at capacity"}),
+            ("capacity", SessionExpired("server at capacity: memory"), {"notice": "server at capacity: memory"}),
+            ("capacity", PeerAborted(peer("server at capacity")), {"side": "client"}),
+            (
+                "buffer-overflow",
+                ConnectionAborted("buffer overflow"),
+                {"notice": "buffer overflow", "heard": BufferOverflow("session buffer passed its hard cap")},
+            ),
+            ("buffer-overflow", PeerAborted(peer("buffer overflow")), {"side": "client"}),
+            ("close-timeout", SessionExpired("close did not complete in time"), {"heard": done}),
+            ("protocol-error", SessionExpired("server resumed at an impossible position"), {"side": "client"}),
+            ("restore-failed", SessionExpired("hibernated state lost from the store"), {}),
+            ("restore-failed", SessionExpired("application state could not be restored"), {}),
+            ("other", ValueError("something else"), {}),
+            ("other", SessionExpired("maintenance"), {"notice": "maintenance"}),
+        ]
+        for expected, reason, extra in cases:
+            code, _ = describeEnd(reason, **extra)
+            self.assertEqual(code, expected, (reason, extra))
+        self.assertEqual({case[0] for case in cases}, set(END_CODES))
+
+    def test_text(self) -> None:
+        """
+        The words: the reason's own (without the class docstring Twisted's
+        errors carry), the notice when it says more, what the application
+        heard when it differs, and the application's reason for its close.
+        """
+        self.assertEqual(
+            describeEnd(SessionExpired("expired by the operator"), "expired by the operator"),
+            ("expired-by-operator", "expired by the operator"),
+        )
+        self.assertEqual(
+            describeEnd(SessionExpired("resume refused by the application"), "gone"),
+            ("refused-resume", "resume refused by the application (peer told: gone)"),
+        )
+        self.assertEqual(
+            describeEnd(ConnectionAborted("application error"), "application error", heard=KeyError("boom")),
+            ("application-error", "application error; the application heard KeyError: boom"),
+        )
+        self.assertEqual(
+            describeEnd(ConnectionDone("session closed cleanly"), closeReason="backend closed"),
+            ("backend-closed", "backend closed; session closed cleanly"),
+        )
+        self.assertEqual(
+            describeEnd(SessionExpired("close did not complete in time"), closeReason="backend closed"),
+            ("close-timeout", "close did not complete in time; the application had closed it: backend closed"),
+        )
+        self.assertEqual(describeEnd(ConnectionDone()), ("closed", "Connection was closed cleanly."))
+
+    def test_documented(self) -> None:
+        """
+        The operator's guide lists every code.
+        """
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "docs", "operators.md"), encoding="utf-8") as f:
+            guide = f.read()
+        for code in END_CODES:
+            self.assertIn("| `%s` |" % (code,), guide, "%s is not in docs/operators.md" % (code,))
+
+    def test_formats(self) -> None:
+        """
+        Durations and byte counts, with units.
+        """
+        self.assertEqual(
+            [formatDuration(s) for s in (None, 0, 4.25, 37, 70, 725, 12000, 200000, -3)],
+            ["-", "0.0 s", "4.2 s", "37 s", "1 min 10 s", "12 min 05 s", "3 h 20 min", "2 d 07 h", "-3.0 s"],
+        )
+        self.assertEqual(
+            [formatBytes(n) for n in (None, 0, 1023, 1536, 3 * 1024 * 1024, 5 << 40)],
+            ["-", "0 B", "1023 B", "1.5 KiB", "3.0 MiB", "5.0 TiB"],
+        )
+
+
+class ShutdownCodeTests(SynchronousTestCase):
+    """
+    Sessions ended by the stopping of either side are told apart.
+    """
+
+    def test_shutdowns(self) -> None:
+        """
+        A client endpoint's C{endSessions} ends its session as
+        C{client-shutdown} on the server; the server factory's as
+        C{server-shutdown}.
+        """
+        pair = Pair()
+        registry = SessionRegistry(pair.clock)
+        pair.factory.addObserver(registry)
+        pair.open()
+        leaving = pair.client.transport.sessionID
+        other = MigrateClientEndpoint(pair.clock, pair.net.clientEndpoint(), pair.options, random.Random(2))
+        results: list[Any] = []
+        other.connect(Factory.forProtocol(Recorder)).addBoth(results.append)
+        pair.net.flush()
+        staying = results[0].transport.sessionID
+        pair.endpoint.endSessions()
+        pair.settle(seconds=1)
+        pair.factory.endSessions()
+        pair.settle(seconds=1)
+        codes = {e["id"]: (e["endCode"], e["endText"]) for e in registry.report()["ended"]}
+        self.assertEqual(
+            codes,
+            {
+                leaving: ("client-shutdown", "peer aborted the session: client shut down"),
+                staying: ("server-shutdown", "server shut down"),
+            },
+        )
+
+    def test_closeReason(self) -> None:
+        """
+        An application that says why it closed (as the forwarder is to:
+        C{closeReason} on its transport) gives the code of its clean close.
+        """
+        pair, registry = observedPair()
+        pair.server.transport.closeReason = "backend closed"
+        pair.server.transport.loseConnection()
+        pair.settle(seconds=1)
+        codes = {e["side"]: e["endCode"] for e in registry.report()["ended"]}
+        self.assertEqual(codes, {"server": "backend-closed", "client": "closed"})
+
+
+class AccessLogTests(SynchronousTestCase):
+    """
+    L{StatusSite} logs no line per request: the page refreshes every 2 s.
+    """
+
+    def get(self, site: Site, path: bytes, host: bytes = b"localhost:7080") -> tuple[bytes, list[LogEvent]]:
+        """
+        Send a request through a site's HTTP channel, watching the log.
+
+        @param site: the site.
+        @param path: the path to get.
+        @param host: the C{Host} header.
+        @return: what the site answered, and the events logged meanwhile.
+        """
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        site.doStart()
+        self.addCleanup(site.doStop)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        assert channel is not None
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 7080),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+        )
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
+        channel.connectionLost(ConnectionDone())
+        globalLogPublisher.removeObserver(observer)
+        return transport.value(), events
+
+    def test_noAccessLog(self) -> None:
+        """
+        Reading the page and the JSON logs nothing; a plain L{Site} in
+        front of the same resource logs each (so that the observation is
+        not vacuous).
+        """
+        pair, registry = observedPair()
+        resource = StatusResource(registry)
+        for path in (b"/", b"/sessions.json"):
+            response, events = self.get(StatusSite(resource, reactor=Clock()), path)
+            self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response[:100])
+            self.assertEqual([formatEvent(e) for e in events], [])
+            response, events = self.get(Site(resource, reactor=Clock()), path)
+            self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response[:100])
+            self.assertTrue(
+                any('"GET %s HTTP/1.1" 200' % (path.decode(),) in formatEvent(e) for e in events),
+                [formatEvent(e) for e in events],
+            )
+
+    def test_refusalsStillLogged(self) -> None:
+        """
+        A refused request is still logged, with its reason; and
+        C{logRequests} brings the access log back.
+        """
+        pair, registry = observedPair()
+        resource = StatusResource(registry)
+        response, events = self.get(StatusSite(resource, reactor=Clock()), b"/", host=b"attacker.example")
+        self.assertTrue(response.startswith(b"HTTP/1.1 421 "), response[:100])
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            ["status view refused GET / from 127.0.0.1: Host 'attacker.example'"],
+        )
+        site = StatusSite(resource, reactor=Clock())
+        site.logRequests = True
+        _, events = self.get(site, b"/sessions.json")
+        self.assertTrue(any('"GET /sessions.json HTTP/1.1" 200' in formatEvent(e) for e in events))

@@ -62,10 +62,55 @@ class OptionsTests(SynchronousTestCase):
                 "60",
                 "--high-water",
                 "9000",
+                "--no-store",
             ]
         )
         self.assertEqual(o["listen"], "migrate:tcp:7001:highWater=5000:sessionTimeout=60")
         self.assertEqual(o["connect"], "tcp:127.0.0.1:22")
+
+    def test_longAbsencesByDefault(self) -> None:
+        """
+        Without options, C{twistd migrate} keeps a detached session for a
+        day (not the library's 15 minutes), hibernating it into a store of
+        its own under the user's state directory (C{$STATE_DIRECTORY},
+        C{$XDG_STATE_HOME} or C{~/.local/state}), one per C{--listen}
+        endpoint; C{--no-store} keeps sessions in memory only; the help
+        says so.
+        """
+        import os
+
+        from migrate.tap import defaultStoreDirectory
+
+        o = Options()
+        o.parseOptions(["--listen", "migrate:tcp:7001", "--connect", "tcp:127.0.0.1:22"])
+        store = os.path.join(os.environ["XDG_STATE_HOME"], "migrate", "migrate_tcp_7001")
+        self.assertEqual(
+            o["listen"], "migrate:tcp:7001:sessionTimeout=86400.0:store=%s" % (store,)
+        )
+        self.assertEqual(o["listenEndpoint"].options.sessionTimeout, 86400.0)
+        self.assertEqual(o["listenEndpoint"].store.directory, store)
+        self.assertEqual(
+            defaultStoreDirectory("migrate:tcp:7001", {"STATE_DIRECTORY": "/var/lib/m:/x"}),
+            "/var/lib/m/migrate_tcp_7001",
+        )
+        self.assertEqual(
+            defaultStoreDirectory("migrate:tcp:7001", {"HOME": "/home/u"}),
+            "/home/u/.local/state/migrate/migrate_tcp_7001",
+        )
+        # Named after the kind, port and interface, never other options.
+        self.assertEqual(
+            defaultStoreDirectory(
+                "migrate:tcp:port=7001:interface=127.0.0.1:tsigName=k.:tsigSecret=c2VjcmV0",
+                {"XDG_STATE_HOME": "/s"},
+            ),
+            "/s/migrate/migrate_tcp_7001_127.0.0.1",
+        )
+        o = Options()
+        o.parseOptions(
+            ["--listen", "migrate:tcp:7001", "--connect", "tcp:127.0.0.1:22", "--no-store"]
+        )
+        self.assertEqual(o["listen"], "migrate:tcp:7001:sessionTimeout=86400.0")
+        self.assertIn("(default 86400.0)", str(Options()))
 
     def test_advertiseAndStoreEscaped(self) -> None:
         """
@@ -437,3 +482,86 @@ class LocatorTapTests(SynchronousTestCase):
         service = makeLocatorService(o)
         udp, tcp = service.getServiceNamed("udp"), service.getServiceNamed("tcp")  # type: ignore[attr-defined]
         self.assertEqual((udp.args[0], tcp.args[0]), (5353, 5353))
+
+
+class UsageTextTests(SynchronousTestCase):
+    """
+    What C{twistd migrate} and C{twistd migrate-locator} show above a
+    usage error (one line), and for C{--help} (everything).
+    """
+
+    def test_briefAboveErrors(self) -> None:
+        """
+        C{getUsage}, which C{twistd} prints above a subcommand's usage
+        error, is one line: the synopsis and where the whole help is.
+        """
+        from migrate.tap import LocatorOptions
+
+        for options, command in ((Options(), "migrate"), (LocatorOptions(), "migrate-locator")):
+            text = options.getUsage()
+            self.assertEqual(len(text.splitlines()), 1, text)
+            self.assertIn("%s %s" % (command, options.synopsis), text)
+            self.assertIn("twistd %s --help lists every option" % (command,), text)
+
+    def test_helpIsWhole(self) -> None:
+        """
+        C{--help} still prints every option, and exits 0.
+        """
+        import contextlib
+        import io
+
+        from migrate.tap import LocatorOptions
+
+        for options, names in (
+            (Options(), ("--session-timeout", "--listen", "--status-auth")),
+            (LocatorOptions(), ("--zone", "--key-file", "--tcp-idle")),
+        ):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                e = self.assertRaises(SystemExit, options.parseOptions, ["--help"])
+            self.assertEqual(e.code, 0)
+            for name in names:
+                self.assertIn(name, out.getvalue())
+            self.assertEqual(out.getvalue(), str(options) + "\n")
+            self.assertGreater(len(out.getvalue().splitlines()), 10)
+
+    def test_badEndpointHidesSecrets(self) -> None:
+        """
+        The usage error for an endpoint string that does not parse names
+        the option, shows the string with its secrets hidden, and says
+        what is wrong.
+        """
+        from migrate.tap import _badEndpoint
+
+        error = _badEndpoint(
+            "--listen",
+            "migrate:tcp:7001:tsigSecret=c2VjcmV0:bogus=1",
+            ValueError("migrate: inner endpoint tcp:7001:bogus=1: unknown option bogus="),
+        )
+        self.assertEqual(
+            str(error),
+            "bad --listen endpoint 'migrate:tcp:7001:tsigSecret=***:bogus=1': migrate: inner endpoint"
+            " tcp:7001:bogus=1: unknown option bogus=",
+        )
+
+    def test_parsedEndpointHidesSecrets(self) -> None:
+        """
+        A bad C{--connect} string holding a TSIG secret is a usage error
+        that does not show the secret.
+        """
+        secret = "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1zaG93"
+        e = self.assertRaises(
+            usage.UsageError,
+            Options().parseOptions,
+            [
+                "--listen",
+                "tcp:0",
+                "--connect",
+                "migrate:tcp:host=a.mobile.example:port=1:locator=127.0.0.1:zone=mobile.example.:"
+                "tsigName=k.:tsigSecret=%s:bogus=1" % (secret,),
+            ],
+        )
+        self.assertIn("bad --connect endpoint", str(e))
+        self.assertIn("unknown option bogus=", str(e))
+        self.assertNotIn(secret, str(e))
+
