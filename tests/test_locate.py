@@ -360,7 +360,8 @@ class TwistdLocatorTests(TestCase):
         C{twistd migrate-locator}, its key in a file, serves a zone: a
         signed publication is accepted, a forged one refused, and lookups
         see only the first; a name with more addresses than fit in a
-        datagram is found whole, over TCP.
+        datagram is found whole, over TCP; a client's first connection to a
+        name only the locator knows succeeds.
         """
         import os
         import signal
@@ -400,6 +401,31 @@ class TwistdLocatorTests(TestCase):
         yield DNSLocator(reactor, where, ZONE, "laptop.", SECRET).publish("many.mobile.example.", many)
         found = yield DNSLocator(reactor, where, ZONE).resolve("many.mobile.example.")
         self.assertEqual(sorted(found), sorted(many))
+        # A first connection by a name only this locator knows.
+        from twisted.internet.endpoints import clientFromString, serverFromString
+        from twisted.internet.protocol import Factory
+
+        from .helpers import Echo, Recorder
+
+        server = yield serverFromString(reactor, "migrate:tcp:0:interface=127.0.0.1").listen(
+            Factory.forProtocol(Echo)
+        )
+        self.addCleanup(server.stopListening)
+        yield DNSLocator(reactor, where, ZONE, "laptop.", SECRET).publish(
+            "server.mobile.example.", ["127.0.0.1"]
+        )
+        endpoint = clientFromString(
+            reactor,
+            "migrate:tcp:host=server.mobile.example:port=%d:locator=127.0.0.1:locatorPort=%d:zone=mobile.example."
+            % (server.getHost().port, port),
+        )
+        proto = yield endpoint.connect(Factory.forProtocol(Recorder))
+        proto.transport.write(b"found by name")
+        from .test_loopback import waitFor
+
+        yield waitFor(lambda: proto.received == b"found by name")
+        proto.transport.loseConnection()
+        yield proto.transport.whenEnded()
 
 
 class BindTests(TestCase):
