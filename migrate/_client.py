@@ -604,6 +604,12 @@ class ClientConnector:
         if self._retryCall is not None or self._stopped:
             return
         delay = max(atLeast, self.policy.reconnectDelay(self.attempts))
+        session = self.session
+        slow = getattr(self.policy, "slowRetryInterval", None)
+        if slow is not None and session is not None and session.detachedSince is not None:
+            floor = slow(self.clock.seconds() - session.detachedSince)
+            if floor is not None:
+                delay = max(delay, floor)
         self._retryCall = self.clock.callLater(delay, self._attempt)
 
     # Handshaker

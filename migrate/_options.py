@@ -88,6 +88,12 @@ class SessionOptions:
     @ivar reconnectMax: the client's longest retry delay (kept short so that
         a path that comes back without any local event, such as a black hole
         clearing, is found within about this long).
+    @ivar reconnectSlowAfter: after this long detached, a client stops
+        retrying every C{reconnectMax} and waits about
+        C{reconnectSlowInterval} between attempts (a connectivity event
+        still makes an attempt at once): a laptop or phone away for long
+        is not woken every second.
+    @ivar reconnectSlowInterval: see C{reconnectSlowAfter} (jitter: 50-100%).
     @ivar heartbeatInterval: how long a carrier may be silent, while we wait
         to hear from the peer (data or a FIN of ours unacknowledged, a
         heartbeat unanswered, reading paused), before a heartbeat is sent on
@@ -142,6 +148,8 @@ class SessionOptions:
     maxPendingPerHost: int = 32
     reconnectInitial: float = 0.05
     reconnectMax: float = 1.0
+    reconnectSlowAfter: float = 30.0
+    reconnectSlowInterval: float = 15.0
     heartbeatInterval: float = 0.5
     keepaliveInterval: float = 25.0
     deadAfter: float = 2.0

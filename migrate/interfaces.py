@@ -197,6 +197,17 @@ class IMigratePolicy(Interface):
         says.
         """
 
+    def slowRetryInterval(detachedFor: float) -> Optional[float]:
+        """
+        The least delay between reconnect attempts once the session has been
+        detached for C{detachedFor} seconds, or C{None} for no floor (the
+        L{reconnectDelay} schedule alone).  The default keeps retrying fast
+        for half a minute, then about every 15 s: connectivity events (a
+        link or address change, a wake from sleep) still make an attempt at
+        once, so a device away for long is not woken every second.
+        (A policy without this method gets no floor.)
+        """
+
     def attemptTimeout(srtt: Optional[float]) -> float:
         """
         Seconds one reconnect attempt (connection and handshake) may take,

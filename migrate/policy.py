@@ -66,6 +66,12 @@ class DefaultPolicy:
         delay = min(o.reconnectMax, o.reconnectInitial * 2 ** min(failures - 1, 30))
         return delay * self.rng.uniform(0.5, 1.0)
 
+    def slowRetryInterval(self, detachedFor: float) -> Optional[float]:
+        o = self.options
+        if detachedFor < o.reconnectSlowAfter:
+            return None
+        return o.reconnectSlowInterval * self.rng.uniform(0.5, 1.0)
+
     def attemptTimeout(self, srtt: Optional[float]) -> float:
         limit = self.options.connectTimeout
         if srtt is None:

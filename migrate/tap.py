@@ -93,6 +93,8 @@ _HELP = {
     "maxPendingPerHost": "carriers one host may have handshaking at once",
     "reconnectInitial": "first reconnect delay after the immediate attempt",
     "reconnectMax": "longest reconnect delay",
+    "reconnectSlowAfter": "seconds detached after which reconnect attempts slow down",
+    "reconnectSlowInterval": "seconds between reconnect attempts once slowed down (events still retry at once)",
     "heartbeatInterval": "seconds of silence, while waiting to hear from the peer, before a heartbeat is sent",
     "keepaliveInterval": "seconds of silence on an idle carrier before the client sends a keepalive (the server checks after twice this)",
     "deadAfter": "seconds of unanswered silence before a path is declared dead",

@@ -252,6 +252,34 @@ class ConnectivityTests(SynchronousTestCase):
         pair.net.flush()
         self.assertEqual(pair.client.transport.state, "attached")
 
+    def test_longDetachmentSlowsDown(self) -> None:
+        """
+        A detached client retries fast (at most C{reconnectMax} apart) for
+        the first C{reconnectSlowAfter} (30 s), then only every 7.5-15 s
+        (C{reconnectSlowInterval} with jitter): 90 more seconds cost at most
+        12 attempts, not 90; a connectivity event still makes an attempt
+        at once, and a path that simply comes back is found on the next
+        slow attempt.  Default options.
+        """
+        pair = self.pair
+        options = pair.options
+        pair.net.refuse = True
+        pair.net.cutAll()
+        start = pair.net.connects
+        pair.settle(seconds=options.reconnectSlowAfter, step=0.1)
+        fast = pair.net.connects - start
+        self.assertGreaterEqual(fast, options.reconnectSlowAfter / options.reconnectMax - 2)
+        pair.settle(seconds=90, step=0.5)
+        slow = pair.net.connects - start - fast
+        self.assertLessEqual(slow, 90 / (options.reconnectSlowInterval * 0.5))
+        self.assertGreaterEqual(slow, 90 / options.reconnectSlowInterval - 1)
+        before = pair.net.connects
+        self.monitor.emit(ConnectivityEvent.ROUTE_CHANGED, "eth0")
+        self.assertEqual(pair.net.connects, before + 1)
+        pair.net.refuse = False
+        pair.settle(seconds=options.reconnectSlowInterval + 0.5, step=0.5)
+        self.assertEqual(pair.client.transport.state, "attached")
+
     def test_eventAbandonsStuckAttempt(self) -> None:
         """
         An attempt stuck on a dead route (no answer) is abandoned for a new
