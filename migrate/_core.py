@@ -23,6 +23,7 @@ that position on, then the end of stream if one was sent.
 from __future__ import annotations
 
 from collections import deque
+from typing import Optional
 
 from . import _wire
 
@@ -55,6 +56,18 @@ class StreamEngine:
         acknowledged.
     """
 
+    __slots__ = (
+        "acked",
+        "sent",
+        "finSent",
+        "received",
+        "finReceived",
+        "ackSent",
+        "maxPayload",
+        "_chunks",
+        "_skip",
+    )
+
     def __init__(self, maxPayload: int = 256 * 1024) -> None:
         self.acked = 0
         self.sent = 0
@@ -63,8 +76,16 @@ class StreamEngine:
         self.finReceived = False
         self.ackSent = 0
         self.maxPayload = maxPayload
-        self._chunks: deque[bytes] = deque()
+        # Made when there is something to keep, dropped when all of it is
+        # acknowledged: an idle session holds no buffer at all.
+        self._chunks: Optional[deque[bytes]] = None
         self._skip = 0
+
+    def _buffer(self) -> deque[bytes]:
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = deque()
+        return chunks
 
     @property
     def buffered(self) -> int:
@@ -101,7 +122,7 @@ class StreamEngine:
         """
         if self.finSent:
             raise ProtocolViolation("send after finish")
-        self._chunks.append(data)
+        self._buffer().append(data)
         self.sent += len(data)
         ack = self.received
         self.ackSent = ack
@@ -117,7 +138,7 @@ class StreamEngine:
         """
         if self.finSent:
             raise ProtocolViolation("send after finish")
-        self._chunks.append(data)
+        self._buffer().append(data)
         n = len(data)
         self.sent += n
         ack = self.ackSent = self.received
@@ -185,8 +206,11 @@ class StreamEngine:
         self.acked = position
         chunks = self._chunks
         skip = self._skip + drop
-        while chunks and skip >= len(chunks[0]):
-            skip -= len(chunks.popleft())
+        if chunks is not None:
+            while chunks and skip >= len(chunks[0]):
+                skip -= len(chunks.popleft())
+            if not chunks:
+                self._chunks = None
         self._skip = skip
         return advanced
 
@@ -228,7 +252,7 @@ class StreamEngine:
         """
         Our data the peer has not acknowledged, as one string.
         """
-        chunks = list(self._chunks)
+        chunks = list(self._chunks or ())
         if chunks and self._skip:
             chunks[0] = chunks[0][self._skip :]
         return b"".join(chunks)
@@ -239,7 +263,7 @@ class StreamEngine:
         Data written afterwards is buffered as usual, after a gap that
         L{restoreBuffer} fills.
         """
-        self._chunks.clear()
+        self._chunks = None
         self._skip = 0
 
     def restoreBuffer(self, unacknowledged: bytes) -> None:
@@ -247,7 +271,7 @@ class StreamEngine:
         Put back in front the bytes that L{releaseBuffer} dropped.
         """
         if unacknowledged:
-            self._chunks.appendleft(unacknowledged)
+            self._buffer().appendleft(unacknowledged)
         self._skip = 0
 
     def restore(
@@ -259,10 +283,10 @@ class StreamEngine:
         self.sent, self.acked, self.received = sent, acked, received
         self.finSent, self.finReceived = finSent, finReceived
         self.ackSent = received
-        self._chunks.clear()
+        self._chunks = None
         self._skip = 0
         if buffer:
-            self._chunks.append(buffer)
+            self._buffer().append(buffer)
 
     # Resuming
 
@@ -297,7 +321,7 @@ class StreamEngine:
         resent = 0
         first = True
         step = self.maxPayload
-        for chunk in self._chunks:
+        for chunk in self._chunks or ():
             view = memoryview(chunk)[self._skip :] if first else memoryview(chunk)
             first = False
             for i in range(0, len(view), step):

@@ -209,6 +209,22 @@ class _PullDriver:
         self._cancel()
 
 
+_logContexts: dict[str, dict[Any, Any]] = {}
+
+
+def _logContextFor(system: str) -> dict[Any, Any]:
+    """
+    The log context of applications whose log system is C{system}: one
+    shared (read-only) dictionary per system, not one per session.
+    """
+    found = _logContexts.get(system)
+    if found is None:
+        if len(_logContexts) > 1000:
+            _logContexts.clear()
+        found = _logContexts[system] = {ILogContext: {"system": system}}
+    return found
+
+
 @implementer(IPushProducer)
 class Session:
     """
@@ -269,6 +285,88 @@ class Session:
         (its C{logPrefix} is the log system, as on Twisted's transports).
     """
 
+    __slots__ = (
+        "_aborting",
+        "_ackCall",
+        "_advertSeq",
+        "_appLost",
+        "_appPaused",
+        "_appProducer",
+        "_closeCall",
+        "_closeRequested",
+        "_closingCarriers",
+        "_depth",
+        "_endWaiters",
+        "_ended",
+        "_expiryCall",
+        "_finPending",
+        "_finWritten",
+        "_hardCap",
+        "_heard",
+        "_hibernateCall",
+        "_highWater",
+        "_lastAlive",
+        "_lingering",
+        "_liveCall",
+        "_logContext",
+        "_lostCall",
+        "_lostReason",
+        "_lowWater",
+        "_mark",
+        "_noWrites",
+        "_pauseReasons",
+        "_peerAdvertSeq",
+        "_pingSentAt",
+        "_pingToken",
+        "_probeCall",
+        "_producer",
+        "_pullDriver",
+        "_readPaused",
+        "_smallWrite",
+        "_unansweredPings",
+        "_unreadAfterClose",
+        "_untrustedLogged",
+        "_watching",
+        "_writeClosed",
+        "advertConfigured",
+        "advertised",
+        "app",
+        "carrier",
+        "clock",
+        "createdAt",
+        "detachedSince",
+        "endNotice",
+        "endReason",
+        "engine",
+        "generation",
+        "handoffs",
+        "hibernated",
+        "isClient",
+        "key",
+        "lastHost",
+        "lastPeer",
+        "lastRTT",
+        "onBufferHigh",
+        "onCarrierLost",
+        "onEnd",
+        "onHibernate",
+        "onPeerAddresses",
+        "options",
+        "peerAddresses",
+        "peerHost",
+        "policy",
+        "retransmitted",
+        "rttvar",
+        "secure",
+        "sessionID",
+        "srtt",
+        "state",
+        "transport",
+        "trustedPeerAddresses",
+        "upcalls",
+        "__weakref__",
+    )
+
     log = Logger()
 
     def __init__(
@@ -325,7 +423,7 @@ class Session:
         self._unreadAfterClose = False
         self.endNotice: Optional[str] = None
         self.endReason: Optional[Exception] = None
-        self._logContext: dict[Any, Any] = {ILogContext: {"system": "Migrate"}}
+        self._logContext: dict[Any, Any] = _logContextFor("Migrate")
         self._depth = 0
         self._endWaiters: Optional[list[Deferred[None]]] = None
         self._closingCarriers: Optional[set[Carrier]] = None
@@ -411,7 +509,7 @@ class Session:
         else:
             prefix = app.__class__.__name__
         side = "client" if self.isClient else "server"
-        self._logContext = {ILogContext: {"system": "%s,%s" % (prefix, side)}}
+        self._logContext = _logContextFor("%s,%s" % (prefix, side))
 
     def connectApp(self, app: IProtocol, transport: MigrateTransport) -> None:
         """

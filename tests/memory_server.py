@@ -169,7 +169,7 @@ def stats(factory: Any) -> dict[str, Any]:
         "ended": sum(1 for s in sessions if s.ended),
         "detached": len(factory._detached),
         "closedRecords": len(factory._closed),
-        "engineBytes": sum(len(c) for s in sessions for c in s.engine._chunks),
+        "engineBytes": sum(len(c) for s in sessions for c in (s.engine._chunks or ())),
         "carriers": len(carriers),
         "carriersOpen": sum(1 for c in carriers if not c.closed),
         "carrierBuffered": sum(

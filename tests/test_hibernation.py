@@ -155,7 +155,7 @@ class HibernationTests(SynchronousTestCase):
         pair.settle(seconds=11, step=0.5)
         session = pair.serverSession
         self.assertTrue(session.hibernated)
-        self.assertEqual(len(session.engine._chunks), 0)
+        self.assertEqual(session.engine.unacknowledgedBytes(), b"")
         pair.server.transport.write(b"during")
         pair.net.refuse = False
         pair.settle(seconds=2, step=0.05)
@@ -196,7 +196,9 @@ class HibernationTests(SynchronousTestCase):
         pair.clock.advance(120)
         self.assertEqual(store.rows, {})
         pair.net.refuse = False
-        pair.settle(seconds=2, step=0.05)
+        # (Detached for over reconnectSlowAfter: the client tries about
+        # every reconnectSlowInterval.)
+        pair.settle(seconds=SessionOptions().reconnectSlowInterval + 1, step=0.05)
         pair.client.lost[0].trap(SessionExpired)
 
     def test_corruptEntry(self) -> None:
@@ -398,7 +400,9 @@ class LongAbsenceTests(SynchronousTestCase):
         self.assertEqual(pair.client.lost, [])
         self.assertEqual(pair.server.lost, [])
         pair.net.refuse = False
-        pair.settle(2, 0.05)
+        # Away that long, the client tries about every
+        # reconnectSlowInterval (a connectivity event would try at once).
+        pair.settle(options.reconnectSlowInterval + 1, 0.05)
         self.assertEqual(pair.client.transport.state, "attached")
         self.assertEqual(pair.server.received, b"written while away")
         self.assertEqual(pair.client.received, b"s" * 100000)
