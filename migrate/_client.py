@@ -187,6 +187,9 @@ class ClientConnector:
         self._monitorHeld = False
         self._waitingDecision: Optional[Deferred[Any]] = None
         self.session: Session | None = None
+        #: The liveness timers shared by the endpoint's sessions (see
+        #: L{migrate._timers}); C{None}: the clock's own.
+        self.timers: Optional[IReactorTime] = None
         self.attempts = 0
         self._summaryAt: Optional[float] = None
         self._failedSince = 0
@@ -768,6 +771,8 @@ class ClientConnector:
             self.policy,
             self.upcalls,
         )
+        if self.timers is not None:
+            session.timers = self.timers
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
         session.onPeerAddresses = self._peerAddresses
@@ -881,6 +886,8 @@ class ClientConnector:
         self.session = session
         self._confirmed = True
         self._generation = session.generation
+        if self.timers is not None:
+            session.timers = self.timers
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
         session.onPeerAddresses = self._peerAddresses

@@ -52,6 +52,7 @@ from ._client import AttemptLimiter, ClientConnector
 from ._protocol import whenAllClosed
 from ._race import RacingEndpoint
 from ._session import restoreSession
+from ._timers import TimerSet
 from ._upcalls import Upcalls
 from ._options import SessionOptions
 from .errors import SessionExpired
@@ -292,6 +293,7 @@ class MigrateClientEndpoint:
         self.limiter = AttemptLimiter(self.options.maxConcurrentResumes)
         self.store = store
         self._connectors: list[ClientConnector] = []
+        self._timers: Optional[TimerSet] = None
         self._pruneAt = 64
 
     def addObserver(self, observer: object) -> None:
@@ -326,6 +328,9 @@ class MigrateClientEndpoint:
             self.locator,
             self.peerName,
         )
+        if self._timers is None:
+            self._timers = TimerSet(self.clock)
+        connector.timers = self._timers
         self._connectors.append(connector)
         if len(self._connectors) >= 2 * self._pruneAt:
             # Forget the connectors of ended sessions now and then (not on

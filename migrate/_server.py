@@ -34,6 +34,7 @@ from ._advertise import AdvertisePolicy
 from ._core import ProtocolViolation
 from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
 from ._memory import releaseFreedMemory
+from ._timers import TimerSet
 from ._options import SessionOptions
 from ._protocol import Carrier, whenAllClosed
 from ._session import Session, State, restoreSession
@@ -225,6 +226,7 @@ class MigrateServerFactory(Factory):
         self._republishCall: Optional[IDelayedCall] = None
         self.listeningHost: Optional[str] = None
         self.clock = clock
+        self.timers = TimerSet(clock)
         self.options = options if options is not None else SessionOptions()
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
         self.observers = observers if observers is not None else []
@@ -774,6 +776,7 @@ class MigrateServerFactory(Factory):
         Make C{session} one of ours.
         """
         self._countHost(session, _shareOf(peer))
+        session.timers = self.timers
         session.onBufferHigh = self._budgetCheckSoon
         if self._overBudget:
             session.pauseForBudget(True)

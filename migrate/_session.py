@@ -364,6 +364,7 @@ class Session:
         "transport",
         "trustedPeerAddresses",
         "upcalls",
+        "timers",
         "__weakref__",
     )
 
@@ -438,6 +439,7 @@ class Session:
         self._heard = 0
         self._mark: tuple[int, int, int] = (-1, -1, -1)
         self._lastAlive = 0.0
+        self.timers: IReactorTime = clock
         self._liveCall: IDelayedCall | None = None
         self._watching = False
         self._unansweredPings = 0
@@ -808,7 +810,7 @@ class Session:
         else:
             self._watching = False
             delay = max(0.0, self._lastAlive + self._idleLimit() - self.clock.seconds())
-        self._liveCall = self.clock.callLater(delay, self._liveTick)
+        self._liveCall = self.timers.callLater(delay, self._liveTick)
 
     def _watch(self) -> None:
         """
@@ -984,7 +986,7 @@ class Session:
         ):
             return
         self._ping()
-        self._probeCall = self.clock.callLater(
+        self._probeCall = self.timers.callLater(
             self.policy.probeTimeout(self.srtt, self.rttvar),
             self._probeExpired,
             reason,
