@@ -365,6 +365,7 @@ class Session:
         "trustedPeerAddresses",
         "upcalls",
         "timers",
+        "_inReading",
         "__weakref__",
     )
 
@@ -440,6 +441,7 @@ class Session:
         self._mark: tuple[int, int, int] = (-1, -1, -1)
         self._lastAlive = 0.0
         self.timers: IReactorTime = clock
+        self._inReading = False
         self._liveCall: IDelayedCall | None = None
         self._watching = False
         self._unansweredPings = 0
@@ -1041,6 +1043,21 @@ class Session:
         if engine.dataStarted(ack, length):
             self._acked()
 
+    def reading(self, parse: Callable[[bytes], None], data: bytes) -> None:
+        """
+        Parse C{data} from our carrier in the application's log context,
+        entered once for every frame of this read rather than once per
+        payload (as Twisted's transports do once per read).
+        """
+        if self._inReading:
+            parse(data)
+            return
+        self._inReading = True
+        try:
+            context.call(self._logContext, parse, data)
+        finally:
+            self._inReading = False
+
     def payloadReceived(self, payload: bytes) -> None:
         """
         Payload of a data frame: count it, acknowledge it in due time and
@@ -1061,7 +1078,10 @@ class Session:
         if app is not None:
             self._depth += 1
             try:
-                context.call(self._logContext, app.dataReceived, payload)
+                if self._inReading:
+                    app.dataReceived(payload)
+                else:
+                    context.call(self._logContext, app.dataReceived, payload)
             except BaseException:
                 self._depth -= 1
                 self._appFailed(Failure())

@@ -177,6 +177,7 @@ class LoopbackTests(TestCase):
         proto.transport.loseConnection()
         yield waitFor(lambda: bool(proto.lost))
         yield waitFor(lambda: not port.factory.sessions or all(s.ended for s in port.factory.sessions.values()))
+        yield proto.transport.whenEnded()
 
     @defer.inlineCallbacks
     def test_nothingLeftAfterClose(self) -> Any:

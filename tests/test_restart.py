@@ -108,6 +108,7 @@ class RestartTests(TestCase):
         self.assertIn("restored from the store", open(self.log).read())
         client.transport.loseConnection()
         yield waitFor(lambda: bool(client.lost))
+        yield client.transport.whenEnded()
 
     @inlineCallbacks
     def test_stopAndRestart(self) -> Any:

@@ -365,6 +365,9 @@ class ForwarderTests(TestCase):
         self.assertTrue(client.readLost or client.lost)
         client.transport.loseConnection()
         yield waitFor(lambda: bool(client.lost))
+        whenEnded = getattr(client.transport, "whenEnded", None)
+        if whenEnded is not None:
+            yield whenEnded()
 
 
 @implementer(IPushProducer)
