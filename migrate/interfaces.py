@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.interfaces import IAddress, ITransport
+from twisted.internet.interfaces import IAddress, ITransport, IUDPTransport
 from twisted.python.failure import Failure
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
@@ -135,6 +135,56 @@ class IMigrateTransport(ITransport):
         C{generation}, C{handoffs}, C{bytesSent}, C{bytesAcknowledged},
         C{bytesBuffered}, C{bytesReceived}, C{bytesRetransmitted}, C{rtt}
         (smoothed, seconds, C{None} until measured) and C{lastRtt}.
+        """
+
+
+class IDatagramSession(IUDPTransport):
+    """
+    The transport of a datagram session (L{migrate.datagram}), as seen by
+    its C{DatagramProtocol}: an C{IUDPTransport} whose C{write} goes to the
+    session's peer wherever it is now (its C{addr} is ignored), whose
+    C{getPeer()} is that peer's current address, and whose C{connect}
+    raises C{RuntimeError}.  Datagram semantics: no retransmission, no
+    ordering; see C{docs/datagram.md}.
+    """
+
+    sessionID = Attribute(
+        "The session's id as a 32-character lowercase hex C{str}; the same on "
+        "both ends."
+    )
+    state = Attribute(
+        'C{"attached"} (the peer is heard from), C{"detached"} (suspended: '
+        'silent past the silence limit) or C{"closed"}.'
+    )
+    generation = Attribute("The key generation: 0 for an opened session.")
+    handoffs = Attribute("How many times the peer moved to a new address.")
+
+    def getPeer() -> IAddress:
+        """
+        The peer's current address.
+        """
+
+    def loseConnection() -> None:
+        """
+        End the session, telling the peer; C{stopProtocol} runs in the next
+        reactor turn.
+        """
+
+    def isAttached() -> bool:
+        """
+        Whether the peer is heard from (the session is not suspended).
+        """
+
+    def whenEnded() -> "Deferred[None]":
+        """
+        A Deferred that fires once the session is over and nothing of it is
+        left on the reactor.
+        """
+
+    def snapshot() -> dict[str, object]:
+        """
+        The session's state now, as JSON-ready data (C{kind} is
+        C{"datagram"}).
         """
 
 
@@ -291,8 +341,8 @@ class IMigrateUpcalls(Interface):
     What an application (its protocol, when it provides this interface) or
     an added observer hears about its sessions.  Every method is optional
     for observers (a missing one is not called); an upcall that raises is
-    logged and never breaks the session.  C{session} is always the
-    session's L{IMigrateTransport}.
+    logged and never breaks the session.  C{session} is the session's
+    L{IMigrateTransport} (its L{IDatagramSession} for a datagram session).
     """
 
     def sessionEstablished(session: IMigrateTransport) -> None:
@@ -347,6 +397,13 @@ class IMigrateUpcalls(Interface):
         """
         The session is attached again: C{downtime} seconds after it was
         suspended, retransmitting C{retransmitted} bytes.
+        """
+
+    def peerMoved(session: IMigrateTransport, old: str, new: str) -> None:
+        """
+        The peer is now at another address (C{"host:port"} each): a server
+        that moved (stream sessions), or either end of a datagram session
+        whose newest authentic datagram came from a new address.
         """
 
     def addressesChanged(session: IMigrateTransport, event: ConnectivityEvent) -> None:

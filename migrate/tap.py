@@ -206,6 +206,14 @@ class Options(usage.Options):
 
     optFlags: list[Any] = [
         [
+            "udp",
+            None,
+            "forward UDP instead of TCP: --listen and --connect are then one "
+            "udp: and one migrate-udp: endpoint (e.g. --listen udp:5353 "
+            "--connect migrate-udp:server.example:7053), each local peer of the "
+            "udp: side getting its own datagram session; see docs/datagram.md",
+        ],
+        [
             "no-store",
             None,
             "keep detached sessions in memory only, instead of the default "
@@ -273,6 +281,15 @@ class Options(usage.Options):
                     raise usage.UsageError("--%s needs a migrate: --listen endpoint" % (name,))
                 self["listen"] = _withOptions(self["listen"], {name: self[name]})
         self._statusOptions()
+        if self["udp"]:
+            from ._udpforward import checkUDPForward
+
+            if self["status"] is not None:
+                raise usage.UsageError("--status does not show datagram sessions (--udp) yet")
+            try:
+                checkUDPForward(self["listen"], self["connect"])
+            except ValueError as e:
+                raise usage.UsageError(str(e))
         from twisted.internet import reactor
 
         for name, parse in (
@@ -280,7 +297,7 @@ class Options(usage.Options):
             ("connect", clientFromString),
             ("status", serverFromString),
         ):
-            if self[name] is None:
+            if self[name] is None or (self["udp"] and name != "status"):
                 self[name + "Endpoint"] = None
                 continue
             try:
@@ -537,6 +554,15 @@ def makeService(options: Options) -> service.IService:
     """
     from twisted.internet import reactor
 
+    if options["udp"]:
+        from ._udpforward import makeUDPService
+
+        return makeUDPService(
+            options["listen"],
+            options["connect"],
+            SessionOptions.fromStrings(options["sessionOptions"]),
+            reactor,
+        )
     listen = options["listenEndpoint"]
     target = options["connectEndpoint"]
     top = service.MultiService()

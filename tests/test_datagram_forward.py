@@ -1,0 +1,154 @@
+"""
+C{twistd migrate --udp}'s forwarder (L{migrate._udpforward}): a plain UDP
+client, the mobile side, the server side and a plain UDP service, all on
+the loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from migrate import SessionOptions
+from migrate._udpforward import checkUDPForward, makeUDPService, parseSide
+
+from .test_datagram import LOOPBACK, Raw, waitFor
+
+
+class EchoService(DatagramProtocol):
+    """
+    A plain UDP service: echoes, and remembers who asked.
+    """
+
+    def __init__(self) -> None:
+        self.peers: set[Any] = set()
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.peers.add(addr)
+        self.transport.write(b"echo:" + datagram, addr)  # type: ignore[union-attr]
+
+
+class ParseTests(SynchronousTestCase):
+    """
+    The C{udp:} and C{migrate-udp:} strings.
+    """
+
+    def test_sides(self) -> None:
+        """
+        Listening and connecting strings of both kinds, by position or
+        keyword, with options.
+        """
+        listen, target = checkUDPForward(
+            "udp:5353:interface=127.0.0.1", "migrate-udp:server.example:7053:keepaliveInterval=10"
+        )
+        self.assertEqual((listen.kind, listen.port, listen.interface), ("udp", 5353, "127.0.0.1"))
+        self.assertEqual((target.host, target.port), ("server.example", 7053))
+        self.assertEqual(target.options, {"keepaliveInterval": "10"})
+        listen, target = checkUDPForward(
+            "migrate-udp:port=7053:sendRate=1000000:monitor=none", "udp:host=\\:\\:1:port=53"
+        )
+        self.assertEqual((listen.kind, listen.port), ("migrate-udp", 7053))
+        self.assertEqual((target.host, target.port), ("::1", 53))
+
+    def test_refused(self) -> None:
+        """
+        Anything else is refused with what is expected.
+        """
+        for listen, connect, message in [
+            ("udp:5353", "udp:127.0.0.1:53", "one of each"),
+            ("migrate-udp:7053", "migrate-udp:h:1", "one of each"),
+            ("tcp:5353", "migrate-udp:h:1", "give udp: or migrate-udp:"),
+            ("udp:5353", "migrate-udp:h", "expected migrate-udp:HOST:PORT"),
+            ("udp:99999", "migrate-udp:h:1", "is not a port"),
+            ("udp:5353:host=x", "migrate-udp:h:1", "takes no host"),
+            ("udp:5353", "migrate-udp:h:1:bogus=1", "unknown option 'bogus'"),
+            ("udp:5353", "migrate-udp:h:1:sendRate=-1", "sendRate must be positive"),
+            ("udp:5353", "migrate-udp:h:1:keepaliveInterval=x", "expected a number"),
+            ("udp:5353:sendRate=1", "migrate-udp:h:1", "unknown option"),
+            ("udp:5353", "migrate-udp:h:1:monitor=yes", "monitor= takes"),
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                checkUDPForward(listen, connect)
+            self.assertIn(message, str(caught.exception), (listen, connect))
+
+    def test_optionsApply(self) -> None:
+        """
+        The string's options override the ones given to the service.
+        """
+        from migrate._udpforward import _sessionOptions
+
+        side = parseSide("migrate-udp:h:1:keepaliveInterval=7", False)
+        options = _sessionOptions(side, SessionOptions(keepaliveInterval=3, deadAfter=5))
+        self.assertEqual((options.keepaliveInterval, options.deadAfter), (7.0, 5.0))
+
+
+class ForwardTests(TestCase):
+    """
+    A plain UDP client, through both forwarders, to a plain UDP service.
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        self.service = EchoService()
+        servicePort = reactor.listenUDP(0, self.service, interface=LOOPBACK)  # type: ignore[attr-defined]
+        self.addCleanup(servicePort.stopListening)
+        self.server = makeUDPService(
+            "migrate-udp:0:interface=127.0.0.1:monitor=none",
+            "udp:127.0.0.1:%d" % (servicePort.getHost().port,),
+        )
+        self.server.startService()
+        self.addCleanup(self.server.stopService)
+        self.mobile = makeUDPService(
+            "udp:0:interface=127.0.0.1",
+            "migrate-udp:127.0.0.1:%d:monitor=none:idleTimeout=0.3"
+            % (self.server.listening.getHost().port,),
+        )
+        self.mobile.startService()
+        self.addCleanup(self.mobile.stopService)
+        self.entry = (LOOPBACK, self.mobile.listening.getHost().port)
+        yield None
+
+    def client(self) -> Raw:
+        raw = Raw()
+        port = reactor.listenUDP(0, raw, interface=LOOPBACK)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        raw.port = port  # type: ignore[attr-defined]
+        return raw
+
+    @inlineCallbacks
+    def test_forwarded(self) -> Any:
+        """
+        Datagrams sent before the session is open wait for it; each local
+        peer gets its own session, and its own socket towards the service;
+        answers find their way back.
+        """
+        one, two = self.client(), self.client()
+        for i in range(3):
+            one.port.write(b"one %d" % i, self.entry)  # type: ignore[attr-defined]
+        two.port.write(b"two", self.entry)  # type: ignore[attr-defined]
+        yield waitFor(lambda: len(one.received) == 3 and len(two.received) == 1)
+        self.assertEqual(sorted(d for d, _ in one.received), [b"echo:one 0", b"echo:one 1", b"echo:one 2"])
+        self.assertEqual(two.received[0], (b"echo:two", self.entry))
+        self.assertEqual(len(self.server.listening.sessions), 2)
+        self.assertEqual(len(self.service.peers), 2)
+
+    @inlineCallbacks
+    def test_idle(self) -> Any:
+        """
+        A local peer silent for C{idleTimeout}: its session ends on both
+        sides, and its socket towards the service is closed; the next
+        datagram opens a new one.
+        """
+        one = self.client()
+        one.port.write(b"x", self.entry)  # type: ignore[attr-defined]
+        yield waitFor(lambda: len(one.received) == 1)
+        yield waitFor(lambda: not self.server.listening.sessions and not self.mobile.local.sessions, 3)
+        one.port.write(b"y", self.entry)  # type: ignore[attr-defined]
+        yield waitFor(lambda: len(one.received) == 2)
+        self.assertEqual(len(self.service.peers), 2)

@@ -1,0 +1,60 @@
+"""
+C{twistd migrate --udp}: the options and the service they make.
+
+Skipped until C{migrate/tap.py} has the C{--udp} flag (its owner adds it;
+the forwarder itself is L{migrate._udpforward}, tested in
+C{tests/test_datagram_forward.py}).
+"""
+
+from __future__ import annotations
+
+from twisted.python import usage
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from migrate import tap
+from migrate._udpforward import UDPForwardService
+
+
+class UDPOptionTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        if not any(flag[0] == "udp" for flag in tap.Options.optFlags):
+            raise SkipTest("migrate/tap.py has no --udp flag yet")
+
+    def parse(self, *args: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_service(self) -> None:
+        """
+        Both directions make the UDP forwarding service, with the session
+        options given on the command line (and twistd's defaults).
+        """
+        options = self.parse(
+            "--udp", "--listen", "udp:5353:interface=127.0.0.1",
+            "--connect", "migrate-udp:192.0.2.1:7053", "--keepalive-interval", "10",
+        )
+        made = tap.makeService(options)
+        self.assertIsInstance(made, UDPForwardService)
+        assert isinstance(made, UDPForwardService)
+        self.assertEqual((made.listen.kind, made.target.kind), ("udp", "migrate-udp"))
+        self.assertEqual(made.options.keepaliveInterval, 10.0)
+        self.assertEqual(made.options.sessionTimeout, 86400.0)
+        options = self.parse("--udp", "--listen", "migrate-udp:7053", "--connect", "udp:127.0.0.1:53")
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertEqual((made.listen.kind, made.listen.port), ("migrate-udp", 7053))
+
+    def test_refused(self) -> None:
+        """
+        Strings that are not one udp: and one migrate-udp: side, and
+        --status (which does not show datagram sessions), are usage errors.
+        """
+        for args, message in [
+            (("--listen", "udp:5353", "--connect", "udp:127.0.0.1:53"), "one of each"),
+            (("--listen", "tcp:5353", "--connect", "migrate-udp:h:1"), "give udp: or migrate-udp:"),
+            (("--listen", "udp:5353", "--connect", "migrate-udp:h:1", "--status", "7080"), "--status"),
+        ]:
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse("--udp", *args)
+            self.assertIn(message, str(caught.exception))
