@@ -209,6 +209,18 @@ class _PullDriver:
         self._cancel()
 
 
+_ONLY_DETACHED = frozenset({_DETACHED})
+_CARRIER_SET = frozenset({_CARRIER})
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ignore(session: Session) -> None:
+    pass
+
+
 _logContexts: dict[str, dict[Any, Any]] = {}
 
 
@@ -396,16 +408,18 @@ class Session:
         self.lastPeer: IAddress | None = None
         self.lastHost: IAddress | None = None
         self.peerHost = ""
-        self.onBufferHigh: Callable[[], None] = lambda: None
+        self.onBufferHigh: Callable[[], None] = _nothing
         self.secure = False
         self.detachedSince: float | None = None
         self.createdAt = clock.seconds()
-        self.onCarrierLost: Callable[[Session], None] = lambda s: None
-        self.onEnd: Callable[[Session], None] = lambda s: None
+        self.onCarrierLost: Callable[[Session], None] = _ignore
+        self.onEnd: Callable[[Session], None] = _ignore
         self.onHibernate: Optional[Callable[[Session], object]] = None
         self.hibernated = False
         self._hibernateCall: IDelayedCall | None = None
-        self._pauseReasons: set[str] = {_DETACHED}
+        # (Frozen sets, replaced on change: most sessions share the few
+        # there are.)
+        self._pauseReasons: frozenset[str] = _ONLY_DETACHED
         self._producer: Optional[IPushProducer] = None
         self._appProducer: object = None
         self._pullDriver: _PullDriver | None = None
@@ -454,7 +468,7 @@ class Session:
         self._untrustedLogged = False
         self.advertised: list[str] = []
         self.advertConfigured = False
-        self.onPeerAddresses: Callable[[Session], None] = lambda s: None
+        self.onPeerAddresses: Callable[[Session], None] = _ignore
         self._advertSeq = 0
         self._peerAdvertSeq = 0
         self.setPolicy(policy if policy is not None else DefaultPolicy(options))
@@ -638,7 +652,7 @@ class Session:
             return
         self.state = State.DETACHED
         self.detachedSince = self.clock.seconds()
-        self._pauseReasons.discard(_CARRIER)
+        self._pauseReasons = self._pauseReasons - _CARRIER_SET
         self._pauseFor(_DETACHED)
         self._expiryCall = self.clock.callLater(self.policy.expireAfter(), self._expire)
         suspendAfter = self.policy.suspendAfter()
@@ -1751,7 +1765,8 @@ class Session:
             self._sendFin()
 
     def _pauseFor(self, reason: str) -> None:
-        self._pauseReasons.add(reason)
+        if reason not in self._pauseReasons:
+            self._pauseReasons = self._pauseReasons | {reason}
         producer = self._producer
         if producer is not None and not self._appPaused:
             self._appPaused = True
@@ -1761,7 +1776,8 @@ class Session:
                 self._appFailed(Failure())
 
     def _resumeFor(self, reason: str) -> None:
-        self._pauseReasons.discard(reason)
+        if reason in self._pauseReasons:
+            self._pauseReasons = self._pauseReasons - {reason}
         producer = self._producer
         if not self._pauseReasons and producer is not None and self._appPaused:
             self._appPaused = False

@@ -381,6 +381,10 @@ def encodeAbort(reason: str) -> bytes:
     return encodeFrame(ABORT, reason.encode("utf-8", "replace")[:MAX_REASON])
 
 
+#: The (never appended to) body of a parser between control frames.
+_NO_BODY: list[bytes] = []
+
+
 class FrameParser:
     """
     Incremental, bounded frame parser.
@@ -402,13 +406,24 @@ class FrameParser:
     @ivar _paused: whether delivery is paused.
     """
 
+    __slots__ = (
+        "_receiver",
+        "_maxPayload",
+        "_head",
+        "_type",
+        "_remaining",
+        "_body",
+        "_pending",
+        "_paused",
+    )
+
     def __init__(self, receiver: IFrameReceiver, maxPayload: int) -> None:
         self._receiver = receiver
         self._maxPayload = maxPayload
         self._head = b""
         self._type: int | None = None
         self._remaining = 0
-        self._body: list[bytes] = []
+        self._body: list[bytes] = _NO_BODY
         self._pending = b""
         self._paused = False
 
@@ -483,13 +498,15 @@ class FrameParser:
                 n = self._remaining
                 piece = data[offset : offset + n]
                 offset += len(piece)
-                self._body.append(piece)
+                pieces = self._body
+                if pieces is _NO_BODY:
+                    pieces = self._body = []
+                pieces.append(piece)
                 self._remaining = n - len(piece)
                 if self._remaining == 0:
-                    body = b"".join(self._body)
-                    self._body = []
+                    self._body = _NO_BODY
                     self._type = None
-                    self._receiver.controlFrameReceived(frameType, body)
+                    self._receiver.controlFrameReceived(frameType, b"".join(pieces))
                 continue
             # Between frames: parse a head.
             if self._head or end - offset < _DATA_HEAD_SIZE:
