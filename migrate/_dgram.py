@@ -66,6 +66,10 @@ MAX_DATAGRAM = 65507 - OVERHEAD
 HANDSHAKE_PAD = 256
 #: The largest packet number a sender uses.
 MAX_PN = 2**62
+#: Packet numbers a sender restored from a checkpoint skips (defence in
+#: depth: nothing is ever sealed after a checkpoint is taken, and a
+#: checkpoint is deleted from its store before its session sends again).
+PN_MARGIN = 2**16
 #: Packets of the replay window.
 WINDOW = 1024
 
@@ -119,10 +123,16 @@ class Sealer:
     @ivar nextPN: the number the next packet gets.
     """
 
-    def __init__(self, key: bytes, sessionID: bytes, generation: int, fromClient: bool) -> None:
+    def __init__(
+        self, key: bytes, sessionID: bytes, generation: int, fromClient: bool, nextPN: int = 0
+    ) -> None:
+        """
+        @param nextPN: the first packet number to use: 0 for fresh keys; for
+            keys restored from a checkpoint, above any number used before.
+        """
         self._encrypt = ChaCha20Poly1305(trafficKey(key, sessionID, generation, fromClient)).encrypt
         self._prefix = bytes((PROTECTED,)) + sessionID
-        self.nextPN = 0
+        self.nextPN = nextPN
 
     def seal(self, kind: int, body: bytes) -> bytes:
         """
@@ -190,10 +200,36 @@ class Opener:
     @ivar window: the L{ReplayWindow}.
     """
 
-    def __init__(self, key: bytes, sessionID: bytes, generation: int, fromClient: bool) -> None:
+    def __init__(
+        self, key: bytes, sessionID: bytes, generation: int, fromClient: bool, highest: int = -1
+    ) -> None:
+        """
+        @param highest: for keys restored from a checkpoint, the highest
+            packet number received before: it and every number below count
+            as received (the window's bitmap is not kept).
+        """
         self._decrypt = ChaCha20Poly1305(trafficKey(key, sessionID, generation, fromClient)).decrypt
         self._prefix = bytes((PROTECTED,)) + sessionID
         self.window = ReplayWindow()
+        if highest >= 0:
+            self.window.highest = highest
+            self.window.bits = self.window.mask
+
+    def check(self, datagram: bytes) -> bool:
+        """
+        Whether C{datagram} is an authentic, fresh packet of this session;
+        changes nothing (not even the window).
+        """
+        if len(datagram) < _MIN_PROTECTED or not datagram.startswith(self._prefix):
+            return False
+        number = datagram[_PREFIX_SIZE:HEADER_SIZE]
+        if not self.window.fresh(int.from_bytes(number, "big")):
+            return False
+        try:
+            self._decrypt(_NONCE_PAD + number, datagram[HEADER_SIZE:], datagram[:HEADER_SIZE])
+        except InvalidTag:
+            return False
+        return True
 
     def open(self, datagram: bytes) -> tuple[int, bool, int, bytes]:
         """

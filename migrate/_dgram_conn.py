@@ -20,9 +20,10 @@ No Twisted imports.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 from . import _dgram
@@ -59,6 +60,8 @@ class LivenessPolicy(Protocol):
     def reconnectDelay(self, failures: int) -> float: ...
 
     def expireAfter(self) -> float: ...
+
+    def suspendAfter(self) -> Optional[float]: ...
 
 
 # Events, returned by nextEvent().
@@ -116,17 +119,94 @@ class AddressesAdvertised:
 
 
 @dataclass(frozen=True)
+class HibernateDue:
+    """
+    A server's session has been suspended for its policy's
+    C{suspendAfter()}: time to checkpoint it (when the driver has a store).
+    """
+
+
+@dataclass(frozen=True)
 class Ended:
     """
-    The session is over: C{how} is C{"closed"} (by us), C{"peer-closed"}
-    or C{"expired"}.
+    The session is over: C{how} is C{"closed"} (by us), C{"peer-closed"},
+    C{"expired"} or C{"refused"} (a client's resume was refused: the
+    server no longer knows the session, or will not have it back).
     """
 
     how: str
     reason: str
 
 
-Event = Union[PeerMoved, PathValidated, Suspended, Resumed, AddressesAdvertised, Ended]
+Event = Union[PeerMoved, PathValidated, Suspended, Resumed, AddressesAdvertised, HibernateDue, Ended]
+
+#: What starts a checkpoint's encoding (L{encodeCheckpoint}).
+CHECKPOINT_MAGIC = b"migrate/1 datagram checkpoint\n"
+
+
+@dataclass
+class Checkpoint:
+    """
+    What a server keeps of a hibernated datagram session, besides its id,
+    key and generation: the packet numbers (so that no nonce is ever used
+    twice under a key, and no replay is accepted), where the peer was, and
+    the counters the live view shows.
+
+    @ivar nextPN: the number the next packet sent would have had.
+    @ivar highest: the highest packet number received (-1: none).
+    @ivar peer: the peer's last address, C{[host, port]}.
+    @ivar local: our address the peer reached, or C{None}.
+    @ivar suspendedAt: when the session was suspended (clock seconds).
+    @ivar heardAt: when the peer was last heard.
+    """
+
+    nextPN: int
+    highest: int
+    peer: list[Any]
+    local: Optional[str]
+    createdAt: float
+    suspendedAt: float
+    heardAt: float
+    advertSeq: int
+    peerAdvertSeq: int
+    appSent: int = 0
+    appReceived: int = 0
+    bytesSent: int = 0
+    bytesReceived: int = 0
+    dropped: int = 0
+    moves: int = 0
+    resumes: int = 0
+
+
+def encodeCheckpoint(checkpoint: Checkpoint) -> bytes:
+    """
+    A checkpoint as bytes (L{CHECKPOINT_MAGIC}, then JSON).
+    """
+    return CHECKPOINT_MAGIC + json.dumps(asdict(checkpoint), sort_keys=True).encode("ascii")
+
+
+def decodeCheckpoint(data: bytes) -> Checkpoint:
+    """
+    @raise ValueError: not a checkpoint of a datagram session (a stream
+        session's record in a shared store, say), or malformed.
+    """
+    if not data.startswith(CHECKPOINT_MAGIC):
+        raise ValueError("not a datagram session's checkpoint")
+    try:
+        fields = json.loads(data[len(CHECKPOINT_MAGIC) :].decode("ascii"))
+        checkpoint = Checkpoint(**fields)
+    except (UnicodeDecodeError, TypeError) as e:
+        raise ValueError("malformed datagram checkpoint: %s" % (e,))
+    if (
+        not isinstance(checkpoint.nextPN, int)
+        or not 0 <= checkpoint.nextPN <= _dgram.MAX_PN
+        or not isinstance(checkpoint.highest, int)
+        or checkpoint.highest < -1
+        or not isinstance(checkpoint.peer, list)
+        or len(checkpoint.peer) != 2
+    ):
+        raise ValueError("malformed datagram checkpoint")
+    return checkpoint
 Outgoing = tuple[bytes, Address, Any]
 
 
@@ -231,6 +311,8 @@ class DatagramConnection:
         generation: int = 0,
         acceptMove: Callable[[Address, Address], bool] = lambda old, new: True,
         rng: Optional[random.Random] = None,
+        nextPN: int = 0,
+        highest: int = -1,
     ) -> None:
         """
         @param peer: the peer's address: a client's server, or the address
@@ -239,13 +321,17 @@ class DatagramConnection:
         @param local: on a server, our address the peer reached.
         @param acceptMove: asked before following the peer to a new
             address; C{False} drops the datagram that came from it.
+        @param nextPN: the first packet number to send (a session restored
+            from a L{Checkpoint} under its old keys: see L{restore}).
+        @param highest: the highest packet number received before (idem).
         """
         self.isClient = isClient
         self.sessionID = sessionID
+        self.key = key
         self.generation = generation
         self.policy = policy
-        self._sealer = _dgram.Sealer(key, sessionID, generation, isClient)
-        self._opener = _dgram.Opener(key, sessionID, generation, not isClient)
+        self._sealer = _dgram.Sealer(key, sessionID, generation, isClient, nextPN)
+        self._opener = _dgram.Opener(key, sessionID, generation, not isClient, highest)
         self._rng = rng if rng is not None else random.SystemRandom()
         self._acceptMove = acceptMove
         self.path = Path(peer, local, now)
@@ -260,6 +346,7 @@ class DatagramConnection:
         self._open = self._opener.open
         self.appSent = self.appReceived = self.dropped = 0
         self.rateDrops = self.amplificationDrops = self.moves = 0
+        self.resumes = 0
         self.bytesSent = 0
         self.bytesReceived = 0
         self.createdAt = now
@@ -280,6 +367,15 @@ class DatagramConnection:
         self._suspendedPeer: Address = peer
         self._failures = 0
         self._probeAt = 0.0
+        #: Probe rounds of a suspended client so far (a driver starts a
+        #: resume attempt on one).
+        self.probes = 0
+        #: Whether a server's suspended session may hibernate (the driver
+        #: has a store): L{HibernateDue} is then queued after the policy's
+        #: C{suspendAfter()}.
+        self.canHibernate = False
+        self._hibernateQueued = False
+        self._hibernateFrom = now
         self.candidates: list[Address] = []
         self.srtt: Optional[float] = None
         self.rttvar: Optional[float] = None
@@ -362,6 +458,7 @@ class DatagramConnection:
             self._move(path, now)
         if self.suspended:
             self.suspended = False
+            self._hibernateQueued = False
             self.timerMoved = True
             self._events.append(Resumed(self._suspendedPeer, self.path.address, now - self._suspendedAt))
         if kind == _APP:
@@ -374,6 +471,13 @@ class DatagramConnection:
             return body
         self._control(kind, body, path, now)
         return None
+
+    def authentic(self, datagram: bytes) -> bool:
+        """
+        Whether C{datagram} is an authentic, fresh packet of this session
+        (changes nothing).
+        """
+        return self.ended is None and self._opener.check(datagram)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -390,7 +494,148 @@ class DatagramConnection:
             "rateDrops": self.rateDrops,
             "amplificationDrops": self.amplificationDrops,
             "moves": self.moves,
+            "resumes": self.resumes,
         }
+
+    # Checkpoints and new keys.
+
+    @classmethod
+    def restore(
+        cls,
+        sessionID: bytes,
+        key: bytes,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: float,
+        policy: LivenessPolicy,
+        sendRate: float,
+        sendBurst: float,
+        acceptMove: Callable[[Address, Address], bool] = lambda old, new: True,
+        rng: Optional[random.Random] = None,
+    ) -> DatagramConnection:
+        """
+        A server's session back from its L{Checkpoint}, still suspended
+        (the first authentic datagram resumes it), under its old keys: it
+        sends from the checkpoint's next packet number plus
+        L{_dgram.PN_MARGIN}, and counts every packet number up to the
+        checkpoint's highest as received.
+
+        The caller must make sure that the checkpoint can never be restored
+        again (delete it from its store, and wait for that) before the
+        connection sends anything: two connections restored from one
+        checkpoint would use the same nonces.
+        """
+        peer = (checkpoint.peer[0], checkpoint.peer[1])
+        conn = cls(
+            False, sessionID, key, peer, now, policy, sendRate, sendBurst,
+            local=checkpoint.local, generation=generation, acceptMove=acceptMove, rng=rng,
+            nextPN=min(checkpoint.nextPN + _dgram.PN_MARGIN, _dgram.MAX_PN),
+            highest=checkpoint.highest,
+        )
+        conn.createdAt = checkpoint.createdAt
+        conn.heardAt = checkpoint.heardAt
+        conn.suspended = True
+        conn._suspendedAt = checkpoint.suspendedAt
+        conn._advertSeq = checkpoint.advertSeq
+        conn._peerAdvertSeq = checkpoint.peerAdvertSeq
+        conn.appSent = checkpoint.appSent
+        conn.appReceived = checkpoint.appReceived
+        conn.bytesSent = checkpoint.bytesSent
+        conn.bytesReceived = checkpoint.bytesReceived
+        conn.dropped = checkpoint.dropped
+        conn.moves = checkpoint.moves
+        conn.resumes = checkpoint.resumes
+        return conn
+
+    def checkpoint(self, now: float) -> Checkpoint:
+        """
+        What a server keeps of this session while it hibernates.  The
+        connection is frozen from now on: it sends nothing more (so the
+        checkpoint's next packet number is never used under these keys by
+        this connection), receives nothing, and has no timer.
+        """
+        checkpoint = Checkpoint(
+            nextPN=self._sealer.nextPN,
+            highest=self._opener.window.highest,
+            peer=list(self.path.address),
+            local=self.path.local,
+            createdAt=self.createdAt,
+            suspendedAt=self._suspendedAt if self.suspended else now,
+            heardAt=self.heardAt,
+            advertSeq=self._advertSeq,
+            peerAdvertSeq=self._peerAdvertSeq,
+            appSent=self.appSent,
+            appReceived=self.appReceived,
+            bytesSent=self.bytesSent,
+            bytesReceived=self.bytesReceived,
+            dropped=self.dropped,
+            moves=self.moves,
+            resumes=self.resumes,
+        )
+        self.freeze()
+        return checkpoint
+
+    def freeze(self) -> None:
+        """
+        Stop for good without a word to the peer and without an event
+        (the session hibernates: its checkpoint stands for it): nothing is
+        sent or received any more, and only the current path is kept.
+        """
+        if self.ended is None:
+            self.ended = Ended("hibernated", "")
+        self.timerMoved = True
+        self._paths = {self.path.address: self.path}
+        self._out = []
+        self._events.clear()
+        self.candidates = []
+
+    def rekey(self, generation: int, now: float, peer: Optional[Address] = None, local: Any = None) -> None:
+        """
+        A resume was accepted (server) or its acceptance verified (client):
+        use the traffic keys of C{generation} from now on, packet numbers
+        from 0 and a fresh replay window.  The handshake authenticated the
+        peer: a suspended session resumes.
+
+        @param peer: on a server, where the resume came from: the peer's
+            path from now on (validated: the resume proves its sender read
+            the server's greeting sent there).
+        @param local: on a server, our address the resume reached.
+        """
+        if self.ended is not None:
+            return
+        self.generation = generation
+        self._sealer = _dgram.Sealer(self.key, self.sessionID, generation, self.isClient)
+        self._opener = _dgram.Opener(self.key, self.sessionID, generation, not self.isClient)
+        self._seal = self._sealer.seal
+        self._open = self._opener.open
+        self.resumes += 1
+        self._pingToken = None
+        self.heardAt = now
+        self._eventDeadline = None
+        self.timerMoved = True
+        if peer is not None and peer != self.path.address:
+            path = self._paths.get(peer) or self._addPath(peer, local, now)
+            path.validated = True
+            if local is not None:
+                path.local = local
+            old = self.path.address
+            self.path = path
+            self.moves += 1
+            self._events.append(PeerMoved(old, peer))
+        elif local is not None:
+            self.path.local = local
+        if self.suspended:
+            self.suspended = False
+            self._hibernateQueued = False
+            self._events.append(Resumed(self._suspendedPeer, self.path.address, now - self._suspendedAt))
+
+    def abandon(self, reason: str) -> None:
+        """
+        A client's resume was refused for good: the session is over,
+        without a word to the server (it does not know the session, or
+        will not have it back).
+        """
+        self._end("refused", reason)
 
     # Control packets.
 
@@ -423,6 +668,8 @@ class DatagramConnection:
         self._send(_dgram.PATH_CHALLENGE, _dgram.encodeToken(path.challenge), path, now)
 
     def _send(self, kind: int, body: bytes, path: Path, now: float, bounded: bool = True) -> bool:
+        if self.ended is not None:
+            return False
         size = _dgram.HEADER_SIZE + 1 + len(body) + _dgram.TAG_SIZE
         if bounded and not path.chosen and not path.allows(size):
             self.amplificationDrops += 1
@@ -540,7 +787,9 @@ class DatagramConnection:
         """
         if self.ended is not None:
             return
-        self._advertSeq += 1
+        # Numbered above anything sent under an earlier generation (as
+        # stream sessions do).
+        self._advertSeq = max(self._advertSeq + 1, (self.generation << 32) + 1)
         body = _dgram.encodeAddresses(self._advertSeq, flags, addresses)
         if local is not None:
             self.path.local = local
@@ -593,6 +842,10 @@ class DatagramConnection:
                 found.append((self._eventDeadline, "dead"))
         elif not self.suspended:
             found.append((self.heardAt + 2 * p.keepaliveInterval(), "dead"))
+        elif self.canHibernate and not self._hibernateQueued:
+            suspendAfter = p.suspendAfter()
+            if suspendAfter is not None:
+                found.append((self._hibernateFrom + suspendAfter, "hibernate"))
         path = self.path
         if not path.validated and path.challenge is not None and path.challenges < MAX_CHALLENGES:
             found.append((path.challengedAt + p.probeTimeout(self.srtt, self.rttvar), "challenge"))
@@ -619,7 +872,7 @@ class DatagramConnection:
             return
         if "dead" in due:
             self.suspended = True
-            self._suspendedAt = now
+            self._suspendedAt = self._hibernateFrom = now
             self._suspendedPeer = self.path.address
             self._eventDeadline = None
             self._failures = 0
@@ -627,7 +880,11 @@ class DatagramConnection:
             self._events.append(Suspended("path-dead"))
             if self.isClient:
                 due.add("probe")
+        if "hibernate" in due and self.suspended:
+            self._hibernateQueued = True
+            self._events.append(HibernateDue())
         if "probe" in due and self.suspended:
+            self.probes += 1
             self._failures += 1
             self._probeAt = now + max(0.01, self.policy.reconnectDelay(self._failures))
             self.ping(now)
@@ -642,9 +899,18 @@ class DatagramConnection:
         """
         return dict(
             self.stats,
+            datagramsSent=self.appSent,
+            datagramsReceived=self.appReceived,
             bytesSent=self.bytesSent,
             bytesReceived=self.bytesReceived,
             validated=self.path.validated,
             suspended=self.suspended,
             rtt=self.srtt,
         )
+
+    @property
+    def suspendedAt(self) -> Optional[float]:
+        """
+        When the session was suspended, or C{None} while it is not.
+        """
+        return self._suspendedAt if self.suspended else None

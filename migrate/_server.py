@@ -502,6 +502,10 @@ class MigrateServerFactory(Factory):
                 stub.end(SessionExpired("hibernated state lost from the store"))
             carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
             return
+        if record.kind != "stream":
+            # A datagram session's checkpoint in a shared store.
+            carrier.reject(_wire.REJECT_UNKNOWN_SESSION, "unknown session")
+            return
         try:
             state.handshake.verifyResume(request, record.key, record.generation)
             _checkSecure(record.secure, carrier)

@@ -3,10 +3,13 @@
 The live view of C{twistd migrate}: which sessions exist and how they are.
 
 L{SessionRegistry} is an upcall observer that keeps every live session's
-transport and the last snapshot of every recently ended one; it also reads
-the servers it watches (L{SessionRegistry.watchServer}): their session
-table, their hibernated sessions (in memory, being saved, and in their
-store) and the closed sessions they still remember.  L{StatusResource}
+transport and the last snapshot of every recently ended one, stream and
+datagram sessions alike (each entry says its C{kind}); it also reads the
+servers it watches (L{SessionRegistry.watchServer}): their session table,
+their hibernated sessions (in memory, being saved, and in their store) and
+the closed sessions they still remember; and the datagram ports it watches
+(L{SessionRegistry.watchDatagramPort}): their open and hibernated
+sessions.  L{StatusResource}
 serves all of it as JSON (C{/sessions.json}) for machines and as a small
 self-refreshing HTML page (C{/}) for people; L{StatusSite} serves it
 without an access-log line per request (the page refreshes every 2 s).
@@ -55,6 +58,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from .errors import BufferOverflow, PeerAborted, SessionExpired
+from .interfaces import IDatagramSession
 
 SCHEMA_VERSION = 1
 
@@ -220,6 +224,14 @@ def _sideOf(session: Any) -> str:
     return "client" if session.isClient else "server"
 
 
+def _isDatagram(transport: Any) -> bool:
+    """
+    Whether C{transport} is a datagram session's
+    (L{migrate.datagram.DatagramSessionTransport}).
+    """
+    return IDatagramSession.providedBy(transport)
+
+
 def _expiresAt(session: Any) -> Optional[float]:
     """
     When a detached or hibernated session expires unless resumed: its
@@ -273,6 +285,7 @@ _HIBERNATED_KEYS = (
     "bytesSent",
     "bytesAcknowledged",
     "bytesReceived",
+    "kind",
 )
 
 
@@ -323,6 +336,8 @@ class SessionRegistry:
     @ivar ended: recently ended sessions' entries (at most C{keepEnded}),
         oldest first, by C{(side, id)}.
     @ivar servers: the watched server endpoints.
+    @ivar datagramPorts: the watched datagram ports
+        (L{migrate.datagram.DatagramPort}).
     """
 
     def __init__(self, clock: IReactorTime, keepEnded: int = 100) -> None:
@@ -331,6 +346,7 @@ class SessionRegistry:
         self.live: OrderedDict[int, Any] = OrderedDict()
         self.ended: OrderedDict[tuple[str, str], dict[str, object]] = OrderedDict()
         self.servers: list[Any] = []
+        self.datagramPorts: list[Any] = []
 
     def sessionEstablished(self, transport: Any) -> None:
         # Keyed by object: one process may hold both ends of a session.
@@ -390,6 +406,15 @@ class SessionRegistry:
         """
         self.servers.append(endpoint)
 
+    def watchDatagramPort(self, port: Any) -> None:
+        """
+        Also show the sessions of a L{migrate.datagram.DatagramPort} (its
+        hibernated ones among them) and let the view expire them.  (Add
+        the registry to the port's observers too, so that ended sessions
+        are listed with their reasons.)
+        """
+        self.datagramPorts.append(port)
+
     def _factories(self) -> list[Any]:
         return [e.factory for e in self.servers if getattr(e, "factory", None) is not None]
 
@@ -423,14 +448,50 @@ class SessionRegistry:
                 entry["expiresIn"] = expiresAt - now if expiresAt is not None else None
                 sessions.append(entry)
 
+        def addDatagram(entry: dict[str, object]) -> None:
+            key = (str(entry["side"]), str(entry["id"]))
+            if key in seen:
+                return
+            seen.add(key)
+            if entry.get("state") == "hibernated":
+                hibernated.append(_hibernatedEntry(now, "memory", **entry))
+            else:
+                sessions.append(entry)
+
         for liveKey, transport in list(self.live.items()):
             session = transport._session
+            if _isDatagram(transport):
+                if session.released or transport.state == "closed":
+                    # Hibernated, its application let go of (its server
+                    # lists its checkpoint), or over.
+                    del self.live[liveKey]
+                    continue
+                addDatagram(transport.snapshot())
+                continue
             if session.transport is not transport:
                 # Hibernated and dropped by its server: its checkpoint
                 # stands for it now.
                 del self.live[liveKey]
                 continue
             addLive(session)
+        for port in self.datagramPorts:
+            open_, asleep = port.snapshots()
+            for entry in open_:
+                addDatagram(entry)
+            for summary in asleep:
+                key = (str(summary["side"]), str(summary["id"]))
+                if key in seen:
+                    continue
+                seen.add(key)
+                fields = dict(summary)
+                where = str(fields.pop("hibernatedIn", "store"))
+                createdAt = fields.pop("createdAt", None)
+                detachedSince = fields.pop("detachedSince", None)
+                if isinstance(createdAt, (int, float)):
+                    fields["age"] = now - createdAt
+                if isinstance(detachedSince, (int, float)):
+                    fields["detachedFor"] = now - detachedSince
+                hibernated.append(_hibernatedEntry(now, where, **fields))
         for factory in self._factories():
             for session in list(factory.sessions.values()):
                 if not session.ended and session.transport is not None:
@@ -484,6 +545,8 @@ class SessionRegistry:
         (and C{older} more) counted in C{endedOmitted}.
         """
         omitted = max(0, len(ended) - self.keepEnded)
+        for entry in sessions + hibernated + ended:
+            entry.setdefault("kind", "stream")
         return {
             "version": SCHEMA_VERSION,
             "time": self.clock.seconds(),
@@ -553,10 +616,17 @@ class SessionRegistry:
             return succeed(False)
         found = False
         for transport in list(self.live.values()):
-            if transport.sessionID == sessionID and not transport._session.ended:
+            if transport.sessionID != sessionID:
+                continue
+            if _isDatagram(transport):
+                if transport.state not in ("closed", "hibernated"):
+                    transport._session.expire("expired by the operator")
+                    found = True
+            elif not transport._session.ended:
                 transport._session.end(SessionExpired("expired by the operator"), "expired by the operator")
                 found = True
         checks = [f.expireSession(sid) for f in self._factories()]
+        checks += [p.expireSession(sid) for p in self.datagramPorts]
         return gatherResults(checks).addCallback(lambda r: found or any(r))
 
 
@@ -795,6 +865,22 @@ def _rtt(entry: Mapping[str, Any], now: float) -> str:
     return "%.1f ms" % (rtt * 1000,) if isinstance(rtt, (int, float)) else "-"
 
 
+def _traffic(direction: str) -> Callable[[Mapping[str, Any], float], str]:
+    """
+    Bytes one way, and for a datagram session how many application
+    datagrams.
+    """
+
+    def show(entry: Mapping[str, Any], now: float) -> str:
+        text = formatBytes(entry.get("bytes" + direction))
+        count = entry.get("datagrams" + direction)
+        if entry.get("kind") == "datagram" and isinstance(count, int):
+            text += " / %d dg" % (count,)
+        return text
+
+    return show
+
+
 def _endedAgo(entry: Mapping[str, Any], now: float) -> str:
     endedAt = entry.get("endedAt")
     if not isinstance(endedAt, (int, float)):
@@ -812,13 +898,14 @@ def _field(key: str, show: Callable[[object], str] = _text) -> Callable[[Mapping
 _LIVE_COLUMNS: list[_Column] = [
     ("session", _field("id")),
     ("side", _field("side")),
+    ("kind", _field("kind")),
     ("state", _field("state")),
     ("peer", _field("peer")),
     ("age", _field("age", formatDuration)),
     ("detached for", _field("detachedFor", formatDuration)),
     ("expires in", _expiresIn),
-    ("sent", _field("bytesSent", formatBytes)),
-    ("received", _field("bytesReceived", formatBytes)),
+    ("sent", _traffic("Sent")),
+    ("received", _traffic("Received")),
     ("buffered", _field("bytesBuffered", formatBytes)),
     ("handoffs", _field("handoffs")),
     ("rtt", _rtt),
@@ -827,24 +914,26 @@ _LIVE_COLUMNS: list[_Column] = [
 _HIBERNATED_COLUMNS: list[_Column] = [
     ("session", _field("id")),
     ("side", _field("side")),
+    ("kind", _field("kind")),
     ("state", _field("state")),
     ("in", _field("hibernatedIn")),
     ("peer", _field("peer")),
     ("detached for", _field("detachedFor", formatDuration)),
     ("expires in", _expiresIn),
-    ("sent", _field("bytesSent", formatBytes)),
-    ("received", _field("bytesReceived", formatBytes)),
+    ("sent", _traffic("Sent")),
+    ("received", _traffic("Received")),
 ]
 
 _ENDED_COLUMNS: list[_Column] = [
     ("session", _field("id")),
     ("side", _field("side")),
+    ("kind", _field("kind")),
     ("state", _field("state")),
     ("peer", _field("peer")),
     ("ended", _endedAgo),
     ("lasted", _field("age", formatDuration)),
-    ("sent", _field("bytesSent", formatBytes)),
-    ("received", _field("bytesReceived", formatBytes)),
+    ("sent", _traffic("Sent")),
+    ("received", _traffic("Received")),
     ("reason", _field("endCode")),
     ("why", _field("endText")),
 ]

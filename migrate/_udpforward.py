@@ -31,13 +31,17 @@ The endpoint strings:
     C{sendRate=}, C{sendBurst=}, C{maxDatagram=}), C{idleTimeout=} or
     C{monitor=none}.  Colons inside a value (an IPv6 address) are escaped
     with a backslash.
+
+With C{--status}, both sides' sessions are listed in the live view: the
+service is given the view's L{SessionRegistry}, which hears every
+session's upcalls and watches the C{migrate-udp:} listening port.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, cast
+from typing import Any, Optional, Sequence, cast
 
 from twisted.application import service
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -49,6 +53,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ._options import SessionOptions
+from ._status import SessionRegistry
 from .datagram import (
     DatagramOptions,
     DatagramPort,
@@ -273,9 +278,12 @@ class _LocalSide(DatagramProtocol):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, target: UDPSide, options: SessionOptions) -> None:
+    def __init__(
+        self, reactor: Any, target: UDPSide, options: SessionOptions, observers: Sequence[Any] = ()
+    ) -> None:
         self.reactor = reactor
         self.target = target
+        self.observers = list(observers)
         self.options = _sessionOptions(target, options)
         self.datagramOptions = _datagramOptions(target)
         self.idleTimeout = _idleTimeout(target)
@@ -297,6 +305,7 @@ class _LocalSide(DatagramProtocol):
         d = connectDatagram(
             self.reactor, self.target.host, self.target.port, session,
             options=self.options, datagramOptions=self.datagramOptions, monitor=self.monitor,
+            observers=self.observers,
         )
         self.opening[session.peer] = d
 
@@ -416,18 +425,31 @@ class UDPForwardService(service.Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, listen: UDPSide, target: UDPSide, options: SessionOptions) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        listen: UDPSide,
+        target: UDPSide,
+        options: SessionOptions,
+        registry: Optional[SessionRegistry] = None,
+    ) -> None:
+        """
+        @param registry: the live view's registry: it hears every session's
+            upcalls and watches the C{migrate-udp:} listening port.
+        """
         self.reactor = reactor
         self.listen = listen
         self.target = target
         self.options = options
+        self.registry = registry
         self.listening: Any = None
         self.local: Optional[_LocalSide] = None
 
     def privilegedStartService(self) -> None:
         service.Service.privilegedStartService(self)
+        observers = [self.registry] if self.registry is not None else []
         if self.listen.kind == "udp":
-            self.local = _LocalSide(self.reactor, self.target, self.options)
+            self.local = _LocalSide(self.reactor, self.target, self.options, observers)
             self.listening = self.reactor.listenUDP(
                 self.listen.port, self.local, interface=self.listen.interface
             )
@@ -446,7 +468,10 @@ class UDPForwardService(service.Service):
                 options=_sessionOptions(self.listen, self.options),
                 datagramOptions=_datagramOptions(self.listen),
                 monitor=None if self.listen.options.get("monitor") == "none" else "auto",
+                observers=observers,
             )
+            if self.registry is not None:
+                self.registry.watchDatagramPort(self.listening)
         host = self.listening.getHost()
         self.log.info(
             "forwarding UDP from {kind}:{port} to {target}",
@@ -472,13 +497,19 @@ class UDPForwardService(service.Service):
 
 
 def makeUDPService(
-    listen: str, connect: str, options: Optional[SessionOptions] = None, reactor: Any = None
+    listen: str,
+    connect: str,
+    options: Optional[SessionOptions] = None,
+    reactor: Any = None,
+    registry: Optional[SessionRegistry] = None,
 ) -> UDPForwardService:
     """
     The service of C{twistd migrate --udp --listen LISTEN --connect CONNECT}.
 
     @param options: session options for the C{migrate-udp:} side (its own
         string's options win).
+    @param registry: the live view's (C{--status}) registry, told of every
+        session.
     @raise ValueError: the strings are not one C{udp:} and one
         C{migrate-udp:} side, or malformed.
     """
@@ -487,4 +518,4 @@ def makeUDPService(
 
         reactor = default
     listening, target = checkUDPForward(listen, connect)
-    return UDPForwardService(reactor, listening, target, options or SessionOptions())
+    return UDPForwardService(reactor, listening, target, options or SessionOptions(), registry)

@@ -1,13 +1,13 @@
-# -*- test-case-name: tests.test_datagram -*-
+# -*- test-case-name: tests.test_datagram,tests.test_datagram_resume -*-
 """
 Datagram sessions: Twisted C{DatagramProtocol} applications that roam.
 
 A datagram session joins two C{DatagramProtocol} applications through an
 authenticated, encrypted session that follows either end wherever it
-goes: a NAT rebinding, a new address, a link lost for a while.  The
-application sees an C{IUDPTransport}-like transport whose C{write} goes to
-its peer, wherever it is now.  Datagram semantics are kept: no
-retransmission, no ordering.
+goes: a NAT rebinding, a new address, a link lost for a while, a server
+that restarted from its session store.  The application sees an
+C{IUDPTransport}-like transport whose C{write} goes to its peer, wherever
+it is now.  Datagram semantics are kept: no retransmission, no ordering.
 
 Server::
 
@@ -23,19 +23,19 @@ The wire format, the semantics and the security model are in
 C{docs/datagram.md}.  The protocol logic is sans-IO (L{migrate._dgram},
 L{migrate._dgram_conn}, L{migrate._dgram_handshake}); this module is the
 Twisted driver: sockets, one timer per session, the connectivity monitor,
-policy and upcalls.
+policy, upcalls, the session store and the locator.
 """
 
 from __future__ import annotations
 
 import socket
 import weakref
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterable, Optional, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ConnectionDone, MessageLengthError
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -51,16 +51,29 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import _dgram, _dgram_conn
+from . import _dgram, _dgram_conn, _wire
 from ._advertise import AdvertisePolicy, formatHostPort
-from ._dgram_conn import DatagramConnection, hostPort
-from ._dgram_handshake import ClientOpening, HandshakeResponder
+from ._dgram_conn import Checkpoint, DatagramConnection, decodeCheckpoint, encodeCheckpoint, hostPort
+from ._dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder, ResumeAsk
 from ._dgram_socket import DatagramSocket, familyOf, makeAddress
 from ._handshake import HandshakeFailed
 from ._options import SessionOptions
 from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired
-from .interfaces import ConnectivityEvent, IConnectivityMonitor, IDatagramSession, ILocator, IMigratePolicy
+from .interfaces import (
+    ConnectivityEvent,
+    CorruptRecord,
+    IConnectivityMonitor,
+    IDatagramSession,
+    ILocator,
+    IMigratable,
+    IMigratePolicy,
+    ISessionStore,
+    LocalAddress,
+    SessionRecord,
+    StoreUnavailable,
+)
+from .locate import locatorList
 from .monitors import MonitorLease, defaultMonitor
 from .policy import DefaultPolicy
 
@@ -78,6 +91,16 @@ Address = tuple[str, int]
 _DROP_LOG_INTERVAL = 60.0
 #: Seconds between two locator lookups of a suspended client.
 _LOOKUP_INTERVAL = 0.5
+#: Datagrams kept for a hibernated session while its checkpoint is read.
+_WAKE_QUEUE = 16
+#: Seconds during which datagrams for a hibernated session are dropped
+#: unread after one that was not authentic (so that forged datagrams cannot
+#: make the server read its store at their rate).
+_WAKE_BACKOFF = 1.0
+#: What a server's sessions are told when it stops for good.
+_SHUTDOWN_NOTICE = "server shut down"
+#: Seconds a client told "busy" waits, at least, before resuming again.
+_BUSY_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,19 @@ def _lease(reactor: Any, monitor: Any) -> Optional[MonitorLease]:
     return lease
 
 
+def _both(first: object, second: object) -> object:
+    """
+    Two answers to "may this go ahead?" (C{False}, anything else, or a
+    Deferred of either) as one.
+    """
+    if first is False or second is False:
+        return False
+    pending = [d for d in (first, second) if isinstance(d, Deferred)]
+    if not pending:
+        return True
+    return gatherResults(pending).addCallback(lambda answers: all(a is not False for a in answers))
+
+
 @implementer(IDatagramSession)
 class DatagramSessionTransport:
     """
@@ -161,14 +197,16 @@ class DatagramSessionTransport:
     def state(self) -> str:
         """
         C{"attached"} (the peer is heard from), C{"detached"} (suspended:
-        silent too long) or C{"closed"}.
+        silent too long), C{"hibernated"} (a server's session checkpointed
+        into its store, its application kept in memory) or C{"closed"}.
         """
         return self._session.state
 
     @property
     def generation(self) -> int:
         """
-        The key generation: 0 for an opened session.
+        The key generation: 0 for an opened session, one more (at least) on
+        each resume.
         """
         return self._session.conn.generation
 
@@ -257,7 +295,12 @@ class _Session:
     one timer, its application and upcalls.
 
     @ivar conn: the L{DatagramConnection}.
-    @ivar state: C{"attached"}, C{"detached"} or C{"closed"}.
+    @ivar state: C{"attached"}, C{"detached"}, C{"hibernated"} or
+        C{"closed"}.
+    @ivar endReason: why the session ended, once it has.
+    @ivar endNotice: what this side told its peer when it ended it, if
+        anything.
+    @ivar resuming: a client's resume in progress.
     """
 
     log = Logger()
@@ -290,19 +333,36 @@ class _Session:
         self.state = "attached"
         self.transport = DatagramSessionTransport(self)
         self.createdAt = clock.seconds()
+        self.endReason: Optional[BaseException] = None
+        self.endNotice: Optional[str] = None
         self._call: Optional[IDelayedCall] = None
         self._callAt = 0.0
         self._waiters: list[Deferred[None]] = []
         self._ending = False
         self._droppedLoggedAt: Optional[float] = None
         self._lastAdvert: list[str] = []
-        # Client side: where to look the server up while suspended.
+        #: Server: called when the session is due to hibernate.
+        self.onHibernate: Optional[Callable[[_Session], object]] = None
+        # Client side: where to look the server up while suspended, and
+        # how to resume.
         self.locator: Optional[ILocator] = None
         self.peerName: Optional[str] = None
         self._lookedAt: Optional[float] = None
+        self.resuming: Optional[ClientResuming] = None
+        self.resumeTimeout = 5.0
+        self._triedGeneration = conn.generation
+        self._probesSeen = 0
+        self._resumeAfter = 0.0
+        #: Server: the session hibernated and its application was let go of
+        #: (its checkpoint stands for it; this object is not used again).
+        self.released = False
 
     def logPrefix(self) -> str:
         return "DatagramSession,%s" % (self.side,)
+
+    @property
+    def sid(self) -> str:
+        return self.conn.sessionID.hex()
 
     def useSocket(self, sock: DatagramSocket) -> None:
         """
@@ -313,21 +373,57 @@ class _Session:
         self._send = sock.send
         self.host = sock.getHost()
 
+    def _choosePolicy(self) -> None:
+        for choice in self.upcalls.notify("choosePolicy", self.transport):
+            if IMigratePolicy.providedBy(choice):
+                self.conn.policy = choice
+                break
+
     def start(self) -> None:
         """
         Give the application its transport (C{startProtocol} runs).
         """
         upcalls = self.upcalls
         upcalls.app = self.protocol
-        for choice in upcalls.notify("choosePolicy", self.transport):
-            if IMigratePolicy.providedBy(choice):
-                self.conn.policy = choice
-                break
+        self._choosePolicy()
         try:
             self.protocol.makeConnection(self.transport)
         except Exception:
             self.log.failure("{side} datagram application failed to start", side=self.side)
         upcalls.notify("sessionEstablished", self.transport)
+        self._arm()
+
+    def restored(self, appState: bytes) -> bool:
+        """
+        Give a rebuilt migratable application its transport and its saved
+        state (it hears C{restoreMigrationState}, not C{startProtocol}).
+
+        @return: whether the application took its state back.
+        """
+        protocol = self.protocol
+        upcalls = self.upcalls
+        upcalls.app = protocol
+        self._choosePolicy()
+        protocol.transport = self.transport
+        protocol.numPorts = 1
+        try:
+            IMigratable(protocol).restoreMigrationState(appState)
+        except Exception:
+            self.log.failure("restoreMigrationState raised; the session is not restored")
+            protocol.transport = None
+            protocol.numPorts = 0
+            return False
+        self._arm()
+        return True
+
+    def revived(self, conn: DatagramConnection) -> None:
+        """
+        A hibernated session whose application stayed in memory is back,
+        under C{conn} (restored from its checkpoint).
+        """
+        self.conn = conn
+        self.state = "detached"
+        self._lastAdvert = []
         self._arm()
 
     # The hot paths.
@@ -374,7 +470,7 @@ class _Session:
             self.log.info(
                 "datagram session {sid}: application datagrams dropped: {rate} by the rate "
                 "bound, {amplification} until the peer's new address {peer} answers",
-                sid=self.conn.sessionID.hex(),
+                sid=self.sid,
                 rate=stats["rateDrops"],
                 amplification=stats["amplificationDrops"],
                 peer=_text(self.conn.path.address),
@@ -393,7 +489,7 @@ class _Session:
             self._event(event)
 
     def _event(self, event: _dgram_conn.Event) -> None:
-        sid = self.conn.sessionID.hex()
+        sid = self.sid
         if isinstance(event, _dgram_conn.PeerMoved):
             self.log.info(
                 "datagram session {sid}: peer moved from {old} to {new}",
@@ -407,8 +503,13 @@ class _Session:
             self._lookup()
         elif isinstance(event, _dgram_conn.Resumed):
             self.state = "attached"
+            resuming = self.resuming
+            if resuming is not None and not resuming.sentResume:
+                # Heard again before our resume got anywhere: not needed.
+                self.resuming = None
             self.log.info(
-                "datagram session {sid} resumed after {downtime:.3f} s", sid=sid, downtime=event.downtime
+                "datagram session {sid} resumed after {downtime:.3f} s (generation {generation})",
+                sid=sid, downtime=event.downtime, generation=self.conn.generation,
             )
             self.upcalls.notify(
                 "sessionResumed",
@@ -418,23 +519,32 @@ class _Session:
                 event.downtime,
                 0,
             )
+        elif isinstance(event, _dgram_conn.HibernateDue):
+            if self.onHibernate is not None:
+                self.onHibernate(self)
         elif isinstance(event, _dgram_conn.Ended):
-            if event.how == "expired":
-                failure = Failure(SessionExpired(event.reason))
+            error: BaseException
+            if event.how in ("expired", "refused"):
+                error = SessionExpired(event.reason)
             else:
-                failure = Failure(ConnectionDone(event.reason))
+                error = ConnectionDone(event.reason)
             if event.how == "closed":
                 # The application's own call: end in the next turn.
                 self._ending = True
-                self.clock.callLater(0, self._finish, failure)
+                self.clock.callLater(0, self._finish, Failure(error))
             else:
-                self._finish(failure)
+                self._finish(Failure(error))
 
     def _arm(self) -> None:
         self.conn.timerMoved = False
         when = self.conn.nextTimer()
+        resuming = self.resuming
+        if resuming is not None:
+            also = resuming.nextTimer()
+            if also is not None and (when is None or also < when):
+                when = also
         call = self._call
-        if when is None:
+        if when is None or self.state in ("closed", "hibernated"):
             if call is not None:
                 call.cancel()
                 self._call = None
@@ -449,10 +559,93 @@ class _Session:
     def _fire(self) -> None:
         self._call = None
         now = self.clock.seconds()
-        self.conn.handleTimer(now)
+        conn = self.conn
+        conn.handleTimer(now)
         self._afterControl()
-        if self.conn.suspended:
+        if self.state in ("closed", "hibernated"):
+            return
+        if self.resuming is not None:
+            self._resumeTimer(now)
+        if conn.suspended:
             self._lookup()
+            if conn.probes > self._probesSeen:
+                self._probesSeen = conn.probes
+                self._startResume(now)
+        self._arm()
+
+    # Client: resuming.
+
+    def _startResume(self, now: float) -> None:
+        """
+        Client, suspended, on a probe round: unless one is in progress, try
+        to resume (the server may have restarted, or hibernated the
+        session, and no longer know it by its packets alone).
+        """
+        if self.side != "client" or self.resuming is not None or now < self._resumeAfter:
+            return
+        conn = self.conn
+        self._triedGeneration = generation = max(conn.generation, self._triedGeneration) + 1
+        if generation > _wire.MAX_GENERATION:
+            return
+        self.resuming = ClientResuming(now, self.resumeTimeout, conn.sessionID, conn.key, generation)
+        self._send(self.resuming.first(), conn.path.address, None)
+
+    def _resumeTimer(self, now: float) -> None:
+        resuming = self.resuming
+        assert resuming is not None
+        try:
+            again = resuming.handleTimer(now)
+        except HandshakeFailed as e:
+            self.resuming = None
+            self.log.info("datagram session {sid}: resume attempt {why}", sid=self.sid, why=e.reason)
+            if resuming.sentResume:
+                # The server may have accepted it (and changed keys) with
+                # its answer lost: try again at once, with a higher
+                # generation, rather than wait to be suspended.
+                self._startResume(now)
+            return
+        if again is not None:
+            self._send(again, self.conn.path.address, None)
+
+    def handshakeReceived(self, datagram: bytes, address: Address) -> None:
+        """
+        Client: a handshake datagram arrived, for our resume if any.
+        """
+        resuming = self.resuming
+        if resuming is None or self.conn.ended is not None:
+            return
+        now = self.clock.seconds()
+        try:
+            reply = resuming.receive(datagram, now)
+        except HandshakeFailed as e:
+            self._resumeRefused(e)
+            return
+        if reply is not None:
+            self._send(reply, address, None)
+        if resuming.accepted:
+            self.resuming = None
+            self.conn.rekey(resuming.generation, now)
+            # Authentic at once under the new keys, so that the server
+            # hears where we are.
+            self.conn.ping(now)
+        self._afterControl()
+        self._arm()
+
+    def _resumeRefused(self, error: HandshakeFailed) -> None:
+        self.resuming = None
+        if error.code in (_wire.REJECT_UNKNOWN_SESSION, _wire.REJECT_REFUSED) and not self.conn.candidates:
+            # The server no longer knows the session (a restart without its
+            # store, or it expired there), or will not have it back.  (A
+            # refusal is not signed; with a locator, another server may be
+            # the one that knows it: we try again.)
+            self.log.info("datagram session {sid}: server refused the resume: {reason}",
+                          sid=self.sid, reason=error.reason)
+            self.conn.abandon("resume refused: %s" % (error.reason,))
+            self._afterControl()
+            return
+        if error.code == _wire.REJECT_BUSY:
+            self._resumeAfter = self.clock.seconds() + max(_BUSY_RETRY, error.retryAfter)
+        self.log.info("datagram session {sid}: resume {reason}", sid=self.sid, reason=error.reason)
         self._arm()
 
     def _lookup(self) -> None:
@@ -494,7 +687,12 @@ class _Session:
             self._lookedAt = None
             self._lookup()
 
-    def advertise(self, ours: Sequence[Any], newest: Optional[str]) -> None:
+    def advertise(
+        self,
+        ours: Sequence[LocalAddress],
+        newest: Optional[str],
+        policy: AdvertisePolicy = AdvertisePolicy(),
+    ) -> None:
         """
         Server: tell the client where we can be reached now (when that
         changed), from the preferred address.
@@ -502,7 +700,7 @@ class _Session:
         if self.conn.ended is not None:
             return
         reached = self.conn.path.local or self.host.host
-        addresses = AdvertisePolicy().addresses(
+        addresses = policy.addresses(
             reached, self.port, [a.address for a in ours], {a.address: a.interface for a in ours}, newest
         )
         if not addresses or addresses == self._lastAdvert:
@@ -510,7 +708,8 @@ class _Session:
         self._lastAdvert = addresses
         preferred = hostPort(addresses[0])
         local = preferred[0] if preferred is not None and self.socket.pktinfo else None
-        self.conn.advertise(addresses, 0, self.clock.seconds(), local)
+        flags = _wire.ADDRESSES_CONFIGURED if policy.mode == "configured" else 0
+        self.conn.advertise(addresses, flags, self.clock.seconds(), local)
         self._afterControl()
 
     def close(self, reason: str) -> None:
@@ -518,27 +717,58 @@ class _Session:
         End the session at the application's request (its C{stopProtocol}
         runs in the next reactor turn).
         """
-        if self.conn.ended is None:
+        if self.state == "hibernated":
+            # Checkpointed: the peer cannot be told now (it learns that the
+            # session is gone when it resumes).
+            self._ending = True
+            self.clock.callLater(0, self._finish, Failure(ConnectionDone(reason)))
+        elif self.conn.ended is None:
+            self.endNotice = reason
             self.conn.close(reason, self.clock.seconds())
             self._afterControl()
 
-    def closeNow(self, reason: str) -> None:
+    def closeNow(self, reason: str, error: Optional[BaseException] = None) -> None:
         """
-        End the session at once (its owner stops), telling the peer.
+        End the session at once (its owner stops, or the operator expires
+        it), telling the peer C{reason}.
+
+        @param error: what the application hears (default:
+            C{ConnectionDone(reason)}).
         """
         if self.conn.ended is None:
+            self.endNotice = reason
             self.conn.close(reason, self.clock.seconds())
             for datagram, address, local in self.conn.datagramsToSend():
                 self.socket.send(datagram, address, local)
-        self._finish(Failure(ConnectionDone(reason)))
+        self._finish(Failure(error if error is not None else ConnectionDone(reason)))
+
+    def expire(self, reason: str) -> None:
+        """
+        End the session now with L{SessionExpired}, telling the peer.
+        """
+        self.closeNow(reason, SessionExpired(reason))
+
+    def hibernated(self) -> None:
+        """
+        The server checkpointed this session: no timer, no resume attempt;
+        its application (kept) hears nothing.
+        """
+        self.state = "hibernated"
+        self.resuming = None
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
 
     def _finish(self, failure: Failure) -> None:
         if self.state == "closed":
             return
         self.state = "closed"
+        self.resuming = None
+        self.endReason = failure.value
         if self._call is not None:
             self._call.cancel()
             self._call = None
+        self.conn.freeze()
         self.onEnd(self)
         self.upcalls.notify("sessionEnded", self.transport, failure)
         try:
@@ -556,9 +786,20 @@ class _Session:
         self._waiters.append(d)
         return d
 
+    def expiresAt(self) -> Optional[float]:
+        """
+        When the session expires unless its peer is heard, while it is
+        suspended; C{None} otherwise.
+        """
+        if not self.conn.suspended or self.state == "closed":
+            return None
+        return self.conn.heardAt + self.conn.policy.expireAfter()
+
     def snapshot(self) -> dict[str, object]:
         now = self.clock.seconds()
         conn = self.conn
+        suspendedAt = conn.suspendedAt
+        expiresAt = self.expiresAt()
         return dict(
             conn.snapshot(),
             id=conn.sessionID.hex(),
@@ -569,6 +810,9 @@ class _Session:
             peer=_text(conn.path.address),
             age=now - self.createdAt,
             silentFor=now - conn.heardAt,
+            detachedFor=now - suspendedAt if suspendedAt is not None else None,
+            expiresAt=expiresAt,
+            expiresIn=expiresAt - now if expiresAt is not None else None,
             generation=conn.generation,
             handoffs=conn.moves,
         )
@@ -578,13 +822,97 @@ def _options(options: Optional[SessionOptions], datagramOptions: Optional[Datagr
     return options or SessionOptions(), datagramOptions or DatagramOptions()
 
 
+@dataclass
+class _Hibernated:
+    """
+    A server's hibernated datagram session.
+
+    @ivar record: its checkpoint while it is being written to the store (or
+        could not be); C{None} once the store holds it (or, for a session
+        found in the store at start, before it is read).
+    @ivar session: the session with its application, when the application
+        is not migratable and stays in memory; else C{None}.
+    @ivar summary: what the live view shows of it.
+    """
+
+    sessionID: bytes
+    expiresAt: float
+    record: Optional[SessionRecord] = None
+    session: Optional[_Session] = None
+    summary: dict[str, object] = field(default_factory=dict)
+    #: When a datagram for it last failed to verify.
+    refusedAt: Optional[float] = None
+
+
+@dataclass
+class _Restoring:
+    """
+    A hibernated session whose checkpoint is being read (or its deletion
+    awaited): the datagrams that arrived for it meanwhile.
+    """
+
+    datagrams: list[tuple[bytes, Address, Optional[str]]]
+
+
+class _Publisher:
+    """
+    Publishes a server's addresses to its locators under one name: when
+    they change, and every C{republishInterval()} of its policy.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, locators: list[ILocator], name: str, policy: IMigratePolicy) -> None:
+        self.clock = clock
+        self.locators = locators
+        self.name = name
+        self.policy = policy
+        self.addresses: list[str] = []
+        self._call: Optional[IDelayedCall] = None
+
+    def publish(self, addresses: list[str]) -> None:
+        """
+        Publish C{addresses} (preferred first) now, and again later.
+        """
+        self.addresses = list(addresses)
+        self._again()
+
+    def _again(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        interval = self.policy.republishInterval()
+        if interval is not None:
+            self._call = self.clock.callLater(interval, self._again)
+        order = self.addresses
+        if not order:
+            return
+        name = self.name
+        for locator in self.policy.chooseLocators(self.locators):
+            locator.publish(name, order).addCallbacks(
+                lambda _: self.log.info("published {name} at {addresses}", name=name, addresses=order),
+                lambda f: self.log.warn(
+                    "could not publish {name}: {reason}", name=name, reason=f.getErrorMessage()
+                ),
+            )
+
+    def stop(self) -> None:
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+
 @implementer(IListeningPort)
 class DatagramPort:
     """
     A server's datagram sessions on one UDP port.
 
     @ivar sessions: the open sessions, by session id.
+    @ivar hibernated: the hibernated sessions, by session id: checkpointed
+        into C{store} (those whose application is not migratable keep it
+        in memory), or found there when the port started.
     @ivar unknown: protected datagrams that named no open session.
+    @ivar store: where sessions hibernate, or C{None}.
     """
 
     log = Logger()
@@ -600,6 +928,10 @@ class DatagramPort:
         policy: Optional[IMigratePolicy] = None,
         monitor: Any = None,
         observers: Iterable[Any] = (),
+        store: Optional[ISessionStore] = None,
+        locator: Union[ILocator, Sequence[ILocator], None] = None,
+        publishName: Optional[str] = None,
+        advertise: Union[str, AdvertisePolicy, None] = None,
     ) -> None:
         self.reactor = reactor
         self.port = port
@@ -608,15 +940,34 @@ class DatagramPort:
         self.options, self.datagramOptions = _options(options, datagramOptions)
         self.policy = policy if policy is not None else DefaultPolicy(self.options)
         self.observers = list(observers)
+        self.store = store
         self.sessions: dict[bytes, _Session] = {}
+        self.hibernated: dict[bytes, _Hibernated] = {}
         self.unknown = 0
+        self.advertisePolicy = (
+            advertise if isinstance(advertise, AdvertisePolicy) else AdvertisePolicy.parse(advertise)
+        )
+        self.locators: list[ILocator] = locatorList(locator)
+        self.publishName = publishName
+        self._publisher: Optional[_Publisher] = None
         self._responder = HandshakeResponder(self.options.maxPending, self.options.handshakeTimeout)
         self._socket: Optional[DatagramSocket] = None
         self._lease = _lease(reactor, monitor)
         self._monitoring = False
+        self._ours: list[LocalAddress] = []
+        self._preferred: Optional[str] = None
+        self._restoring: dict[bytes, _Restoring] = {}
+        self._purgeCall: Optional[IDelayedCall] = None
 
     def logPrefix(self) -> str:
         return "DatagramPort"
+
+    def addObserver(self, observer: object) -> None:
+        """
+        Tell C{observer} (any object with some L{IMigrateUpcalls} methods)
+        about every session opened or restored from now on.
+        """
+        self.observers.append(observer)
 
     def startListening(self) -> None:
         """
@@ -636,6 +987,21 @@ class DatagramPort:
         self._socket.startReading()
         if self._lease is not None:
             self._monitoring = self._lease.acquire(self._connectivity)
+        self._ours = self._ourAddresses()
+        if self.locators and self.publishName:
+            self._publisher = _Publisher(self.reactor, self.locators, self.publishName, self.policy)
+            addresses = self._published()
+            if not addresses:
+                self.log.warn(
+                    "datagram port: nothing to publish as {name} (bound to every address, "
+                    "and no connectivity monitor to list them)",
+                    name=self.publishName,
+                )
+            self._publisher.publish(addresses)
+        if self.store is not None:
+            self._purgeCall = self.reactor.callLater(self.options.purgeInterval, self._purge)
+            self.store.list("server").addCallbacks(self._listed, self._storeError,
+                                                   errbackArgs=("cannot list the store",))
         self.log.info(
             "datagram sessions on {host}:{port}", host=self.interface or "0.0.0.0", port=self.port
         )
@@ -644,14 +1010,66 @@ class DatagramPort:
         assert self._socket is not None
         return self._socket.getHost()
 
+    # Where we are.
+
+    def _ourAddresses(self) -> list[LocalAddress]:
+        """
+        This host's addresses of the socket's family, from the monitor
+        (a socket bound to one address: that one only).
+        """
+        if self._socket is None:
+            return []
+        six = self._socket.family == socket.AF_INET6
+        if self.interface not in ("", "0.0.0.0", "::"):
+            return [LocalAddress("", self.interface, 6 if six else 4)]
+        if self._lease is None or not self._monitoring:
+            return []
+        return [a for a in self._lease.addresses() if (a.family == 6) == six]
+
+    def _published(self) -> list[str]:
+        """
+        The addresses to publish, preferred first.
+        """
+        order = [self._preferred] if self._preferred is not None else []
+        return order + [a.address for a in self._ours if a.address not in order]
+
+    def _connectivity(self, event: ConnectivityEvent) -> None:
+        if self._lease is None:
+            return
+        before = {a.address for a in self._ours}
+        self._ours = self._ourAddresses()
+        now = {a.address for a in self._ours}
+        if event.kind == ConnectivityEvent.ADDRESS_ADDED and event.address in now:
+            self._preferred = event.address
+        elif self._preferred not in now:
+            self._preferred = None
+        if self._publisher is not None and before != now:
+            self._publisher.publish(self._published())
+        newest = event.address if event.kind == ConnectivityEvent.ADDRESS_ADDED else None
+        for session in list(self.sessions.values()):
+            session.advertise(self._ours, newest, self.advertisePolicy)
+
+    def _advertiseTo(self, session: _Session) -> None:
+        """
+        Tell a session's client where we can be reached (at its opening,
+        and after it was restored or resumed), if we know.
+        """
+        if (self._monitoring and self._ours) or self.advertisePolicy.mode == "configured":
+            session.advertise(self._ours, self._preferred, self.advertisePolicy)
+
+    # Datagrams.
+
     def _received(self, datagram: bytes, address: Address, local: Optional[str]) -> None:
         if not datagram:
             return
         first = datagram[0]
         if first == _dgram.PROTECTED:
-            session = self.sessions.get(datagram[1 : 1 + _dgram.SID_SIZE])
+            sid = datagram[1 : 1 + _dgram.SID_SIZE]
+            session = self.sessions.get(sid)
             if session is not None:
                 session.received(datagram, address, local)
+            elif sid in self.hibernated:
+                self._wake(sid, datagram, address, local)
             else:
                 self.unknown += 1
         elif first == _dgram.HANDSHAKE:
@@ -670,9 +1088,25 @@ class DatagramPort:
             self._socket.send(answer.reply, address, local)
         if answer.opened is not None:
             self._open(answer.opened.sessionID, answer.opened.key, address, local, now)
+        if answer.resume is not None:
+            self._resume(answer.resume, address, local)
 
     def _acceptMove(self, old: Any, new: Any) -> bool:
         return bool(self.policy.acceptResumeFrom(makeAddress(old), makeAddress(new)))
+
+    def _adopt(self, session: _Session) -> None:
+        session.conn.canHibernate = self.store is not None
+        session.onHibernate = self.hibernate
+        self.sessions[session.conn.sessionID] = session
+
+    def _newSession(self, conn: DatagramConnection, protocol: AbstractDatagramProtocol) -> _Session:
+        assert self._socket is not None
+        session = _Session(
+            self.reactor, self._socket, conn, protocol,
+            Upcalls(self.observers), "server", self.datagramOptions, self._ended, self.port,
+        )
+        self._adopt(session)
+        return session
 
     def _open(self, sid: bytes, key: bytes, address: Address, local: Optional[str], now: float) -> None:
         assert self._socket is not None
@@ -687,36 +1121,609 @@ class DatagramPort:
             for datagram, to, source in conn.datagramsToSend():
                 self._socket.send(datagram, to, source)
             return
-        session = _Session(
-            self.reactor, self._socket, conn, protocol,  # type: ignore[arg-type]
-            Upcalls(self.observers), "server", self.datagramOptions, self._ended, self.port,
-        )
-        self.sessions[sid] = session
+        session = self._newSession(conn, protocol)  # type: ignore[arg-type]
         self.log.info(
             "datagram session {sid} opened from {peer}", sid=sid.hex(), peer=_text(address)
         )
         session.start()
+        self._advertiseTo(session)
 
     def _ended(self, session: _Session) -> None:
-        self.sessions.pop(session.conn.sessionID, None)
+        sid = session.conn.sessionID
+        if self.sessions.get(sid) is session:
+            del self.sessions[sid]
+        held = self.hibernated.get(sid)
+        if held is not None and held.session is session:
+            del self.hibernated[sid]
+            self._deleteStored(sid)
 
-    def _connectivity(self, event: ConnectivityEvent) -> None:
-        if self._lease is None:
+    # Resumes.
+
+    def _resume(self, ask: ResumeAsk, address: Address, local: Optional[str]) -> None:
+        """
+        A client asks to resume a session: one in memory is verified and
+        rekeyed; a hibernated one (or one in the store: this server may
+        have restarted) is read back first.
+        """
+        sid = ask.request.sessionID
+        session = self.sessions.get(sid)
+        if session is not None:
+            self._resumeLive(ask, session, address, local)
             return
-        ours = [
-            a for a in self._lease.addresses()
-            if (a.family == 6) == (self._socket is not None and self._socket.family == socket.AF_INET6)
-        ]
-        newest = event.address if event.kind == ConnectivityEvent.ADDRESS_ADDED else None
-        for session in list(self.sessions.values()):
-            session.advertise(ours, newest)
+        if sid in self._restoring:
+            # Being read back already: decided when the client asks again.
+            self._responder.reconsider(ask)
+            return
+        if self.store is None and sid not in self.hibernated:
+            self._refuse(ask, address, local, HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "unknown session"))
+            return
+        restoring = self._restoring[sid] = _Restoring([])
+        self._load(sid).addCallbacks(
+            self._resumeLoaded, self._loadFailed,
+            callbackArgs=(ask, restoring, address, local),
+            errbackArgs=(sid, restoring, ask, address, local),
+        ).addErrback(lambda f: self.log.failure("resuming a datagram session failed", f))
+
+    def _refuse(self, ask: ResumeAsk, address: Address, local: Optional[str], error: HandshakeFailed) -> None:
+        if self._socket is None:
+            return
+        self.log.info(
+            "datagram session {sid}: resume from {peer} refused: {reason}",
+            sid=ask.request.sessionID.hex(), peer=_text(address), reason=error.reason,
+        )
+        self._socket.send(self._responder.refuseResume(ask, error), address, local)
+
+    def _resumeLive(self, ask: ResumeAsk, session: _Session, address: Address, local: Optional[str]) -> None:
+        """
+        Verify a resume of a session in memory and, if the policy, the
+        observers and a migratable application agree, accept it.
+        """
+        conn = session.conn
+        try:
+            self._responder.verifyResume(ask, conn.key, conn.generation)
+        except HandshakeFailed as e:
+            self._refuse(ask, address, local, e)
+            return
+        previous, new = makeAddress(conn.path.address), makeAddress(address)
+        if not self.policy.acceptResumeFrom(previous, new):
+            self._refuse(ask, address, local, HandshakeFailed(
+                _wire.REJECT_REFUSED, "resume from a new address refused by policy"))
+            session.expire("resume from a new address refused by policy")
+            return
+        now = self.reactor.seconds()
+        suspendedAt = conn.suspendedAt
+        downtime = now - suspendedAt if suspendedAt is not None else 0.0
+        decision: object = session.upcalls.decide("resumeRequested", session.transport, previous, new, downtime)
+        migratable = IMigratable(session.protocol, None)
+        if migratable is not None and decision is not False:
+            try:
+                verdict = migratable.validateResume(downtime, new)
+            except Exception:
+                self.log.failure("validateResume raised; refusing the resume")
+                verdict = False
+            decision = _both(decision, verdict)
+
+        def decided(ok: object) -> None:
+            if self._socket is None:
+                return
+            if session.state == "closed" or self.sessions.get(conn.sessionID) is not session:
+                self._refuse(ask, address, local, HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "unknown session"))
+            elif ask.request.generation <= session.conn.generation:
+                self._refuse(ask, address, local, HandshakeFailed(_wire.REJECT_STALE, "stale generation"))
+            elif ok is False:
+                self._refuse(ask, address, local, HandshakeFailed(
+                    _wire.REJECT_REFUSED, "resume refused by the application"))
+                session.expire("resume refused by the application")
+            else:
+                self._acceptResume(ask, session, address, local)
+
+        if isinstance(decision, Deferred):
+            decision.addCallback(decided)
+        else:
+            decided(decision)
+
+    def _acceptResume(self, ask: ResumeAsk, session: _Session, address: Address, local: Optional[str]) -> None:
+        assert self._socket is not None
+        conn = session.conn
+        self._socket.send(self._responder.acceptResume(ask, conn.key), address, local)
+        conn.rekey(ask.request.generation, self.reactor.seconds(), address, local)
+        self.log.info(
+            "datagram session {sid} resumed from {peer} (generation {generation})",
+            sid=session.sid, peer=_text(address), generation=conn.generation,
+        )
+        session._lastAdvert = []
+        session._afterControl()
+        session._arm()
+        self._advertiseTo(session)
+
+    def _resumeLoaded(
+        self,
+        record: Optional[SessionRecord],
+        ask: ResumeAsk,
+        restoring: _Restoring,
+        address: Address,
+        local: Optional[str],
+    ) -> None:
+        """
+        The checkpoint of a session a client asks to resume: verify the
+        request first (nothing changes for a wrong one), then take the
+        checkpoint out of the store, rebuild the session, and go on as for
+        one in memory.
+        """
+        sid = ask.request.sessionID
+        if self._restoring.get(sid) is not restoring or self._socket is None:
+            self._responder.reconsider(ask)
+            return
+        usable = self._checkRecord(sid, record)
+        if usable is None:
+            del self._restoring[sid]
+            self._refuse(ask, address, local, HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "unknown session"))
+            return
+        assert record is not None
+        try:
+            self._responder.verifyResume(ask, record.key, record.generation)
+        except HandshakeFailed as e:
+            del self._restoring[sid]
+            self._refuse(ask, address, local, e)
+            return
+        if not self._restorable(sid, record):
+            del self._restoring[sid]
+            self._refuse(ask, address, local, HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "session expired"))
+            return
+        conn = self._restoredConn(record, usable)
+
+        def revived(session: Optional[_Session]) -> None:
+            if session is None:
+                self._refuse(ask, address, local, HandshakeFailed(
+                    _wire.REJECT_UNKNOWN_SESSION, "session could not be restored"))
+            else:
+                self._resumeLive(ask, session, address, local)
+
+        def unavailable(f: Failure) -> None:
+            self._refuse(ask, address, local, HandshakeFailed(
+                _wire.REJECT_BUSY, "session store unavailable", _BUSY_RETRY))
+
+        self._takeOut(sid, restoring, record, conn).addCallbacks(revived, unavailable)
+
+    # Hibernation.
+
+    def hibernate(self, session: _Session, forRestart: bool = False) -> "Deferred[None]":
+        """
+        Checkpoint a suspended session into the store and let go of it: of
+        its connection, its timer and (if it is migratable, L{IMigratable})
+        its application, which is rebuilt from its saved state when the
+        session comes back; another application stays in memory.
+
+        The checkpoint holds the packet numbers: the session restored from
+        it never sends a number it sent before under its keys (and it is
+        taken out of the store before it sends anything, so that it cannot
+        be restored twice); a resume gives it new keys anyway.
+
+        @param forRestart: the server stops: checkpoint the session even if
+            it is attached, and only if its application is migratable.
+        @return: a Deferred that fires once the checkpoint is in the store
+            (or could not be written: that is logged, and it is kept in
+            memory).
+        """
+        store = self.store
+        if store is None or session.state in ("closed", "hibernated"):
+            return succeed(None)
+        if not forRestart and session.state != "detached":
+            return succeed(None)
+        migratable = IMigratable(session.protocol, None)
+        if forRestart and migratable is None:
+            return succeed(None)
+        session.upcalls.notify("aboutToHibernate", session.transport)
+        if session.state == "closed":
+            return succeed(None)
+        appState: Optional[bytes] = None
+        if migratable is not None:
+            try:
+                appState = migratable.saveMigrationState()
+            except Exception:
+                self.log.failure("saveMigrationState raised; keeping the application in memory")
+                appState = None
+            if forRestart and appState is None:
+                return succeed(None)
+        now = self.reactor.seconds()
+        conn = session.conn
+        checkpoint = conn.checkpoint(now)
+        sid = conn.sessionID
+        expiresAt = conn.heardAt + conn.policy.expireAfter()
+        # The stream positions mean nothing here: the datagram session's own
+        # state rides in the buffer, which the positions must account for.
+        blob = encodeCheckpoint(checkpoint)
+        record = SessionRecord(
+            sessionID=sid,
+            side="server",
+            key=conn.key,
+            generation=conn.generation,
+            sent=len(blob),
+            acked=0,
+            received=0,
+            finSent=False,
+            finReceived=False,
+            buffer=blob,
+            peer=_text(conn.path.address),
+            host=_text((conn.path.local or session.host.host, self.port)),
+            createdAt=session.createdAt,
+            detachedSince=checkpoint.suspendedAt,
+            hibernatedAt=now,
+            expiresAt=expiresAt,
+            handoffs=conn.moves,
+            appState=appState,
+            kind="datagram",
+        )
+        session.hibernated()
+        if self.sessions.get(sid) is session:
+            del self.sessions[sid]
+        kept = session if appState is None else None
+        if appState is not None:
+            # Nothing refers to it any more.
+            session.released = True
+            session.upcalls.app = None
+        held = self.hibernated[sid] = _Hibernated(
+            sid, expiresAt, record, kept, self._summary(record, checkpoint)
+        )
+        self.log.info(
+            "datagram session {sid} hibernated ({kind})",
+            sid=sid.hex(), kind="application kept" if kept is not None else "application dropped",
+        )
+
+        def saved(_: object) -> None:
+            if self.hibernated.get(sid) is held:
+                held.record = None
+            self.log.info("datagram session {sid} stored", sid=sid.hex())
+
+        return store.save(record).addCallbacks(
+            saved, self._storeError, errbackArgs=("datagram session {sid}: could not write to the store",),
+            errbackKeywords={"sid": sid.hex()},
+        )
+
+    def _summary(self, record: SessionRecord, checkpoint: Optional[Checkpoint]) -> dict[str, object]:
+        """
+        What the live view shows of a hibernated session.
+        """
+        summary: dict[str, object] = dict(
+            id=record.sessionID.hex(),
+            kind="datagram",
+            side="server",
+            local=record.host or None,
+            peer=record.peer or None,
+            createdAt=record.createdAt,
+            detachedSince=record.detachedSince,
+            expiresAt=record.expiresAt,
+            generation=record.generation,
+            handoffs=record.handoffs,
+        )
+        if checkpoint is not None:
+            summary.update(
+                bytesSent=checkpoint.bytesSent,
+                bytesReceived=checkpoint.bytesReceived,
+                datagramsSent=checkpoint.appSent,
+                datagramsReceived=checkpoint.appReceived,
+                resumes=checkpoint.resumes,
+            )
+        return summary
+
+    def _listed(self, rows: list[tuple[bytes, str, float, str]]) -> None:
+        """
+        The store's sessions when the port started: the ones a client may
+        come back to (by an authentic datagram, or a resume).
+        """
+        now = self.reactor.seconds()
+        for sid, side, expiresAt, peer in rows:
+            if sid in self.sessions or sid in self.hibernated or expiresAt <= now:
+                continue
+            self.hibernated[sid] = _Hibernated(
+                sid, expiresAt, summary=dict(id=sid.hex(), kind="datagram", side=side, peer=peer or None,
+                                             expiresAt=expiresAt)
+            )
+
+    def _load(self, sid: bytes) -> "Deferred[Optional[SessionRecord]]":
+        held = self.hibernated.get(sid)
+        if held is not None and held.record is not None:
+            return succeed(held.record)
+        if self.store is None:
+            return succeed(None)
+        return self.store.load(sid)
+
+    def _checkRecord(self, sid: bytes, record: Optional[SessionRecord]) -> Optional[Checkpoint]:
+        """
+        The checkpoint of a datagram session's record, or C{None} (the
+        session is forgotten, its kept application told) when there is
+        none.  A record that is not a datagram session's (a stream session
+        in a shared store) is left alone.
+        """
+        if record is None:
+            self._lost(sid, "hibernated state lost from the store")
+            return None
+        if record.kind != "datagram":
+            # A stream session's record in a shared store.
+            self.log.info("session {sid} in the store is not a datagram session", sid=sid.hex())
+            return None
+        try:
+            return decodeCheckpoint(record.buffer)
+        except ValueError as e:
+            held = self.hibernated.get(sid)
+            if held is not None and held.session is None:
+                del self.hibernated[sid]
+            elif held is not None:
+                self._lost(sid, "hibernated state unusable")
+            self.log.info("session {sid} in the store: {why}", sid=sid.hex(), why=str(e))
+            return None
+
+    def _restorable(self, sid: bytes, record: SessionRecord) -> bool:
+        """
+        Whether a verified checkpoint can be brought back: not expired, and
+        its application either kept in memory or migratable; otherwise it
+        is forgotten (and deleted from the store).
+        """
+        held = self.hibernated.get(sid)
+        if record.expiresAt <= self.reactor.seconds():
+            self._lost(sid, "hibernated session expired")
+            self._deleteStored(sid)
+            return False
+        if record.appState is None and (held is None or held.session is None):
+            # Its application could not be kept across a restart.
+            self.hibernated.pop(sid, None)
+            self._deleteStored(sid)
+            self.log.info("datagram session {sid}: hibernated without application state; expired",
+                          sid=sid.hex())
+            return False
+        return True
+
+    def _lost(self, sid: bytes, reason: str) -> None:
+        held = self.hibernated.pop(sid, None)
+        if held is not None and held.session is not None:
+            held.session.closeNow(reason, SessionExpired(reason))
+
+    def _restoredConn(self, record: SessionRecord, checkpoint: Checkpoint) -> DatagramConnection:
+        return DatagramConnection.restore(
+            record.sessionID, record.key, record.generation, checkpoint, self.reactor.seconds(),
+            self.policy, self.datagramOptions.sendRate, self.datagramOptions.sendBurst,
+            acceptMove=self._acceptMove,
+        )
+
+    def _wake(self, sid: bytes, datagram: bytes, address: Address, local: Optional[str]) -> None:
+        """
+        A protected datagram for a hibernated session: read its checkpoint,
+        and if the datagram is authentic (and fresh), bring the session back.
+        """
+        restoring = self._restoring.get(sid)
+        if restoring is not None:
+            if len(restoring.datagrams) < _WAKE_QUEUE:
+                restoring.datagrams.append((datagram, address, local))
+            return
+        held = self.hibernated[sid]
+        now = self.reactor.seconds()
+        if len(self._restoring) >= self.options.maxPending or (
+            held.refusedAt is not None and now - held.refusedAt < _WAKE_BACKOFF
+        ):
+            self.unknown += 1
+            return
+        restoring = self._restoring[sid] = _Restoring([(datagram, address, local)])
+        self._load(sid).addCallbacks(
+            self._wakeLoaded, self._loadFailed,
+            callbackArgs=(sid, restoring), errbackArgs=(sid, restoring, None, None, None),
+        ).addErrback(lambda f: self.log.failure("waking a datagram session failed", f))
+
+    def _wakeLoaded(self, record: Optional[SessionRecord], sid: bytes, restoring: _Restoring) -> None:
+        if self._restoring.get(sid) is not restoring or self._socket is None:
+            return
+        checkpoint = self._checkRecord(sid, record)
+        if checkpoint is None:
+            del self._restoring[sid]
+            return
+        assert record is not None
+        conn = self._restoredConn(record, checkpoint)
+        if not any(conn.authentic(d) for d, _, _ in restoring.datagrams):
+            # Forged, replayed or garbled: nothing changes (but the store
+            # is not read again for a moment).
+            del self._restoring[sid]
+            self.unknown += len(restoring.datagrams)
+            held = self.hibernated.get(sid)
+            if held is not None:
+                held.refusedAt = self.reactor.seconds()
+            return
+        if not self._restorable(sid, record):
+            del self._restoring[sid]
+            return
+
+        def revived(session: Optional[_Session]) -> None:
+            if session is None:
+                return
+            for datagram, address, local in restoring.datagrams:
+                if session.state != "closed":
+                    session.received(datagram, address, local)
+            if session.state != "closed":
+                self._advertiseTo(session)
+
+        self._takeOut(sid, restoring, record, conn).addCallbacks(revived, lambda f: None)
+
+    def _loadFailed(
+        self,
+        failure: Failure,
+        sid: bytes,
+        restoring: _Restoring,
+        ask: Optional[ResumeAsk],
+        address: Optional[Address],
+        local: Optional[str],
+    ) -> None:
+        """
+        The store could not give a checkpoint back: a corrupt one is
+        forgotten; an unavailable store leaves it for later (a client
+        resuming is told to try again).
+        """
+        if self._restoring.get(sid) is restoring:
+            del self._restoring[sid]
+        error: HandshakeFailed
+        if failure.check(CorruptRecord):
+            self.log.error("{error}", error=str(failure.value))
+            self._lost(sid, "hibernated state unusable")
+            self._deleteStored(sid)
+            error = HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "session state unusable")
+        else:
+            self._storeError(failure, "datagram session {sid}: the store failed", sid=sid.hex())
+            error = HandshakeFailed(_wire.REJECT_BUSY, "session store unavailable", _BUSY_RETRY)
+        if ask is not None and address is not None:
+            self._refuse(ask, address, local, error)
+
+    def _takeOut(
+        self, sid: bytes, restoring: _Restoring, record: SessionRecord, conn: DatagramConnection
+    ) -> "Deferred[Optional[_Session]]":
+        """
+        Delete a verified checkpoint from the store, and only then (it can
+        never be restored twice, so no nonce is used twice) bring its
+        session back under C{conn}.
+
+        @return: a Deferred firing with the session (C{None} if its
+            application could not be rebuilt), or failing if the store
+            could not delete the checkpoint (the session stays hibernated).
+        """
+        store = self.store
+        deleted: Deferred[None] = store.delete(sid) if store is not None else succeed(None)
+
+        def gone(_: object) -> Optional[_Session]:
+            if self._restoring.get(sid) is restoring:
+                del self._restoring[sid]
+            if self._socket is None:
+                return None
+            return self._rebuild(sid, record, conn)
+
+        def failed(f: Failure) -> Failure:
+            if self._restoring.get(sid) is restoring:
+                del self._restoring[sid]
+            self._storeError(f, "datagram session {sid}: cannot take it out of the store", sid=sid.hex())
+            return f
+
+        return deleted.addCallbacks(gone, failed)
+
+    def _rebuild(self, sid: bytes, record: SessionRecord, conn: DatagramConnection) -> Optional[_Session]:
+        """
+        A hibernated session, its checkpoint out of the store, back in
+        memory (still suspended: its first authentic datagram, or the
+        resume, attaches it).
+        """
+        assert self._socket is not None
+        held = self.hibernated.pop(sid, None)
+        if held is not None and held.session is not None:
+            session = held.session
+            session.revived(conn)
+            self._adopt(session)
+            self.log.info("datagram session {sid} back from hibernation", sid=sid.hex())
+            return session
+        peer = makeAddress(conn.path.address)
+        try:
+            protocol = self.factory.buildProtocol(peer)
+        except Exception:
+            self.log.failure("the application factory raised while restoring a datagram session")
+            protocol = None
+        if protocol is None or IMigratable(protocol, None) is None or record.appState is None:
+            self.log.info("datagram session {sid}: its application cannot be restored", sid=sid.hex())
+            return None
+        session = _Session(
+            self.reactor, self._socket, conn, protocol,  # type: ignore[arg-type]
+            Upcalls(self.observers), "server", self.datagramOptions, self._ended, self.port,
+        )
+        session.createdAt = record.createdAt
+        session.state = "detached"
+        self._adopt(session)
+        if not session.restored(record.appState):
+            del self.sessions[sid]
+            return None
+        self.log.info("datagram session {sid} restored from the store", sid=sid.hex())
+        return session
+
+    def _deleteStored(self, sid: bytes) -> None:
+        if self.store is not None:
+            self.store.delete(sid).addErrback(self._storeError, "store delete failed")
+
+    def _storeError(self, failure: Failure, what: str, **fields: Any) -> None:
+        """
+        Log a store failure, but not L{StoreUnavailable}: the store logs
+        that itself, once.
+        """
+        if not failure.check(StoreUnavailable):
+            self.log.failure(what, failure, **fields)
+
+    def _purge(self) -> None:
+        """
+        Expire hibernated sessions past their time: in memory, and in the
+        store.
+        """
+        self._purgeCall = self.reactor.callLater(self.options.purgeInterval, self._purge)
+        now = self.reactor.seconds()
+        for sid, held in list(self.hibernated.items()):
+            if held.expiresAt <= now and sid not in self._restoring:
+                self._lost(sid, "hibernated session expired")
+        if self.store is not None:
+            self.store.purgeExpired(now).addErrback(self._storeError, "store purge failed")
+
+    # Management.
+
+    def snapshots(self) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """
+        For the live view: the open sessions' snapshots, and the
+        hibernated ones' summaries (with C{hibernatedIn}: C{"memory"} for
+        an application kept in memory, C{"saving"} while the checkpoint is
+        being written, C{"store"}).
+        """
+        live = [s.snapshot() for s in self.sessions.values() if s.state != "closed"]
+        hibernated = []
+        for held in self.hibernated.values():
+            entry = dict(held.summary)
+            entry["hibernatedIn"] = (
+                "memory" if held.session is not None else "saving" if held.record is not None else "store"
+            )
+            hibernated.append(entry)
+        return live, hibernated
+
+    def expireSession(self, sessionID: bytes) -> "Deferred[bool]":
+        """
+        End a session now, open or hibernated: its application (if in
+        memory) hears L{SessionExpired}, its client is told (if open), its
+        checkpoint is deleted.
+
+        @return: a Deferred firing with whether there was such a session.
+        """
+        reason = "expired by the operator"
+        session = self.sessions.get(sessionID)
+        if session is not None:
+            session.expire(reason)
+            return succeed(True)
+        if sessionID in self.hibernated:
+            self._restoring.pop(sessionID, None)
+            self._lost(sessionID, reason)
+            self._deleteStored(sessionID)
+            return succeed(True)
+        return succeed(False)
 
     def stopListening(self) -> "Deferred[None]":
         """
-        End every session (telling each peer), close the socket.
+        Stop serving.  With a store, every session whose application is
+        migratable is checkpointed into it, its client not told (it holds
+        on, and comes back to this port started again on the same store);
+        every other session ends, its client told ("server shut down").
+        The socket closes.
+
+        @return: a Deferred that fires once the checkpoints are in the
+            store.
         """
+        saves = []
+        if self.store is not None:
+            for session in list(self.sessions.values()):
+                saves.append(self.hibernate(session, forRestart=True))
+            if saves:
+                self.log.info("stopping: datagram sessions checkpointed for a restart")
         for session in list(self.sessions.values()):
-            session.closeNow("server stopped")
+            session.closeNow(_SHUTDOWN_NOTICE)
+        for sid, held in list(self.hibernated.items()):
+            if held.session is not None:
+                # Its application cannot be rebuilt by another process.
+                self._lost(sid, _SHUTDOWN_NOTICE)
+                self._deleteStored(sid)
+        self._restoring.clear()
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -724,7 +1731,12 @@ class DatagramPort:
         if self._monitoring and self._lease is not None:
             self._monitoring = False
             self._lease.release(self._connectivity)
-        return succeed(None)
+        if self._publisher is not None:
+            self._publisher.stop()
+        call, self._purgeCall = self._purgeCall, None
+        if call is not None and call.active():
+            call.cancel()
+        return gatherResults(saves).addCallback(lambda _: None)
 
     loseConnection = stopListening
 
@@ -739,6 +1751,10 @@ def listenDatagram(
     policy: Optional[IMigratePolicy] = None,
     monitor: Any = None,
     observers: Iterable[Any] = (),
+    store: Optional[ISessionStore] = None,
+    locator: Union[ILocator, Sequence[ILocator], None] = None,
+    publishName: Optional[str] = None,
+    advertise: Union[str, AdvertisePolicy, None] = None,
 ) -> DatagramPort:
     """
     Serve datagram sessions on UDP C{port}.
@@ -750,20 +1766,33 @@ def listenDatagram(
         C{"::"}: every address), answering each peer from the address it
         reached.
     @param options: the timing and limits shared with stream sessions
-        (C{keepaliveInterval}, C{sessionTimeout}, C{maxSessions},
-        C{maxPending}, C{handshakeTimeout}, ...).
+        (C{keepaliveInterval}, C{sessionTimeout}, C{suspendAfter},
+        C{maxSessions}, C{maxPending}, C{handshakeTimeout},
+        C{purgeInterval}, C{republishInterval}, ...).
     @param policy: the sessions' L{IMigratePolicy} (default: a
         L{DefaultPolicy} of C{options}); C{acceptResumeFrom} decides
         whether a session follows its client to a new host.
     @param monitor: an L{IConnectivityMonitor} whose events make the server
-        advertise its addresses to its clients (server moves), or C{None}.
+        advertise its addresses to its clients (server moves) and publish
+        them, or C{None}.
     @param observers: listeners of every session's upcalls.
+    @param store: an L{ISessionStore}: a session suspended for
+        C{suspendAfter} hibernates into it, and on L{DatagramPort.stopListening}
+        every migratable session is checkpointed there, to come back when
+        its client does (to this port, or to one started again on the same
+        store).
+    @param locator: where the server's addresses are published under
+        C{publishName} (when they change, and every C{republishInterval}).
+    @param advertise: what clients are told in-band about where the
+        server can be reached: C{"auto"} (default), C{"none"}, or
+        C{"HOST:PORT[,HOST:PORT...]"} (see L{AdvertisePolicy}).
     @return: the listening L{DatagramPort}.
     @raise twisted.internet.error.CannotListenError: the port could not be
         bound.
     """
     listening = DatagramPort(
-        reactor, port, factory, interface, options, datagramOptions, policy, monitor, observers
+        reactor, port, factory, interface, options, datagramOptions, policy, monitor, observers,
+        store, locator, publishName, advertise,
     )
     listening.startListening()
     return listening
@@ -854,6 +1883,8 @@ class _Connector:
         if session is not None:
             if datagram and datagram[0] == _dgram.PROTECTED:
                 session.received(datagram, address, local)
+            elif datagram and datagram[0] == _dgram.HANDSHAKE:
+                session.handshakeReceived(datagram, address)
             return
         if not datagram or datagram[0] != _dgram.HANDSHAKE:
             return
@@ -886,12 +1917,13 @@ class _Connector:
         )
         session.locator = self.locator
         session.peerName = self.peerName
+        session.resumeTimeout = self.options.connectTimeout
         self.session = session
         if self.lease is not None:
             self._monitoring = self.lease.acquire(session.connectivityChanged)
         if IReactorCore.providedBy(self.reactor):
             self._shutdown = self.reactor.addSystemEventTrigger(
-                "before", "shutdown", session.closeNow, "reactor shutting down"
+                "before", "shutdown", session.closeNow, "client shut down"
             )
         self.log.info(
             "datagram session {sid} open to {peer}", sid=keys.sessionID.hex(), peer=_text(address)

@@ -154,9 +154,13 @@ class IDatagramSession(IUDPTransport):
     )
     state = Attribute(
         'C{"attached"} (the peer is heard from), C{"detached"} (suspended: '
-        'silent past the silence limit) or C{"closed"}.'
+        'silent past the silence limit), C{"hibernated"} (a server\'s session '
+        'checkpointed into its store, its application kept in memory) or '
+        'C{"closed"}.'
     )
-    generation = Attribute("The key generation: 0 for an opened session.")
+    generation = Attribute(
+        "The key generation: 0 for an opened session, above the last on each resume."
+    )
     handoffs = Attribute("How many times the peer moved to a new address.")
 
     def getPeer() -> IAddress:
@@ -455,6 +459,8 @@ class SessionRecord:
         L{migrate.policy.DefaultPolicy} (its options, preferences and
         moves), so that a restored session keeps them; C{None} for other
         policies (a restored session then gets its factory's).
+    @ivar kind: C{"stream"}, or C{"datagram"} for a datagram session's
+        checkpoint (L{migrate.datagram}: its own state is in C{buffer}).
     """
 
     sessionID: bytes
@@ -477,6 +483,7 @@ class SessionRecord:
     appState: Optional[bytes] = None
     policy: Optional[dict[str, Any]] = None
     secure: bool = False
+    kind: str = "stream"
 
 
 class StoreUnavailable(Exception):

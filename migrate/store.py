@@ -56,7 +56,7 @@ T = TypeVar("T")
 
 #: Fields that records written by earlier versions may lack, and their
 #: value then.
-_OPTIONAL_FIELDS: dict[str, object] = {"policy": None, "secure": False}
+_OPTIONAL_FIELDS: dict[str, object] = {"policy": None, "secure": False, "kind": "stream"}
 
 _META_FIELDS = (
     "side",
@@ -75,6 +75,7 @@ _META_FIELDS = (
     "handoffs",
     "policy",
     "secure",
+    "kind",
 )
 
 

@@ -284,8 +284,6 @@ class Options(usage.Options):
         if self["udp"]:
             from ._udpforward import checkUDPForward
 
-            if self["status"] is not None:
-                raise usage.UsageError("--status does not show datagram sessions (--udp) yet")
             try:
                 checkUDPForward(self["listen"], self["connect"])
             except ValueError as e:
@@ -557,12 +555,30 @@ def makeService(options: Options) -> service.IService:
     if options["udp"]:
         from ._udpforward import makeUDPService
 
-        return makeUDPService(
+        udpRegistry = SessionRegistry(reactor)
+        udpForwarder = makeUDPService(
             options["listen"],
             options["connect"],
             SessionOptions.fromStrings(options["sessionOptions"]),
             reactor,
+            udpRegistry,
         )
+        if options["statusEndpoint"] is None:
+            return udpForwarder
+        sys.excepthook = _reportListenFailed(sys.excepthook)
+        udpTop = service.MultiService()
+        udpForwarder.setServiceParent(udpTop)
+        udpSite = StatusSite(
+            StatusResource(
+                udpRegistry, allowedHosts=options["statusHosts"], credentials=options["statusCredentials"]
+            )
+        )
+        udpSite.noisy = False
+        _ListeningService(options["statusEndpoint"], udpSite, "--status", options["status"]).setServiceParent(
+            udpTop
+        )
+        udpTop.registry = udpRegistry  # type: ignore[attr-defined]
+        return udpTop
     listen = options["listenEndpoint"]
     target = options["connectEndpoint"]
     top = service.MultiService()

@@ -1,7 +1,8 @@
 """
 Datagram sessions over real UDP on the loopback: echo, spoofed and replayed
 datagrams from other sockets, a NAT that rebinds, the anti-amplification
-bound, upcalls, and nothing left on the reactor.
+bound, upcalls, a restart from the session store, and nothing left on the
+reactor.
 """
 
 from __future__ import annotations
@@ -582,3 +583,74 @@ class MonitorTests(_Loopback):
         self.assertEqual(len(self.servers[0].received), 0)
         yield client.transport.stopListening()
         self.assertFalse(monitor.started)
+
+
+class RestartTests(TestCase):
+    """
+    A server restarted on its session store, over real UDP.
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def restart(self, store: Any) -> Any:
+        """
+        Open a session to a migratable counter, stop the server, start it
+        again on the same port and store; return the client.
+        """
+        from .test_datagram_resume import Counter
+
+        options = SessionOptions(heartbeatInterval=0.05, deadAfter=0.2, reconnectMax=0.1)
+        port = listenDatagram(
+            reactor, 0, Factory.forProtocol(Counter), interface=LOOPBACK, options=options, store=store
+        )
+        number = port.getHost().port
+        client = Recorder()
+        yield connectDatagram(reactor, LOOPBACK, number, client, options=options, monitor=None)
+        self.addCleanup(lambda: client.transport and client.transport.stopListening())
+        client.transport.write(b"one")  # type: ignore[union-attr]
+        yield waitFor(lambda: len(client.received) == 1)
+        yield port.stopListening()
+        self.assertEqual(len(store.rows), 1)
+        self.port = listenDatagram(
+            reactor, number, Factory.forProtocol(Counter), interface=LOOPBACK, options=options, store=store
+        )
+        self.addCleanup(self.port.stopListening)
+        return client
+
+    @inlineCallbacks
+    def test_wokenByDatagram(self) -> Any:
+        """
+        The client's next datagram brings its session back from the store,
+        count and all (its keys unchanged).
+        """
+        from migrate.store import MemorySessionStore
+
+        store = MemorySessionStore()
+        client = yield self.restart(store)
+        client.transport.write(b"two")  # type: ignore[union-attr]
+        yield waitFor(lambda: len(client.received) == 2)
+        self.assertEqual([d for d, _ in client.received], [b"1", b"2"])
+        self.assertEqual(store.rows, {})
+
+    @inlineCallbacks
+    def test_resumed(self) -> Any:
+        """
+        A server that could not list its store at start does not know the
+        session by its datagrams: the client, suspended, resumes it (a new
+        generation), and goes on.
+        """
+        from twisted.internet.defer import succeed
+
+        from migrate.store import MemorySessionStore
+
+        store = MemorySessionStore()
+        store.list = lambda side=None: succeed([])  # type: ignore[method-assign]
+        client = yield self.restart(store)
+        client.transport.write(b"lost")  # type: ignore[union-attr]
+        yield waitFor(lambda: client.transport.generation >= 1)  # type: ignore[union-attr]
+        [session] = self.port.sessions.values()
+        self.assertEqual(session.conn.generation, client.transport.generation)  # type: ignore[union-attr]
+        client.transport.write(b"three")  # type: ignore[union-attr]
+        yield waitFor(lambda: len(client.received) == 2)
+        self.assertEqual(client.received[-1][0], b"2")

@@ -19,12 +19,15 @@ from migrate._dgram_conn import (
     AddressesAdvertised,
     DatagramConnection,
     Ended,
+    HibernateDue,
     PathValidated,
     PeerMoved,
     Resumed,
     Suspended,
+    decodeCheckpoint,
+    encodeCheckpoint,
 )
-from migrate._dgram_handshake import ClientOpening, HandshakeResponder
+from migrate._dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder
 from migrate._handshake import HandshakeFailed
 from migrate.policy import DefaultPolicy
 
@@ -765,6 +768,248 @@ class ConnectionTests(SynchronousTestCase):
         self.assertIsNone(p.clientSends(b"x", source=("10.9.9.9", 4000)))
         self.assertEqual(p.server.path.address, CLIENT)
         self.assertEqual(p.clientSends(b"y", source=("10.0.0.2", 4001)), b"y")
+
+
+class ResumeHandshakeTests(SynchronousTestCase):
+    """
+    Resuming over datagrams: the stream handshake's RESUME proof, decided
+    by the driver.
+    """
+
+    def setUp(self) -> None:
+        self.sid, self.key = openSession()
+        self.responder = HandshakeResponder(16, 10.0)
+
+    def ask(self, attempt: ClientResuming, now: float = 0.0) -> Any:
+        """
+        Send the attempt's INIT and RESUME; return the responder's answer
+        to the RESUME, and the RESUME.
+        """
+        hello = self.responder.receive(attempt.first(), now)
+        assert hello.reply is not None
+        resume = attempt.receive(hello.reply, now)
+        assert resume is not None
+        self.assertEqual(len(resume), _dgram.HANDSHAKE_PAD)
+        return self.responder.receive(resume, now), resume
+
+    def test_accepted(self) -> None:
+        """
+        A resume with the key and a higher generation verifies; the answer
+        verifies at the client; a repeat of the request gets the same
+        answer without asking the driver again; answers are smaller than
+        requests.
+        """
+        attempt = ClientResuming(0, 5, self.sid, self.key, 1)
+        answer, resume = self.ask(attempt)
+        self.assertIsNone(answer.reply)
+        ask = answer.resume
+        self.assertEqual((ask.request.sessionID, ask.request.generation), (self.sid, 1))
+        # While the driver decides, a repeat is ignored.
+        self.assertIsNone(self.responder.receive(resume, 0).reply)
+        self.responder.verifyResume(ask, self.key, 0)
+        reply = self.responder.acceptResume(ask, self.key)
+        self.assertLess(len(reply), _dgram.HANDSHAKE_PAD)
+        repeat = self.responder.receive(resume, 0)
+        self.assertEqual((repeat.reply, repeat.resume), (reply, None))
+        self.assertFalse(attempt.accepted)
+        self.assertIsNone(attempt.receive(reply, 0))
+        self.assertTrue(attempt.accepted)
+        self.assertIsNone(attempt.nextTimer())
+
+    def test_staleAndBadProof(self) -> None:
+        """
+        A generation not above the last, or a proof made with another key,
+        fails verification; the refusal reaches the client as a
+        L{HandshakeFailed} with its code.
+        """
+        for key, generation, last, code in [
+            (self.key, 3, 3, _wire.REJECT_STALE),
+            (self.key, 2, 3, _wire.REJECT_STALE),
+            (b"K" * 32, 4, 3, _wire.REJECT_BAD_PROOF),
+        ]:
+            attempt = ClientResuming(0, 5, self.sid, key, generation)
+            answer, _ = self.ask(attempt)
+            with self.assertRaises(HandshakeFailed) as caught:
+                self.responder.verifyResume(answer.resume, self.key, last)
+            self.assertEqual(caught.exception.code, code)
+            reject = self.responder.refuseResume(answer.resume, caught.exception)
+            with self.assertRaises(HandshakeFailed) as told:
+                attempt.receive(reject, 0)
+            self.assertEqual(told.exception.code, code)
+            self.assertNotIn(attempt.hid, self.responder.pending)
+
+    def test_forgedAccept(self) -> None:
+        """
+        A RESUME_ACCEPT whose proof was not made with the key is refused by
+        the client.
+        """
+        attempt = ClientResuming(0, 5, self.sid, self.key, 1)
+        answer, _ = self.ask(attempt)
+        forged = self.responder.acceptResume(answer.resume, b"K" * 32)
+        with self.assertRaises(HandshakeFailed) as caught:
+            attempt.receive(forged, 0)
+        self.assertEqual(caught.exception.code, _wire.REJECT_BAD_PROOF)
+        self.assertFalse(attempt.accepted)
+
+    def test_reconsidered(self) -> None:
+        """
+        A request left unanswered (its session being read back) is decided
+        afresh when it comes again.
+        """
+        attempt = ClientResuming(0, 5, self.sid, self.key, 1)
+        answer, resume = self.ask(attempt)
+        self.responder.reconsider(answer.resume)
+        again = self.responder.receive(resume, 0.5)
+        self.assertIsNotNone(again.resume)
+
+    def test_noResumeAfterOpening(self) -> None:
+        """
+        One handshake id opens or resumes, not both.
+        """
+        opening = ClientOpening(0, 5)
+        hello = self.responder.receive(opening.first(), 0)
+        assert hello.reply is not None
+        self.responder.receive(opening.receive(hello.reply, 0) or b"", 0)
+        attempt = ClientResuming(0, 5, self.sid, self.key, 1)
+        attempt.hid = opening.hid
+        attempt._last = _dgram.encodeHandshake(attempt.hid, _dgram.encodeInit(), True)
+        resume = attempt.receive(hello.reply, 0)
+        assert resume is not None
+        answer = self.responder.receive(resume, 0)
+        self.assertIsNone(answer.resume)
+        _, frameType, _ = _dgram.decodeHandshake(answer.reply)
+        self.assertEqual(frameType, _wire.REJECT)
+
+
+class RekeyTests(SynchronousTestCase):
+    """
+    New generations and checkpoints of the sans-IO connection.
+    """
+
+    def test_rekey(self) -> None:
+        """
+        After both ends change to generation 1: packet numbers restart at
+        0 under new keys, a packet of generation 0 is refused and changes
+        nothing, and datagrams flow.
+        """
+        pair = Pair()
+        pair.clientSends(b"one")
+        old, _, _ = pair.send(pair.client, b"old")
+        pair.client.rekey(1, pair.now)
+        pair.server.rekey(1, pair.now, CLIENT, "10.0.0.1")
+        self.assertEqual((pair.client._sealer.nextPN, pair.server._sealer.nextPN), (0, 0))
+        window = (pair.server._opener.window.highest, pair.server._opener.window.bits)
+        self.assertIsNone(pair.deliver(pair.server, old, CLIENT))
+        self.assertEqual((pair.server._opener.window.highest, pair.server._opener.window.bits), window)
+        self.assertEqual(pair.clientSends(b"two"), b"two")
+        self.assertEqual(pair.server.stats["resumes"], 1)
+
+    def test_rekeyResumesAndMoves(self) -> None:
+        """
+        A suspended server session accepting a resume from a new address:
+        resumed, moved there, the path validated.
+        """
+        pair = Pair(keepaliveInterval=1.0)
+        self.silence(pair.server, pair, 3.0)
+        self.assertTrue(pair.server.suspended)
+        self.events(pair.server)
+        pair.server.rekey(1, pair.now, ("10.0.0.3", 5000))
+        events = self.events(pair.server)
+        self.assertEqual([type(e) for e in events], [PeerMoved, Resumed])
+        self.assertFalse(pair.server.suspended)
+        self.assertTrue(pair.server.path.validated)
+
+    def events(self, connection: DatagramConnection) -> list[Any]:
+        return Pair.events(connection)
+
+    @staticmethod
+    def silence(connection: DatagramConnection, pair: Pair, seconds: float) -> None:
+        """
+        Run C{connection}'s timers for C{seconds}, hearing nothing; what it
+        sends is lost.
+        """
+        end = pair.now + seconds
+        while pair.now < end:
+            timer = connection.nextTimer()
+            pair.now = min(end, max(pair.now + 0.01, timer if timer is not None else end))
+            connection.handleTimer(pair.now)
+            connection.datagramsToSend()
+
+    def test_checkpointRoundTrip(self) -> None:
+        """
+        A checkpoint encodes and decodes; anything else is refused.
+        """
+        pair = Pair()
+        pair.clientSends(b"x")
+        checkpoint = pair.server.checkpoint(pair.now)
+        self.assertEqual(decodeCheckpoint(encodeCheckpoint(checkpoint)), checkpoint)
+        for bad in (b"", b"stream buffer", encodeCheckpoint(checkpoint)[:-3],
+                    encodeCheckpoint(checkpoint).replace(b'"nextPN": 0', b'"nextPN": -1')):
+            self.assertRaises(ValueError, decodeCheckpoint, bad)
+
+    def test_checkpointFreezes(self) -> None:
+        """
+        A checkpointed connection sends, receives and schedules nothing.
+        """
+        pair = Pair()
+        datagram, _, _ = pair.send(pair.client, b"late")
+        checkpoint = pair.server.checkpoint(pair.now)
+        pair.server.ping(pair.now)
+        self.assertEqual(pair.server.datagramsToSend(), [])
+        self.assertIsNone(pair.deliver(pair.server, datagram, CLIENT))
+        self.assertIsNone(pair.server.nextTimer())
+        self.assertEqual(checkpoint.highest, -1)
+
+    def test_restore(self) -> None:
+        """
+        Restored from its checkpoint (under the same keys), a connection
+        sends from past the checkpoint's next packet number (plus the
+        margin), refuses every packet number up to the checkpoint's highest
+        (replays) and takes newer ones, starts suspended and resumes on the
+        first authentic datagram.
+        """
+        pair = Pair()
+        for i in range(3):
+            pair.clientSends(b"%d" % i)
+            pair.send(pair.server, b"answer")
+        replay, _, _ = pair.send(pair.client, b"seen")
+        pair.deliver(pair.server, replay, CLIENT)
+        checkpoint = pair.server.checkpoint(pair.now)
+        self.assertEqual((checkpoint.nextPN, checkpoint.highest), (3, 3))
+        restored = DatagramConnection.restore(
+            pair.sid, pair.key, 0, checkpoint, pair.now, pair.policy, 1e9, 1e9
+        )
+        self.assertEqual(restored._sealer.nextPN, 3 + _dgram.PN_MARGIN)
+        self.assertTrue(restored.suspended)
+        self.assertFalse(restored.authentic(replay))
+        self.assertIsNone(restored.receive(replay, CLIENT, None, pair.now))
+        fresh, _, _ = pair.send(pair.client, b"new")
+        self.assertTrue(restored.authentic(fresh))
+        self.assertEqual(restored.receive(fresh, CLIENT, None, pair.now), b"new")
+        self.assertEqual([type(e) for e in Pair.events(restored)], [Resumed])
+        self.assertEqual(restored.stats["received"], 5)
+        out = restored.sendApp(b"after", pair.now)
+        assert out is not None
+        self.assertEqual(pair.deliver(pair.client, out[0], SERVER), b"after")
+
+    def test_hibernateDue(self) -> None:
+        """
+        A server session that may hibernate says so once, C{suspendAfter}
+        after it was suspended; a session that may not never does.
+        """
+        pair = Pair(keepaliveInterval=1.0, suspendAfter=5.0)
+        pair.server.canHibernate = True
+        pair.client.canHibernate = True
+        self.silence(pair.server, pair, 2.5)
+        self.assertTrue(pair.server.suspended)
+        self.silence(pair.server, pair, 4.0)
+        self.assertNotIn(HibernateDue(), Pair.events(pair.server))
+        self.silence(pair.server, pair, 1.0)
+        self.assertEqual(Pair.events(pair.server).count(HibernateDue()), 1)
+        self.silence(pair.server, pair, 10.0)
+        self.assertNotIn(HibernateDue(), Pair.events(pair.server))
+        self.silence(pair.client, pair, 20.0)
+        self.assertNotIn(HibernateDue(), Pair.events(pair.client))
 
 
 class MutationTests(SynchronousTestCase):

@@ -152,3 +152,56 @@ class ForwardTests(TestCase):
         one.port.write(b"y", self.entry)  # type: ignore[attr-defined]
         yield waitFor(lambda: len(one.received) == 2)
         self.assertEqual(len(self.service.peers), 2)
+
+
+class StatusTests(TestCase):
+    """
+    The forwarders' sessions in the live view (C{--status}).
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def test_listed(self) -> Any:
+        """
+        With a registry, both forwarders' sessions are listed as datagram
+        sessions (the server side's from its port too), with their
+        datagrams; once idle they are listed as ended, cleanly.
+        """
+        from migrate._status import SessionRegistry
+
+        service = EchoService()
+        servicePort = reactor.listenUDP(0, service, interface=LOOPBACK)  # type: ignore[attr-defined]
+        self.addCleanup(servicePort.stopListening)
+        serverRegistry = SessionRegistry(reactor)  # type: ignore[arg-type]
+        mobileRegistry = SessionRegistry(reactor)  # type: ignore[arg-type]
+        server = makeUDPService(
+            "migrate-udp:0:interface=127.0.0.1:monitor=none",
+            "udp:127.0.0.1:%d" % (servicePort.getHost().port,),
+            registry=serverRegistry,
+        )
+        server.startService()
+        self.addCleanup(server.stopService)
+        self.assertEqual(serverRegistry.datagramPorts, [server.listening])
+        mobile = makeUDPService(
+            "udp:0:interface=127.0.0.1",
+            "migrate-udp:127.0.0.1:%d:monitor=none:idleTimeout=0.5" % (server.listening.getHost().port,),
+            registry=mobileRegistry,
+        )
+        mobile.startService()
+        self.addCleanup(mobile.stopService)
+        raw = Raw()
+        port = reactor.listenUDP(0, raw, interface=LOOPBACK)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        port.write(b"x", (LOOPBACK, mobile.listening.getHost().port))
+        yield waitFor(lambda: len(raw.received) == 1)
+        [mobileEntry] = mobileRegistry.report()["sessions"]
+        [serverEntry] = serverRegistry.report()["sessions"]
+        self.assertEqual(mobileEntry["id"], serverEntry["id"])
+        for entry, side in ((mobileEntry, "client"), (serverEntry, "server")):
+            self.assertEqual((entry["kind"], entry["side"], entry["state"]), ("datagram", side, "attached"))
+            self.assertEqual((entry["datagramsSent"], entry["datagramsReceived"]), (1, 1))
+        yield waitFor(lambda: bool(serverRegistry.report()["ended"]) and bool(mobileRegistry.report()["ended"]), 3)
+        for registry in (serverRegistry, mobileRegistry):
+            [ended] = registry.report()["ended"]
+            self.assertEqual((ended["kind"], ended["endCode"]), ("datagram", "closed"))

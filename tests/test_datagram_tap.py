@@ -1,17 +1,22 @@
 """
-C{twistd migrate --udp}: the options and the service they make.
+C{twistd migrate --udp}: the options and the service they make, with and
+without the live view (C{--status}).
 
-Skipped until C{migrate/tap.py} has the C{--udp} flag (its owner adds it;
-the forwarder itself is L{migrate._udpforward}, tested in
+Skipped until C{migrate/tap.py} has the C{--udp} flag (the forwarder
+itself is L{migrate._udpforward}, tested in
 C{tests/test_datagram_forward.py}).
 """
 
 from __future__ import annotations
 
+import sys
+
+from twisted.application import service
 from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from migrate import tap
+from migrate._status import SessionRegistry, StatusSite
 from migrate._udpforward import UDPForwardService
 
 
@@ -47,14 +52,36 @@ class UDPOptionTests(SynchronousTestCase):
 
     def test_refused(self) -> None:
         """
-        Strings that are not one udp: and one migrate-udp: side, and
-        --status (which does not show datagram sessions), are usage errors.
+        Strings that are not one udp: and one migrate-udp: side are usage
+        errors.
         """
         for args, message in [
             (("--listen", "udp:5353", "--connect", "udp:127.0.0.1:53"), "one of each"),
             (("--listen", "tcp:5353", "--connect", "migrate-udp:h:1"), "give udp: or migrate-udp:"),
-            (("--listen", "udp:5353", "--connect", "migrate-udp:h:1", "--status", "7080"), "--status"),
         ]:
             with self.assertRaises(usage.UsageError) as caught:
                 self.parse("--udp", *args)
             self.assertIn(message, str(caught.exception))
+
+    def test_status(self) -> None:
+        """
+        With C{--status}, the service is the forwarder and the live view (on
+        loopback), sharing one registry, which the forwarder tells of its
+        sessions.
+        """
+        self.patch(sys, "excepthook", sys.excepthook)
+        options = self.parse(
+            "--udp", "--listen", "migrate-udp:7053", "--connect", "udp:127.0.0.1:53",
+            "--status", "tcp:0", "--status-host", "status.example",
+        )
+        self.assertEqual(options["status"], "tcp:0:interface=127.0.0.1")
+        made = tap.makeService(options)
+        self.assertIsInstance(made, service.MultiService)
+        forwarder, view = list(made)  # type: ignore[call-overload]
+        self.assertIsInstance(forwarder, UDPForwardService)
+        registry = made.registry  # type: ignore[attr-defined]
+        self.assertIsInstance(registry, SessionRegistry)
+        self.assertIs(forwarder.registry, registry)
+        self.assertIsInstance(view.factory, StatusSite)
+        self.assertIs(view.factory.resource.registry, registry)
+        self.assertIn("status.example", view.factory.resource.allowedHosts)

@@ -1487,3 +1487,139 @@ class AccessLogTests(SynchronousTestCase):
         site.logRequests = True
         _, events = self.get(site, b"/sessions.json")
         self.assertTrue(any('"GET /sessions.json HTTP/1.1" 200' in formatEvent(e) for e in events))
+
+
+class DatagramStatusTests(SynchronousTestCase):
+    """
+    Datagram sessions in the live view: a registry observing a datagram
+    port and its clients, and watching the port, on a deterministic clock
+    and an in-memory network.
+    """
+
+    def setUp(self) -> None:
+        from .test_datagram_resume import Counter, Setup
+
+        self.s = Setup(self, Counter)
+        self.registry = SessionRegistry(self.s.clock)
+        self.s.port.addObserver(self.registry)
+        self.registry.watchDatagramPort(self.s.port)
+        self.resource = StatusResource(self.registry)
+        self.client = self.s.connect(observers=[self.registry])
+        for _ in range(3):
+            self.s.exchange(self.client, b"x" * 100)
+        self.sid = self.client.transport.sessionID  # type: ignore[union-attr]
+
+    def json(self) -> dict[str, Any]:
+        code, body, _ = render(self.resource, b"/sessions.json")
+        self.assertEqual(code, 200)
+        report: dict[str, Any] = json.loads(body)
+        return report
+
+    def test_live(self) -> None:
+        """
+        Both ends are listed once each, as datagram sessions, with their
+        peers, states, bytes and datagrams each way, handoffs and times;
+        the text and the page show them too.
+        """
+        self.s.clock.advance(2.5)
+        self.s.net.deliver()
+        report = self.json()
+        self.assertEqual(len(report["sessions"]), 2)
+        bySide = {e["side"]: e for e in report["sessions"]}
+        for side, entry in bySide.items():
+            self.assertEqual((entry["id"], entry["kind"], entry["state"]), (self.sid, "datagram", "attached"))
+            self.assertEqual((entry["datagramsSent"], entry["datagramsReceived"]), (3, 3))
+            self.assertEqual((entry["handoffs"], entry["generation"]), (0, 0))
+            self.assertAlmostEqual(entry["age"], 2.5)
+            self.assertIsNone(entry["detachedFor"])
+        # Protected sizes: 42 bytes of overhead a datagram, and the
+        # client's keepalives.
+        self.assertGreaterEqual(bySide["client"]["bytesSent"], 3 * 142)
+        self.assertEqual(bySide["server"]["bytesReceived"], bySide["client"]["bytesSent"])
+        self.assertEqual(bySide["client"]["bytesReceived"], bySide["server"]["bytesSent"])
+        self.assertEqual(bySide["client"]["peer"], "10.0.0.1:7001")
+        self.assertTrue(bySide["server"]["peer"].startswith("10.0.0.2:"))
+        text = renderText(report)
+        self.assertIn("2 live session(s), 0 hibernated, 0 recently ended", text)
+        [row] = [line for line in text.splitlines() if "client" in line and self.sid in line]
+        self.assertRegex(row, r"\bclient\s+datagram\s+attached\s+10\.0\.0\.1:7001\s+2\.5 s\b")
+        self.assertIn("/ 3 dg", row)
+        code, body, _ = render(self.resource, b"/")
+        self.assertEqual(body.decode().count("<td>datagram</td>"), 2)
+
+    def test_detachedAndHibernated(self) -> None:
+        """
+        Silent, the client's session is detached (how long, and its time
+        left); the server's hibernates and is listed from the port's table,
+        in the store, with its counters.
+        """
+        self.s.cut()
+        self.s.net.run(8.0)
+        report = self.json()
+        [client] = report["sessions"]
+        self.assertEqual((client["side"], client["state"], client["kind"]), ("client", "detached", "datagram"))
+        self.assertGreater(client["detachedFor"], 0)
+        self.assertAlmostEqual(client["expiresIn"] + client["silentFor"], 100.0)
+        [asleep] = report["hibernated"]
+        self.assertEqual(
+            (asleep["id"], asleep["side"], asleep["kind"], asleep["state"], asleep["hibernatedIn"]),
+            (self.sid, "server", "datagram", "hibernated", "store"),
+        )
+        self.assertEqual((asleep["datagramsSent"], asleep["datagramsReceived"]), (3, 3))
+        self.assertGreater(asleep["detachedFor"], 0)
+        self.assertGreater(asleep["expiresIn"], 80)
+        self.assertIn("hibernated", renderText(report))
+
+    def test_expire(self) -> None:
+        """
+        The view's expire ends a live datagram session: the peer is told,
+        both ends are listed as ended by the operator.
+        """
+        token = {b"x-migrate-token": self.resource.token.encode()}
+        code, body, _ = render(self.resource, b"/sessions/%s/expire" % (self.sid.encode(),), "POST", token)
+        self.assertEqual((code, json.loads(body)), (200, {"expired": True}))
+        self.s.net.deliver()
+        report = self.json()
+        self.assertEqual(report["sessions"], [])
+        self.assertEqual(
+            sorted((e["side"], e["kind"], e["endCode"]) for e in report["ended"]),
+            [("client", "datagram", "expired-by-operator"), ("server", "datagram", "expired-by-operator")],
+        )
+        self.assertEqual(self.client.stopped, 1)
+
+    def test_expireHibernated(self) -> None:
+        """
+        A hibernated datagram session can be expired too: it leaves the
+        port's table and the store.
+        """
+        self.s.cut()
+        self.s.net.run(8.0)
+        token = {b"x-migrate-token": self.resource.token.encode()}
+        code, body, _ = render(self.resource, b"/sessions/%s/expire" % (self.sid.encode(),), "POST", token)
+        self.assertEqual((code, json.loads(body)), (200, {"expired": True}))
+        self.assertEqual(self.json()["hibernated"], [])
+        self.assertEqual(self.s.store.rows, {})
+
+    def test_ended(self) -> None:
+        """
+        Closed by the client, both ends are listed as ended, cleanly; a
+        server that stops for good is told apart.
+        """
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.s.net.run(0.1)
+        report = self.json()
+        self.assertEqual(
+            sorted((e["side"], e["endCode"], e["datagramsSent"]) for e in report["ended"]),
+            [("client", "closed", 3), ("server", "closed", 3)],
+        )
+        self.assertIn("/ 3 dg", renderText(report))
+        self.s.port.store = None
+        other = self.s.connect(observers=[self.registry])
+        sid = other.transport.sessionID  # type: ignore[union-attr]
+        self.s.port.stopListening()
+        self.s.net.run(0.1)
+        self.assertEqual(other.stopped, 1)
+        ended = {(e["id"], e["side"]): e["endCode"] for e in self.json()["ended"]}
+        self.assertEqual(
+            (ended[(sid, "client")], ended[(sid, "server")]), ("server-shutdown", "server-shutdown")
+        )
