@@ -109,7 +109,30 @@ _HELP = {
 }
 
 
-class Options(usage.Options):
+class _BriefUsage:
+    """
+    Usage errors of a C{twistd} subcommand in one line, C{--help} whole.
+
+    @cvar command: the subcommand's name.
+    """
+
+    command = "migrate"
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The usage shown above a usage error: one line (C{--help} shows
+        every option; see L{_briefUsage}).
+        """
+        return _briefUsage(self, self.command)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        """
+        The whole help, every option described (what C{--help} prints).
+        """
+        return self.getSynopsis() + "\n" + usage.Options.getUsage(self, width=None)  # type: ignore[attr-defined,arg-type]
+
+
+class Options(_BriefUsage, usage.Options):
     """
     Command-line options of C{twistd migrate}.
     """
@@ -126,19 +149,6 @@ class Options(usage.Options):
 
         print("migrate %s (Twisted %s)" % (migrate.__version__, twisted.__version__))
         sys.exit(0)
-
-    def getUsage(self, width: int | None = None) -> str:
-        """
-        The usage shown above a usage error: one line (C{--help} shows
-        every option; see L{_briefUsage}).
-        """
-        return _briefUsage(self, "migrate")
-
-    def __str__(self) -> str:
-        """
-        The whole help, every option described (what C{--help} prints).
-        """
-        return self.getSynopsis() + "\n" + usage.Options.getUsage(self, width=None)
 
     longdesc = (
         "Forward every connection accepted on --listen to a new connection "
@@ -284,6 +294,17 @@ class Options(usage.Options):
         if self["udp"]:
             from ._udpforward import checkUDPForward
 
+            # As for migrate:, a listening migrate-udp: side hibernates its
+            # sessions into a default store unless told otherwise.
+            if (
+                not self["no-store"]
+                and self["listen"].startswith("migrate-udp:")
+                and ":store=" not in self["listen"]
+            ):
+                self["listen"] = "%s:store=%s" % (
+                    self["listen"],
+                    _escape(self["store"] or defaultStoreDirectory(self["listen"])),
+                )
             try:
                 checkUDPForward(self["listen"], self["connect"])
             except ValueError as e:
@@ -614,10 +635,12 @@ def makeService(options: Options) -> service.IService:
     return top
 
 
-class LocatorOptions(usage.Options):
+class LocatorOptions(_BriefUsage, usage.Options):
     """
     Command-line options of C{twistd migrate-locator}.
     """
+
+    command = "migrate-locator"
 
     synopsis = "--zone ZONE --key-file FILE [options]"
     longdesc = (
@@ -644,19 +667,6 @@ class LocatorOptions(usage.Options):
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["keys"] = {}
-
-    def getUsage(self, width: int | None = None) -> str:
-        """
-        The usage shown above a usage error: one line (C{--help} shows
-        every option; see L{_briefUsage}).
-        """
-        return _briefUsage(self, "migrate-locator")
-
-    def __str__(self) -> str:
-        """
-        The whole help, every option described (what C{--help} prints).
-        """
-        return self.getSynopsis() + "\n" + usage.Options.getUsage(self, width=None)
 
     def _addKey(self, value: str, where: str) -> None:
         """
