@@ -294,17 +294,6 @@ class Options(_BriefUsage, usage.Options):
         if self["udp"]:
             from ._udpforward import checkUDPForward
 
-            # As for migrate:, a listening migrate-udp: side hibernates its
-            # sessions into a default store unless told otherwise.
-            if (
-                not self["no-store"]
-                and self["listen"].startswith("migrate-udp:")
-                and ":store=" not in self["listen"]
-            ):
-                self["listen"] = "%s:store=%s" % (
-                    self["listen"],
-                    _escape(self["store"] or defaultStoreDirectory(self["listen"])),
-                )
             try:
                 checkUDPForward(self["listen"], self["connect"])
             except ValueError as e:
