@@ -30,7 +30,13 @@ The endpoint strings:
     C{sessionTimeout=}, ...), a datagram option (L{DatagramOptions}:
     C{sendRate=}, C{sendBurst=}, C{maxDatagram=}), C{idleTimeout=} or
     C{monitor=none}.  Colons inside a value (an IPv6 address) are escaped
-    with a backslash.
+    with a backslash.  A listening C{migrate-udp:} side also takes
+    C{store=DIRECTORY} (sessions hibernate there and survive a restart;
+    C{twistd migrate --udp} gives one by default, as for C{migrate:}, unless
+    C{--no-store}), C{advertise=} and C{publish=NAME}; both C{migrate-udp:}
+    sides take C{locator=ADDRESS[,locatorPort=N]} and C{zone=ZONE}, and to
+    publish C{tsigName=} with C{tsigSecret=} or C{tsigSecretFile=}, as
+    C{migrate:} strings do.
 
 With C{--status}, both sides' sessions are listed in the live view: the
 service is given the view's L{SessionRegistry}, which hears every
@@ -49,11 +55,17 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeD
 from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ._endpoints import _locatorFrom
 from ._options import SessionOptions
+from .interfaces import IMigratable
 from ._status import SessionRegistry
+from ._advertise import AdvertisePolicy
+from .locate import DNSLocator
+from .store import SQLiteSessionStore
 from .datagram import (
     DatagramOptions,
     DatagramPort,
@@ -114,6 +126,10 @@ def _port(text: str, description: str) -> int:
 
 _SESSION_NAMES = SessionOptions.names()
 _DATAGRAM_NAMES = {f.name for f in fields(DatagramOptions)}
+#: Options of a C{migrate-udp:} string naming a DNS locator (either side).
+_LOCATOR_NAMES = {"locator", "locatorPort", "zone", "tsigName", "tsigSecret", "tsigSecretFile"}
+#: Options of a listening C{migrate-udp:} string only.
+_SERVER_NAMES = {"store", "publish", "advertise"}
 
 
 def parseSide(description: str, listen: bool) -> UDPSide:
@@ -156,17 +172,42 @@ def parseSide(description: str, listen: bool) -> UDPSide:
     options: dict[str, str] = {}
     if kind == "udp" and keywords:
         raise ValueError("%r: unknown option %r" % (description, sorted(keywords)[0]))
+    known = _SESSION_NAMES | _DATAGRAM_NAMES | _LOCATOR_NAMES | {"idleTimeout", "monitor"}
     for name, value in keywords.items():
-        if name not in _SESSION_NAMES | _DATAGRAM_NAMES | {"idleTimeout", "monitor"}:
+        if name in _SERVER_NAMES and not listen:
+            raise ValueError("%r: %s= is for a listening side" % (description, name))
+        if name not in known | _SERVER_NAMES:
             raise ValueError("%r: unknown option %r" % (description, name))
         options[name] = value
+    if "store" in options and not options["store"]:
+        raise ValueError("%r: store= needs a directory" % (description,))
     if options.get("monitor", "auto") not in ("auto", "none"):
         raise ValueError("%r: monitor= takes auto or none" % (description,))
     side = UDPSide(kind, host, _port(port, description), interface, options)
     _datagramOptions(side)
     _sessionOptions(side, SessionOptions())
     _idleTimeout(side)
+    if "advertise" in options:
+        AdvertisePolicy.parse(options["advertise"])
+    # Checked here (with a clock for reactor: nothing is sent), built again
+    # with the real reactor when the service starts.
+    _locator(side, Clock())
     return side
+
+
+def _locator(side: UDPSide, reactor: Any) -> Optional[DNSLocator]:
+    """
+    The DNS locator of a C{migrate-udp:} side's C{locator=} options, if any.
+
+    @raise ValueError: options that do not fit together (as for
+        C{migrate:} strings), or C{publish=} without a locator.
+    """
+    rest: dict[str, Any] = {k: v for k, v in side.options.items() if k in _LOCATOR_NAMES}
+    publishing = "publish" in side.options
+    locator = _locatorFrom(reactor, rest, publishing=publishing)
+    if publishing and locator is None:
+        raise ValueError("migrate-udp: publish= needs locator=, zone=, tsigName= and tsigSecret=")
+    return locator
 
 
 def _datagramOptions(side: UDPSide) -> DatagramOptions:
@@ -288,6 +329,7 @@ class _LocalSide(DatagramProtocol):
         self.datagramOptions = _datagramOptions(target)
         self.idleTimeout = _idleTimeout(target)
         self.monitor: Any = None if target.options.get("monitor") == "none" else "auto"
+        self.locator = _locator(target, reactor)
         self.sessions: dict[Any, _LocalPeer] = {}
         self.opening: dict[Any, Deferred[Any]] = {}
 
@@ -305,7 +347,7 @@ class _LocalSide(DatagramProtocol):
         d = connectDatagram(
             self.reactor, self.target.host, self.target.port, session,
             options=self.options, datagramOptions=self.datagramOptions, monitor=self.monitor,
-            observers=self.observers,
+            observers=self.observers, locator=self.locator,
         )
         self.opening[session.peer] = d
 
@@ -365,10 +407,16 @@ class _Reply(DatagramProtocol):
                 pass
 
 
+@implementer(IMigratable)
 class _Upstream(DatagramProtocol):
     """
     One session of the C{migrate-udp:} side, forwarded to the service
     through its own UDP socket.
+
+    It is migratable (with a C{store=}, its session hibernates and survives
+    a restart of the forwarder): it has no state of its own, and lets go of
+    its socket when checkpointed; restored, it opens a new one (the service
+    sees the session's datagrams from a new port).
     """
 
     noisy = False
@@ -393,6 +441,23 @@ class _Upstream(DatagramProtocol):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
+
+    def saveMigrationState(self) -> bytes:
+        """
+        The session hibernates: close the socket towards the service (this
+        protocol hears nothing more).
+        """
+        self.stopProtocol()
+        return b"udp"
+
+    def restoreMigrationState(self, state: bytes) -> None:
+        """
+        Rebuilt from a checkpoint: open a socket towards the service.
+        """
+        self.startProtocol()
+
+    def validateResume(self, asleep: float, peer: Any) -> object:
+        return True
 
 
 @implementer(IProtocolFactory)
@@ -460,6 +525,8 @@ class UDPForwardService(service.Service):
                 host = socket.gethostbyname(host)
             serviceAddress = (host, self.target.port)
             factory = _UpstreamFactory(self.reactor, serviceAddress)
+            directory = self.listen.options.get("store")
+            store = SQLiteSessionStore(self.reactor, directory) if directory else None
             self.listening = listenDatagram(
                 self.reactor,
                 self.listen.port,
@@ -469,6 +536,10 @@ class UDPForwardService(service.Service):
                 datagramOptions=_datagramOptions(self.listen),
                 monitor=None if self.listen.options.get("monitor") == "none" else "auto",
                 observers=observers,
+                store=store,
+                locator=_locator(self.listen, self.reactor),
+                publishName=self.listen.options.get("publish"),
+                advertise=self.listen.options.get("advertise"),
             )
             if self.registry is not None:
                 self.registry.watchDatagramPort(self.listening)

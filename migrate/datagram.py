@@ -343,6 +343,8 @@ class _Session:
         self._lastAdvert: list[str] = []
         #: Server: called when the session is due to hibernate.
         self.onHibernate: Optional[Callable[[_Session], object]] = None
+        #: Server: called when the session is suspended (detached).
+        self.onSuspend: Optional[Callable[[_Session], object]] = None
         # Client side: where to look the server up while suspended, and
         # how to resume.
         self.locator: Optional[ILocator] = None
@@ -501,6 +503,8 @@ class _Session:
             self.log.info("datagram session {sid} suspended: {reason}", sid=sid, reason=event.reason)
             self.upcalls.notify("sessionSuspended", self.transport, event.reason)
             self._lookup()
+            if self.onSuspend is not None and self.state == "detached":
+                self.onSuspend(self)
         elif isinstance(event, _dgram_conn.Resumed):
             self.state = "attached"
             resuming = self.resuming
@@ -1080,6 +1084,13 @@ class DatagramPort:
             return "server at capacity"
         return None
 
+    def _full(self) -> bool:
+        """
+        Whether bringing back a hibernated session would take the port
+        past C{maxSessions} (counting those being brought back).
+        """
+        return len(self.sessions) + len(self._restoring) >= self.options.maxSessions
+
     def _handshake(self, datagram: bytes, address: Address, local: Optional[str]) -> None:
         assert self._socket is not None
         now = self.reactor.seconds()
@@ -1097,7 +1108,31 @@ class DatagramPort:
     def _adopt(self, session: _Session) -> None:
         session.conn.canHibernate = self.store is not None
         session.onHibernate = self.hibernate
+        session.onSuspend = self._suspended
         self.sessions[session.conn.sessionID] = session
+
+    def _suspended(self, session: _Session) -> None:
+        """
+        A session was suspended.  Detached sessions are bounded over the
+        whole port, never per peer address (many clients share one behind
+        a NAT): past C{maxDetached}, the longest-suspended ones hibernate
+        into the store, or without a store end, logged, with the reason
+        "server at capacity".
+        """
+        detached = [s for s in self.sessions.values() if s.state == "detached"]
+        excess = len(detached) - self.options.maxDetached
+        if excess <= 0:
+            return
+        detached.sort(key=lambda s: s.conn.suspendedAt or 0.0)
+        for oldest in detached[:excess]:
+            if self.store is not None:
+                self.hibernate(oldest)
+                continue
+            self.log.warn(
+                "datagram session {sid} ended: server at capacity (more than {n} detached sessions)",
+                sid=oldest.conn.sessionID.hex(), n=self.options.maxDetached, event="capacity",
+            )
+            oldest.expire("server at capacity")
 
     def _newSession(self, conn: DatagramConnection, protocol: AbstractDatagramProtocol) -> _Session:
         assert self._socket is not None
@@ -1156,6 +1191,10 @@ class DatagramPort:
             return
         if self.store is None and sid not in self.hibernated:
             self._refuse(ask, address, local, HandshakeFailed(_wire.REJECT_UNKNOWN_SESSION, "unknown session"))
+            return
+        if self._full():
+            self._refuse(ask, address, local, HandshakeFailed(
+                _wire.REJECT_BUSY, "server at capacity", _BUSY_RETRY))
             return
         restoring = self._restoring[sid] = _Restoring([])
         self._load(sid).addCallbacks(
@@ -1497,7 +1536,7 @@ class DatagramPort:
             return
         held = self.hibernated[sid]
         now = self.reactor.seconds()
-        if len(self._restoring) >= self.options.maxPending or (
+        if len(self._restoring) >= self.options.maxPending or self._full() or (
             held.refusedAt is not None and now - held.refusedAt < _WAKE_BACKOFF
         ):
             self.unknown += 1

@@ -287,6 +287,9 @@ class Options(_BriefUsage, usage.Options):
             self[name] = _withOptions(self[name], given)
         for name in ("store", "advertise"):
             if self[name]:
+                if name == "store" and self["udp"] and self["listen"].startswith("migrate-udp:"):
+                    # (The --udp branch below puts it in the string.)
+                    continue
                 if not self["listen"].startswith("migrate:"):
                     raise usage.UsageError("--%s needs a migrate: --listen endpoint" % (name,))
                 self["listen"] = _withOptions(self["listen"], {name: self[name]})
@@ -294,6 +297,17 @@ class Options(_BriefUsage, usage.Options):
         if self["udp"]:
             from ._udpforward import checkUDPForward
 
+            # As for migrate:, a listening migrate-udp: side hibernates its
+            # sessions into a default store unless told otherwise.
+            if (
+                not self["no-store"]
+                and self["listen"].startswith("migrate-udp:")
+                and ":store=" not in self["listen"]
+            ):
+                self["listen"] = "%s:store=%s" % (
+                    self["listen"],
+                    _escape(self["store"] or defaultStoreDirectory(self["listen"])),
+                )
             try:
                 checkUDPForward(self["listen"], self["connect"])
             except ValueError as e:

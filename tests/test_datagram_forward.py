@@ -86,6 +86,101 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual((options.keepaliveInterval, options.deadAfter), (7.0, 5.0))
 
 
+    def test_serverOptions(self) -> None:
+        """
+        A listening C{migrate-udp:} side takes C{store=}, C{advertise=},
+        C{publish=} and the locator options; a connecting one the locator
+        options only.
+        """
+        listen, target = checkUDPForward(
+            "migrate-udp:7053:store=/var/lib/m:advertise=none:locator=127.0.0.1:locatorPort=5300"
+            ":zone=example.org:publish=s.example.org:tsigName=k:tsigSecret=c2VjcmV0",
+            "udp:127.0.0.1:53",
+        )
+        self.assertEqual(listen.options["store"], "/var/lib/m")
+        self.assertEqual(listen.options["publish"], "s.example.org")
+        listen, target = checkUDPForward(
+            "udp:5353", "migrate-udp:s.example.org:7053:locator=127.0.0.1:zone=example.org"
+        )
+        self.assertEqual(target.options["zone"], "example.org")
+
+    def test_serverOptionsRefused(self) -> None:
+        """
+        Server options on a connecting side, and locator options that do
+        not fit together, are refused.
+        """
+        for listen, connect, message in [
+            ("udp:5353", "migrate-udp:h:1:store=/x", "store= is for a listening side"),
+            ("udp:5353", "migrate-udp:h:1:publish=a.b", "publish= is for a listening side"),
+            ("migrate-udp:1:store=", "udp:h:1", "store= needs a directory"),
+            ("migrate-udp:1:publish=a.b", "udp:h:1", "publish= needs locator="),
+            ("migrate-udp:1:zone=example.org", "udp:h:1", "need locator="),
+            ("migrate-udp:1:locator=127.0.0.1", "udp:h:1", "needs zone="),
+            (
+                "migrate-udp:1:locator=127.0.0.1:zone=example.org:publish=a.example.org",
+                "udp:h:1",
+                "publishing needs tsigName=",
+            ),
+            ("udp:5353", "migrate-udp:h:1:locator=127.0.0.1:zone=example.org:tsigSecret=!!", "not base64"),
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                checkUDPForward(listen, connect)
+            self.assertIn(message, str(caught.exception), (listen, connect))
+
+
+class ServerOptionTests(TestCase):
+    """
+    The listening C{migrate-udp:} side's store, locator and publishing
+    reach its L{DatagramPort}.
+    """
+
+    def test_store(self) -> None:
+        """
+        With C{store=DIRECTORY}, the port hibernates into an
+        L{SQLiteSessionStore} there; with a locator and C{publish=}, it
+        publishes there under that name.
+        """
+        from twisted.internet.defer import succeed
+
+        from migrate.locate import DNSLocator
+        from migrate.store import SQLiteSessionStore
+
+        published: list[tuple[str, list[str]]] = []
+
+        def publish(locator: DNSLocator, name: str, addresses: Any) -> Any:
+            published.append((name, list(addresses)))
+            return succeed(None)
+
+        self.patch(DNSLocator, "publish", publish)
+        directory = self.mktemp()
+        server = makeUDPService(
+            "migrate-udp:0:interface=127.0.0.1:monitor=none:store=%s:advertise=none"
+            ":locator=127.0.0.1:locatorPort=1:zone=example.org:publish=s.example.org"
+            ":tsigName=k:tsigSecret=c2VjcmV0" % (directory,),
+            "udp:127.0.0.1:9",
+        )
+        server.startService()
+        port = server.listening
+        self.assertIsInstance(port.store, SQLiteSessionStore)
+        self.assertEqual(port.store.directory, directory)
+        [locator] = port.locators
+        self.assertIsInstance(locator, DNSLocator)
+        self.assertEqual(locator.server, ("127.0.0.1", 1))
+        self.assertEqual(port.publishName, "s.example.org")
+        self.assertEqual([name for name, _ in published], ["s.example.org"])
+        return server.stopService()
+
+    def test_noStore(self) -> None:
+        """
+        Without C{store=}, the port has no store and no locator.
+        """
+        server = makeUDPService("migrate-udp:0:interface=127.0.0.1:monitor=none", "udp:127.0.0.1:9")
+        server.startService()
+        self.assertIsNone(server.listening.store)
+        self.assertEqual(server.listening.locators, [])
+        return server.stopService()
+
+
 class ForwardTests(TestCase):
     """
     A plain UDP client, through both forwarders, to a plain UDP service.
@@ -205,3 +300,59 @@ class StatusTests(TestCase):
         for registry in (serverRegistry, mobileRegistry):
             [ended] = registry.report()["ended"]
             self.assertEqual((ended["kind"], ended["endCode"]), ("datagram", "closed"))
+
+
+class RestartTests(TestCase):
+    """
+    A server forwarder with a C{store=}, stopped and started again on it:
+    the mobile side holds on and its datagrams go through again.
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def test_restarted(self) -> Any:
+        """
+        Stopping checkpoints the session (its socket towards the service
+        closed); the forwarder started again on the same port and store
+        brings it back on the client's next datagram, with a new socket
+        towards the service.
+        """
+        service = EchoService()
+        servicePort = reactor.listenUDP(0, service, interface=LOOPBACK)  # type: ignore[attr-defined]
+        self.addCleanup(servicePort.stopListening)
+        directory = self.mktemp()
+        target = "udp:127.0.0.1:%d" % (servicePort.getHost().port,)
+        server = makeUDPService(
+            "migrate-udp:0:interface=127.0.0.1:monitor=none:store=%s" % (directory,), target
+        )
+        server.startService()
+        port = server.listening.getHost().port
+        mobile = makeUDPService(
+            "udp:0:interface=127.0.0.1",
+            "migrate-udp:127.0.0.1:%d:monitor=none" % (port,),
+        )
+        mobile.startService()
+        self.addCleanup(mobile.stopService)
+        raw = Raw()
+        rawPort = reactor.listenUDP(0, raw, interface=LOOPBACK)  # type: ignore[attr-defined]
+        self.addCleanup(rawPort.stopListening)
+        entry = (LOOPBACK, mobile.listening.getHost().port)
+        rawPort.write(b"before", entry)
+        yield waitFor(lambda: len(raw.received) == 1)
+        [upstream] = server.listening.sessions.values()
+        sid = upstream.conn.sessionID
+        yield server.stopService()
+        self.assertIsNone(upstream.protocol.port)
+        again = makeUDPService(
+            "migrate-udp:%d:interface=127.0.0.1:monitor=none:store=%s" % (port, directory), target
+        )
+        again.startService()
+        self.addCleanup(again.stopService)
+        yield waitFor(lambda: sid in again.listening.hibernated)
+        rawPort.write(b"after", entry)
+        yield waitFor(lambda: len(raw.received) == 2)
+        self.assertEqual(raw.received[-1][0], b"echo:after")
+        self.assertIn(sid, again.listening.sessions)
+        self.assertEqual(len(mobile.local.sessions), 1)  # type: ignore[union-attr]
+        self.assertEqual(len(service.peers), 2)

@@ -12,6 +12,7 @@ reason.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -426,3 +427,63 @@ class ServerFoundThroughDNSTests(_ServerMoves):
         yield waitFor(lambda: self.client.transport.getPeer().host == "10.77.0.2", 5)
         yield self.resumed(event, 0.5)
         self.assertEqual(self.client.transport.state, "attached")
+
+
+class _UDPEcho(DatagramProtocol):
+    """
+    A plain UDP echo service.
+    """
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.transport.write(datagram, addr)  # type: ignore[union-attr]
+
+
+class ServerProcessRestartTests(_Base):
+    """
+    C{twistd migrate --udp} in front of a UDP echo service, with a store,
+    stopped (SIGTERM) and started again on it: the mobile client's session
+    holds on and its stream comes back.
+    """
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_restartedOnStore(self) -> Any:
+        """
+        SIGTERM checkpoints the session into the store; the server started
+        again lists it, and the client's next datagram brings it back: the
+        echoes resume in the same session, which the client never saw end.
+        """
+        from .test_twistd import Processes
+
+        _Base.setUp(self)
+        topology = netns.Topology()
+        self.addCleanup(topology.destroy)
+        with netns.namespace(topology.server):
+            servicePort = reactor.listenUDP(0, _UDPEcho(), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(servicePort.stopListening)
+        store = os.path.abspath(self.mktemp())
+        processes = Processes("run")
+        processes.addCleanup = self.addCleanup  # type: ignore[method-assign]
+        processes.mktemp = self.mktemp  # type: ignore[method-assign]
+        args = [
+            "--udp", "--listen", "migrate-udp:%d:monitor=none:store=%s" % (PORT, store),
+            "--connect", "udp:127.0.0.1:%d" % (servicePort.getHost().port,),
+        ]
+        first = processes.twistd("server1", args, topology.server)
+        yield processes.waitForLog(first, "forwarding UDP from")
+        yield self.connect(topology.mobile, netns.Topology.serviceAddress)
+        sessionID = self.client.transport.sessionID
+        [server] = processes._processes  # type: ignore[attr-defined]
+        server.send_signal(signal.SIGTERM)
+        yield waitFor(lambda: server.poll() is not None, 20)
+        self.assertIn("stored", open(first).read())
+        stoppedAt = time.monotonic()
+        second = processes.twistd("server2", args, topology.server)
+        yield processes.waitForLog(second, "forwarding UDP from")
+        yield waitFor(lambda: self.client.resumedAfter(stoppedAt) is not None, 20)
+        yield processes.waitForLog(second, "restored from the store")
+        self.assertEqual(self.client.transport.sessionID, sessionID)
+        self.assertNotEqual(self.client.transport.state, "closed")
+        count = len(self.client.echoes)
+        yield waitFor(lambda: len(self.client.echoes) >= count + 20, 5)

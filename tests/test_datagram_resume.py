@@ -799,3 +799,112 @@ class PublishTests(SynchronousTestCase):
         s.net.deliver()
         self.assertEqual(locator.published[-1], ("srv.example", ["192.0.2.7", SERVER_HOST]))
         self.assertEqual(conn._peerAdvertSeq, 2)
+
+
+class CapacityTests(SynchronousTestCase):
+    """
+    A port bounds its detached sessions (C{maxDetached}) and counts the
+    sessions it brings back from the store against C{maxSessions}.
+    """
+
+    def connectOne(self, s: Setup) -> tuple[Recorder, Any, Endpoint]:
+        """
+        A client with one exchange done, its server session and its address.
+        """
+        client = s.connect()
+        s.exchange(client)
+        session = list(s.port.sessions.values())[-1]
+        return client, session, session.conn.path.address
+
+    def cutOff(self, s: Setup, *addresses: Endpoint) -> None:
+        """
+        Lose every datagram from or to C{addresses}.
+        """
+        lost = set(addresses)
+        s.net.drop = lambda d, src, dst: src in lost or dst in lost
+
+    def test_detachedEndWithoutStore(self) -> None:
+        """
+        Without a store, past C{maxDetached} the longest-suspended session
+        ends with L{SessionExpired} "server at capacity"; the newer one
+        stays, and resumes once heard again; attached ones are not counted.
+        """
+        s = Setup(self, Counter, maxDetached=1, suspendAfter=50.0)
+        s.stop(s.port)
+        s.port = s.listen(store=None)
+        first, firstSession, firstAddress = self.connectOne(s)
+        second, secondSession, secondAddress = self.connectOne(s)
+        third, thirdSession, _ = self.connectOne(s)
+        self.cutOff(s, firstAddress)
+        s.net.run(3.0)
+        self.assertEqual(firstSession.state, "detached")
+        self.cutOff(s, firstAddress, secondAddress)
+        s.net.run(3.0)
+        self.assertEqual(firstSession.state, "closed")
+        self.assertIsInstance(firstSession.endReason, SessionExpired)
+        self.assertIn("server at capacity", str(firstSession.endReason))
+        self.assertEqual(s.servers[0].stopped, 1)
+        self.assertEqual((secondSession.state, thirdSession.state), ("detached", "attached"))
+        self.assertEqual(set(s.port.sessions.values()), {secondSession, thirdSession})
+        self.cutOff(s, firstAddress)
+        s.net.run(3.0)
+        self.assertEqual(secondSession.state, "attached")
+        self.assertEqual(s.exchange(second), b"2")
+
+    def test_detachedHibernateWithStore(self) -> None:
+        """
+        With a store, past C{maxDetached} the longest-suspended session
+        hibernates at once (before C{suspendAfter}), and comes back when
+        its client is heard again.
+        """
+        s = Setup(self, Counter, maxDetached=1, suspendAfter=50.0)
+        first, firstSession, firstAddress = self.connectOne(s)
+        second, secondSession, secondAddress = self.connectOne(s)
+        sid = firstSession.conn.sessionID
+        self.cutOff(s, firstAddress)
+        s.net.run(3.0)
+        self.assertIn(sid, s.port.sessions)
+        self.cutOff(s, firstAddress, secondAddress)
+        s.net.run(3.0)
+        self.assertEqual(firstSession.state, "hibernated")
+        self.assertNotIn(sid, s.port.sessions)
+        self.assertIn(sid, s.store.rows)
+        self.assertEqual(secondSession.state, "detached")
+        self.assertEqual(len(s.watch.named("aboutToHibernate")), 1)
+        s.heal()
+        s.net.run(3.0)
+        self.assertIn(sid, s.port.sessions)
+        self.assertEqual(s.exchange(first), b"2")
+        self.assertEqual(s.exchange(second), b"2")
+
+    def test_restoreCountsAgainstMaxSessions(self) -> None:
+        """
+        A hibernated session is not brought back while the port holds
+        C{maxSessions}: its datagrams are dropped and its resume refused as
+        busy ("server at capacity"), nothing changed; once a session ends,
+        it comes back.
+        """
+        s = Setup(self, Counter, maxSessions=1)
+        first, firstSession, firstAddress = self.connectOne(s)
+        sid = firstSession.conn.sessionID
+        self.cutOff(s, firstAddress)
+        s.net.run(8.0)
+        self.assertIn(sid, s.port.hibernated)
+        second, secondSession, _ = self.connectOne(s)
+        s.heal()
+        s.net.run(5.0)
+        self.assertNotIn(sid, s.port.sessions)
+        self.assertIn(sid, s.port.hibernated)
+        self.assertIn(sid, s.store.rows)
+        self.assertEqual(s.session(first).state, "detached")
+        busy = [
+            d for d, src, _ in s.net.log
+            if src[0] == SERVER_HOST and d[0] == _dgram.HANDSHAKE and d[9] == _wire.REJECT
+        ]
+        self.assertTrue(busy)
+        self.assertIn(b"server at capacity", busy[-1])
+        second.transport.loseConnection()  # type: ignore[union-attr]
+        s.net.run(5.0)
+        self.assertIn(sid, s.port.sessions)
+        self.assertEqual(s.session(first).state, "attached")
+        self.assertEqual(s.exchange(first), b"2")

@@ -85,3 +85,65 @@ class UDPOptionTests(SynchronousTestCase):
         self.assertIsInstance(view.factory, StatusSite)
         self.assertIs(view.factory.resource.registry, registry)
         self.assertIn("status.example", view.factory.resource.allowedHosts)
+
+    def test_defaultStore(self) -> None:
+        """
+        A listening C{migrate-udp:} side gets the default store directory
+        of C{twistd migrate} (one per endpoint), unless C{--no-store} or its
+        own C{store=}; a C{udp:} listening side gets none.
+        """
+        import os
+
+        self.patch(os, "environ", {"STATE_DIRECTORY": "/var/lib/migrate"})
+        options = self.parse("--udp", "--listen", "migrate-udp:7053", "--connect", "udp:127.0.0.1:53")
+        expected = tap.defaultStoreDirectory("migrate-udp:7053")
+        self.assertTrue(expected.startswith("/var/lib/migrate/"))
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertEqual(made.listen.options["store"], expected)
+        options = self.parse(
+            "--udp", "--no-store", "--listen", "migrate-udp:7053", "--connect", "udp:127.0.0.1:53"
+        )
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertNotIn("store", made.listen.options)
+        options = self.parse(
+            "--udp", "--listen", "migrate-udp:7053:store=/srv/s\\:1", "--connect", "udp:127.0.0.1:53"
+        )
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertEqual(made.listen.options["store"], "/srv/s:1")
+        # --store DIR, as for a TCP forwarder.
+        options = self.parse(
+            "--udp", "--store", "/srv/u", "--listen", "migrate-udp:7053", "--connect", "udp:127.0.0.1:53"
+        )
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertEqual(made.listen.options["store"], "/srv/u")
+        options = self.parse(
+            "--udp", "--listen", "udp:5353", "--connect", "migrate-udp:192.0.2.1:7053"
+        )
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertNotIn("store", made.target.options)
+
+    def test_locatorOptions(self) -> None:
+        """
+        Locator and publishing options in C{migrate-udp:} strings are
+        checked as the options are parsed.
+        """
+        options = self.parse(
+            "--udp", "--no-store", "--listen",
+            "migrate-udp:7053:locator=127.0.0.1:zone=example.org:publish=s.example.org"
+            ":tsigName=k:tsigSecret=c2VjcmV0",
+            "--connect", "udp:127.0.0.1:53",
+        )
+        made = tap.makeService(options)
+        assert isinstance(made, UDPForwardService)
+        self.assertEqual(made.listen.options["publish"], "s.example.org")
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse(
+                "--udp", "--listen", "migrate-udp:7053:publish=s.example.org",
+                "--connect", "udp:127.0.0.1:53",
+            )
+        self.assertIn("publish= needs locator=", str(caught.exception))
