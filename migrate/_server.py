@@ -37,6 +37,7 @@ from ._memory import releaseFreedMemory
 from ._timers import TimerSet
 from ._options import SessionOptions
 from ._protocol import Carrier, whenAllClosed
+from .store import logStoreFailure
 from ._session import Session, State, restoreSession
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
@@ -1027,12 +1028,7 @@ class MigrateServerFactory(Factory):
             self.store.purgeExpired(now).addErrback(self._storeError, "store purge failed")
 
     def _storeError(self, failure: Failure, what: str, **fields: Any) -> None:
-        """
-        Log a store failure, but not L{StoreUnavailable}: the store logs
-        that itself, once.
-        """
-        if not failure.check(StoreUnavailable):
-            self.log.failure(what, failure, **fields)
+        logStoreFailure(self.log, failure, what, **fields)
 
     def _watchShutdown(self) -> None:
         """

@@ -53,6 +53,7 @@ from zope.interface import implementer
 
 from . import _dgram, _dgram_conn, _wire
 from ._advertise import AdvertisePolicy, formatHostPort
+from .store import logStoreFailure
 from ._dgram_conn import Checkpoint, DatagramConnection, decodeCheckpoint, encodeCheckpoint, hostPort
 from ._dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder, ResumeAsk
 from ._dgram_socket import DatagramSocket, familyOf, makeAddress
@@ -71,7 +72,6 @@ from .interfaces import (
     ISessionStore,
     LocalAddress,
     SessionRecord,
-    StoreUnavailable,
 )
 from .locate import locatorList
 from .monitors import MonitorLease, defaultMonitor
@@ -1679,12 +1679,7 @@ class DatagramPort:
             self.store.delete(sid).addErrback(self._storeError, "store delete failed")
 
     def _storeError(self, failure: Failure, what: str, **fields: Any) -> None:
-        """
-        Log a store failure, but not L{StoreUnavailable}: the store logs
-        that itself, once.
-        """
-        if not failure.check(StoreUnavailable):
-            self.log.failure(what, failure, **fields)
+        logStoreFailure(self.log, failure, what, **fields)
 
     def _purge(self) -> None:
         """

@@ -193,6 +193,15 @@ class MemorySessionStore:
         return succeed(None)
 
 
+
+def logStoreFailure(log: Logger, failure: Failure, what: str, **fields: Any) -> None:
+    """
+    Log a store operation's failure with C{log}, but not
+    L{StoreUnavailable}: the store logs that itself, once.
+    """
+    if not failure.check(StoreUnavailable):
+        log.failure(what, failure, **fields)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     sid BLOB PRIMARY KEY,

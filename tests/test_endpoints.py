@@ -30,14 +30,14 @@ class EndpointStringTests(SynchronousTestCase):
         """
         reactor = MemoryReactorClock()
         ep = serverFromString(
-            reactor, "migrate:tcp:7001:interface=127.0.0.1:sessionTimeout=30:hardCap=99999999"
+            reactor, "migrate:tcp:7001:interface=127.0.0.1:sessionTimeout=30:hardCap=12345678"
         )
         self.assertIsInstance(ep, MigrateServerEndpoint)
         self.assertIsInstance(ep.endpoint, TCP4ServerEndpoint)
         self.assertEqual(ep.endpoint._port, 7001)
         self.assertEqual(ep.endpoint._interface, "127.0.0.1")
         self.assertEqual(ep.options.sessionTimeout, 30.0)
-        self.assertEqual(ep.options.hardCap, 99999999)
+        self.assertEqual(ep.options.hardCap, 12345678)
 
     def test_listenWraps(self) -> None:
         """
