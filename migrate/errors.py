@@ -62,3 +62,27 @@ class BufferFull(Exception):
     Raised by C{write} when the session's buffer is at its hard cap and the
     overflow policy is C{"raise"}; the data was not accepted.
     """
+
+
+class ChannelRefused(Exception):
+    """
+    A channel could not be opened: the peer refused its name (or is at its
+    channel limit), this side is at its own limit, or the session ended
+    before the peer answered.  The Deferred of
+    L{IMigrateTransport.openChannel<migrate.interfaces.IMigrateTransport.openChannel>}
+    fails with this.
+
+    @ivar reason: why, as the peer (or this side) said it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        Exception.__init__(self, reason)
+        self.reason = reason
+
+
+class ChannelReset(ConnectionLost):
+    """
+    A channel ended without a clean close because its peer channel is gone
+    (it broke the channel's rules, or its side dropped it).  The other
+    channels of the session are not affected.
+    """
