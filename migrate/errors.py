@@ -86,3 +86,9 @@ class ChannelReset(ConnectionLost):
     (it broke the channel's rules, or its side dropped it).  The other
     channels of the session are not affected.
     """
+
+
+class LocatorError(Exception):
+    """
+    The locator refused or did not answer; the message says why.
+    """

@@ -24,8 +24,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from migrate.interfaces import ILocator
-from migrate.locate import DNSLocator, LocatorError, StaticLocator
-from migrate.locator import LocatorServer, RecordTable
+from migrate.errors import LocatorError
+from migrate.locating.client import DNSLocator, StaticLocator
+from migrate.locating.server import LocatorServer, RecordTable
 
 SECRET = base64.b64encode(b"s" * 32).decode()
 OTHER = base64.b64encode(b"o" * 32).decode()
@@ -325,7 +326,7 @@ class LocatorOptionsTests(SynchronousTestCase):
         The service listens on UDP and TCP, same port and interface, with
         the TCP limits given.
         """
-        from migrate.locator import LocatorServer, LocatorStreamFactory
+        from migrate.locating.server import LocatorServer, LocatorStreamFactory
         from migrate.tap import makeLocatorService
 
         path = keyFile(self, "laptop:%s\n" % (SECRET,))

@@ -1,5 +1,5 @@
 """
-Hostile datagrams aimed at the embedded locator (L{migrate.locator}):
+Hostile datagrams aimed at the embedded locator (L{migrate.locating.server}):
 TSIG records with unknown algorithms, every single-bit flip and every
 truncation of a signed update, random bytes, unsupported opcodes and EDNS
 versions, and queries whose answers would not fit in a datagram.
@@ -38,8 +38,9 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate.locate import DNSLocator, LocatorError
-from migrate.locator import LocatorServer, RecordTable
+from migrate.errors import LocatorError
+from migrate.locating.client import DNSLocator
+from migrate.locating.server import LocatorServer, RecordTable
 
 SECRET = base64.b64encode(b"s" * 32).decode()
 ZONE = "mobile.example."
@@ -604,7 +605,7 @@ class TypeCacheTests(SynchronousTestCase):
         script = """
 import dns.message, dns.rdatatype
 from twisted.internet.task import Clock
-from migrate.locator import LocatorServer, RecordTable
+from migrate.locating.server import LocatorServer, RecordTable
 table = RecordTable(None)
 server = LocatorServer(Clock(), "mobile.example.", {}, table)
 table.apply([("add", "host.mobile.example.", dns.rdatatype.AAAA, 30, "fd00::1", 0)])

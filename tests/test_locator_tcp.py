@@ -1,10 +1,11 @@
 """
-The embedded locator over TCP (L{migrate.locator.LocatorStreamFactory}): real
-loopback connections answered whole where UDP truncates, pipelined queries,
-signed updates, and the bounds a hostile peer meets (lengths, connections in
-all and per address, idle connections, peers that never read); and
-L{migrate.locate.DNSLocator} asking again over TCP when a UDP answer is
-truncated.
+The embedded locator over TCP
+(L{migrate.locating.server.LocatorStreamFactory}): real loopback
+connections answered whole where UDP truncates, pipelined queries, signed
+updates, and the bounds a hostile peer meets (lengths, connections in all
+and per address, idle connections, peers that never read); and
+L{migrate.locating.client.DNSLocator} asking again over TCP when a UDP
+answer is truncated.
 
 The connections' timers run on a L{Clock}: what real time would only
 make slow is driven by hand.
@@ -37,8 +38,9 @@ from twisted.names import dns as tdns
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from migrate.locate import DNSLocator, LocatorError, _queryTCP
-from migrate.locator import LocatorServer, LocatorStream, LocatorStreamFactory, RecordTable
+from migrate.errors import LocatorError
+from migrate.locating.client import DNSLocator, _queryTCP
+from migrate.locating.server import LocatorServer, LocatorStream, LocatorStreamFactory, RecordTable
 
 from .test_locate import signedUpdate
 from .test_loopback import waitFor
