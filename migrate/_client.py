@@ -15,7 +15,7 @@ expiry, a refused resume, a close or an abort.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.error import NoProtocol
@@ -179,6 +179,10 @@ class ClientConnector:
         self._slot = False
         self.endpoint = endpoint
         self.appFactory = appFactory
+        #: What channels the server opens are, by name (see
+        #: L{MigrateServerFactory}'s C{channels}); C{None}: C{""} only, built
+        #: by C{appFactory}.
+        self.channelFactories: Optional[Mapping[str, IProtocolFactory]] = None
         self.options = options
         self.policy = policy
         self.monitor = monitor
@@ -771,6 +775,8 @@ class ClientConnector:
             self.policy,
             self.upcalls,
         )
+        session.appFactory = self.appFactory
+        session.channelFactories = self.channelFactories
         if self.timers is not None:
             session.timers = self.timers
         session.onCarrierLost = self._sessionDetached
@@ -886,6 +892,8 @@ class ClientConnector:
         self.session = session
         self._confirmed = True
         self._generation = session.generation
+        session.appFactory = self.appFactory
+        session.channelFactories = self.channelFactories
         if self.timers is not None:
             session.timers = self.timers
         session.onCarrierLost = self._sessionDetached

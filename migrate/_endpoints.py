@@ -266,8 +266,13 @@ class MigrateClientEndpoint:
         endpointTo: Optional[Callable[[str, int], IStreamClientEndpoint]] = None,
         locator: Optional[ILocator] = None,
         peerName: Optional[str] = None,
+        channels: Optional[Mapping[str, IProtocolFactory]] = None,
     ) -> None:
         """
+        @param channels: what channels the server opens are, by name: the
+            factory that builds each one's protocol.  By default the only
+            name is C{""}, built by the factory the session was connected
+            with; a name not here is refused.
         @param monitor: a connectivity monitor, C{None} for none, or
             C{"auto"} for the platform's default when C{clock} is a real
             reactor (one providing C{IReactorFDSet}), none otherwise.
@@ -280,6 +285,7 @@ class MigrateClientEndpoint:
         self.endpointTo = endpointTo
         self.locator = locator
         self.peerName = peerName
+        self.channelFactories = channels
         self.clock = clock
         self.endpoint = endpoint
         self.options = options if options is not None else SessionOptions()
@@ -328,6 +334,7 @@ class MigrateClientEndpoint:
             self.locator,
             self.peerName,
         )
+        connector.channelFactories = self.channelFactories
         if self._timers is None:
             self._timers = TimerSet(self.clock)
         connector.timers = self._timers
@@ -352,7 +359,7 @@ class MigrateClientEndpoint:
         @return: a L{Deferred} that fires when they were (their connections
             closed) or C{timeout} passed.
         """
-        closing = []
+        closing: list[Any] = []
         for connector in self._connectors:
             session = connector.session
             if session is None or session.ended:

@@ -125,6 +125,12 @@ class SessionOptions:
     @ivar republishInterval: how often a server publishes its addresses to
         its locator even when they did not change (records there are short
         lived; a locator that lost them learns them again).
+    @ivar maxChannels: channels (besides its first stream) a session may
+        have open at once; openings beyond are refused, on either side.
+    @ivar channelWindow: bytes of a channel's frames we let the peer send
+        ahead of what the channel's application read: a channel whose
+        reader is paused holds at most this much, and never stops the
+        others.
     """
 
     sessionTimeout: float = 900.0
@@ -161,6 +167,8 @@ class SessionOptions:
     maxConcurrentResumes: int = 64
     purgeInterval: float = 60.0
     republishInterval: float = 300.0
+    maxChannels: int = 1024
+    channelWindow: int = 256 * 1024
 
     def __post_init__(self) -> None:
         for f in fields(self):

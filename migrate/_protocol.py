@@ -133,6 +133,12 @@ class _ClosedReceiver:
     def controlFrameReceived(self, frameType: int, body: bytes) -> None:
         pass
 
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        pass
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        pass
+
 
 _Closed = _ClosedReceiver()
 
@@ -230,6 +236,12 @@ class Carrier(Protocol):
         self._framed = True
         self.handshaker.handshakeFrame(self, frameType, body)
 
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        raise _wire.FrameError("channel data before the handshake completed")
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        raise _wire.FrameError("channel data before the handshake completed")
+
     def dataReceived(self, data: bytes) -> None:
         if self.retired:
             return
@@ -259,7 +271,7 @@ class Carrier(Protocol):
         Belong to C{session}: from now on frames go to it directly.
         """
         self.session = session
-        self.parser._receiver = session
+        self.parser.setReceiver(session)
 
     def reject(self, code: int, reason: str, retryAfter: float = 0.0) -> None:
         """
@@ -469,4 +481,4 @@ class Carrier(Protocol):
         # Nothing is parsed any more: break the carrier-parser cycle, so
         # that a closed carrier's memory goes back at once, not at the next
         # garbage collection.
-        self.parser._receiver = _Closed
+        self.parser.setReceiver(_Closed)

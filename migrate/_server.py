@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, OrderedDict, deque
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from twisted.internet.interfaces import (
     IAddress,
@@ -194,8 +194,14 @@ class MigrateServerFactory(Factory):
         publishName: Optional[str] = None,
         serviceInterface: Optional[str] = None,
         advertise: Union[str, AdvertisePolicy, None] = None,
+        channels: Optional[Mapping[str, IProtocolFactory]] = None,
     ) -> None:
         """
+        @param channels: what the channels a client opens are, by name
+            (see L{IMigrateTransport.openChannel}): the factory that builds
+            each one's protocol.  By default the only name is C{""}, built
+            by C{wrappedFactory} (another connection to the same service);
+            a name not here is refused.
         @param advertise: what clients are told about where the server can
             be reached: C{"auto"} (the default: what a direct client can
             verify, see L{migrate._advertise}), C{"none"}, or the
@@ -216,6 +222,7 @@ class MigrateServerFactory(Factory):
         self.publishName = publishName
         self.serviceInterface = serviceInterface
         self.wrappedFactory = wrappedFactory
+        self.channelFactories = channels
         self.monitor = MonitorLease(monitor) if monitor is not None else None
         self._monitorHeld = False
         self._addresses: list[str] = []
@@ -787,9 +794,25 @@ class MigrateServerFactory(Factory):
             session.pauseForBudget(True)
         session.onCarrierLost = self._sessionDetached
         session.onEnd = self._sessionEnded
+        session.appFactory = self.wrappedFactory
+        session.channelFactories = self.channelFactories
+        session.channelAdmission = self._channelAdmission
         if self.store is not None:
             session.onHibernate = self.hibernate
         self.sessions[session.sessionID] = session
+
+    def _channelAdmission(self) -> Optional[str]:
+        """
+        Whether a session may open another channel now: not while the
+        server is over its memory budget or restarting.
+
+        @return: the reason to refuse, or C{None}.
+        """
+        if self._overBudget:
+            return "server at capacity: memory"
+        if self._stopping:
+            return "server restarting"
+        return None
 
     def _sessionDetached(self, session: Session) -> None:
         """
@@ -851,6 +874,8 @@ class MigrateServerFactory(Factory):
         for session in self.sessions.values():
             if not session.hibernated and not session.ended:
                 total += session.engine.buffered
+                if session.channels is not None:
+                    total += session.channels.held()
             for carrier in session.carriers():
                 total += carrier.queued
         for carrier in self._pending:
@@ -1124,7 +1149,7 @@ class MigrateServerFactory(Factory):
             connections closed) or C{timeout} passed.
         """
         self._stopping = notice
-        closing = []
+        closing: list[Any] = []
         saved = self._checkpointForRestart()
         for session in list(self.sessions.values()):
             if session.ended or session.hibernated:

@@ -36,7 +36,7 @@ engine's FIN state saying how far it got.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -47,6 +47,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     ILoggingContext,
     IProtocol,
+    IProtocolFactory,
     IPullProducer,
     IPushProducer,
     IReactorTime,
@@ -66,8 +67,15 @@ from .policy import DefaultPolicy
 from .errors import BufferFull, BufferOverflow, PeerAborted, SessionExpired
 
 if TYPE_CHECKING:
+    from typing import Union
+
+    from ._channels import ChannelCarrier, ChannelTable
     from ._protocol import Carrier
     from ._transport import MigrateTransport
+
+    #: What a session runs over: a connection, or (for a channel) its part
+    #: of its session's connection.
+    AnyCarrier = Union[Carrier, ChannelCarrier]
 
 
 def formatAddress(address: Optional[IAddress]) -> str:
@@ -211,6 +219,18 @@ class _PullDriver:
 
 _ONLY_DETACHED = frozenset({_DETACHED})
 _CARRIER_SET = frozenset({_CARRIER})
+
+#: The session-level frames of channels.
+_CHANNEL_FRAMES = frozenset(
+    {
+        _wire.CHANNEL_OPEN,
+        _wire.CHANNEL_OPENED,
+        _wire.CHANNEL_REFUSED,
+        _wire.CHANNEL_RESUME,
+        _wire.CHANNEL_WINDOW,
+        _wire.CHANNEL_CLOSE,
+    }
+)
 
 
 def _nothing() -> None:
@@ -378,6 +398,12 @@ class Session:
         "upcalls",
         "timers",
         "_inReading",
+        "channels",
+        "channelID",
+        "parent",
+        "channelFactories",
+        "appFactory",
+        "channelAdmission",
         "__weakref__",
     )
 
@@ -402,7 +428,7 @@ class Session:
         self.state = State.DETACHED
         self.generation = 0
         self.handoffs = 0
-        self.carrier: Carrier | None = None
+        self.carrier: AnyCarrier | None = None
         self.app: IProtocol | None = None
         self.transport: MigrateTransport | None = None
         self.lastPeer: IAddress | None = None
@@ -442,7 +468,7 @@ class Session:
         self._logContext: dict[Any, Any] = _logContextFor("Migrate")
         self._depth = 0
         self._endWaiters: Optional[list[Deferred[None]]] = None
-        self._closingCarriers: Optional[set[Carrier]] = None
+        self._closingCarriers: Optional[set[AnyCarrier]] = None
         self._expiryCall: IDelayedCall | None = None
         self._ackCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
@@ -471,6 +497,12 @@ class Session:
         self.onPeerAddresses: Callable[[Session], None] = _ignore
         self._advertSeq = 0
         self._peerAdvertSeq = 0
+        self.channels: Optional[ChannelTable] = None
+        self.channelID = 0
+        self.parent: Optional[Session] = None
+        self.channelFactories: Optional[Mapping[str, IProtocolFactory]] = None
+        self.appFactory: Optional[IProtocolFactory] = None
+        self.channelAdmission: Optional[Callable[[], Optional[str]]] = None
         self.setPolicy(policy if policy is not None else DefaultPolicy(options))
 
     def setPolicy(self, policy: IMigratePolicy) -> None:
@@ -508,9 +540,84 @@ class Session:
     @property
     def hexID(self) -> str:
         """
-        The session id as hex, for logs and the application.
+        The session id as hex, for logs and the application (with C{/N}
+        after it for channel N).
         """
+        if self.channelID:
+            return "%s/%d" % (self.sessionID.hex(), self.channelID)
         return self.sessionID.hex()
+
+    # Channels
+
+    def makeChannel(self, root: Session, channel: int) -> None:
+        """
+        Run channel C{channel} of C{root}: this session's carriers are
+        channel carriers on C{root}'s; handshakes, liveness, expiry,
+        hibernation and advertisements are C{root}'s alone.
+        """
+        self.parent = root
+        self.channelID = channel
+        self.timers = root.timers
+        self.lastPeer = root.lastPeer
+        self.lastHost = root.lastHost
+        self.secure = root.secure
+
+    def channelTable(self) -> ChannelTable:
+        """
+        The table of this session's channels (made on first use).
+        """
+        table = self.channels
+        if table is None:
+            from ._channels import ChannelTable
+
+            table = self.channels = ChannelTable(self)
+            table.writeBlocked = _CARRIER in self._pauseReasons
+        return table
+
+    def openChannel(self, factory: IProtocolFactory, name: str = "") -> Deferred[IProtocol]:
+        """
+        Open another channel of this session (see
+        L{IMigrateTransport.openChannel}).
+        """
+        root = self.parent if self.parent is not None else self
+        return root.channelTable().open(factory, name)
+
+    @property
+    def closingSession(self) -> bool:
+        """
+        Whether the whole session is on its way out (no new channel then).
+        """
+        return self._ended or self._lingering or self._aborting is not None
+
+    def channelGone(self) -> None:
+        """
+        One of our channels ended: if it was the last and our own stream is
+        complete, the session is.
+        """
+        if not self._ended:
+            self._checkFinished()
+
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        """
+        A channel frame's head (see L{migrate._channels}).
+
+        @raise ProtocolViolation: on a channel's own carrier.
+        """
+        if self.parent is not None:
+            raise ProtocolViolation("channel frame inside a channel")
+        self._heard += 1
+        table = self.channels
+        if table is None:
+            table = self.channelTable()
+        table.frameStarted(channel, length)
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        """
+        Some bytes of the current channel frame.
+        """
+        table = self.channels
+        if table is not None:
+            table.payload(payload)
 
     # Starting
 
@@ -549,7 +656,7 @@ class Session:
 
     # Carriers
 
-    def attach(self, carrier: Carrier, peerReceived: int) -> None:
+    def attach(self, carrier: AnyCarrier, peerReceived: int) -> None:
         """
         Make C{carrier} the session's carrier after a verified handshake, and
         retransmit what the peer has not received.
@@ -616,8 +723,11 @@ class Session:
             self._finWrittenOut()
             if self._aborting is not None or self.carrier is not carrier:
                 return
-        self._startLiveness()
-        self._sendAdvert()
+        if self.parent is None:
+            self._startLiveness()
+            self._sendAdvert()
+            if self.channels is not None:
+                self.channels.carrierAttached()
         if wasDetached:
             self._resumeFor(_DETACHED)
         if self.handoffs and self.transport is not None:
@@ -628,7 +738,7 @@ class Session:
         self._checkFinished()
 
     def carrierLost(
-        self, carrier: Carrier, reason: str = "carrier-lost", clean: bool = False
+        self, carrier: AnyCarrier, reason: str = "carrier-lost", clean: bool = False
     ) -> None:
         """
         A carrier's connection ended.  If it was the session's, detach.
@@ -648,12 +758,16 @@ class Session:
             self._end(ConnectionDone("session closed cleanly"))
             return
         self._stopLiveness()
+        if self.channels is not None:
+            self.channels.carrierLost(reason)
         if self.state is not State.ATTACHED:
             return
         self.state = State.DETACHED
         self.detachedSince = self.clock.seconds()
         self._pauseReasons = self._pauseReasons - _CARRIER_SET
         self._pauseFor(_DETACHED)
+        if self.parent is not None:
+            return
         self._expiryCall = self.clock.callLater(self.policy.expireAfter(), self._expire)
         suspendAfter = self.policy.suspendAfter()
         if suspendAfter is not None and self.onHibernate is not None:
@@ -808,7 +922,10 @@ class Session:
         Whether we wait to hear from the peer.
         """
         return (
-            not self.engine.allAcked or self._pingSentAt is not None or self._readPaused
+            not self.engine.allAcked
+            or self._pingSentAt is not None
+            or self._readPaused
+            or (self.channels is not None and self.channels.waiting())
         )
 
     def _idleLimit(self) -> float:
@@ -834,6 +951,10 @@ class Session:
         if the carrier was idle, start watching it, its silence counted from
         now.
         """
+        parent = self.parent
+        if parent is not None:
+            parent._watch()
+            return
         call = self._liveCall
         if call is None or self._watching:
             return
@@ -1137,6 +1258,11 @@ class Session:
             self._pong(_wire.decodePosition(body))
         elif frameType == _wire.FIN:
             self._finReceived(_wire.decodePosition(body))
+        elif frameType in _CHANNEL_FRAMES:
+            if self.parent is not None:
+                raise ProtocolViolation("channel frame inside a channel")
+            self._heard += 1
+            self.channelTable().controlFrame(frameType, body)
         elif frameType == _wire.ABORT:
             reason = body.decode("utf-8", "replace")
             self.log.info(
@@ -1384,6 +1510,13 @@ class Session:
             or not self.engine.finished
         ):
             return
+        if self.channels:
+            # Our own stream is complete, but the session lives on in its
+            # other channels: nothing to wait for on this stream.
+            call, self._closeCall = self._closeCall, None
+            if call is not None and call.active():
+                call.cancel()
+            return
         carrier = self.carrier
         if self.isClient and carrier is not None:
             # The server learns that its stream arrived from our
@@ -1568,6 +1701,8 @@ class Session:
         if carrier is not None:
             self.carrier = None
             carrier.retire("session ended")
+        if self.channels is not None:
+            self.channels.sessionEnded(reason)
         self._tellAppEnded(reason)
         detail = " ".join(str(a) for a in reason.args if a)
         self.log.info(
@@ -1598,14 +1733,16 @@ class Session:
     def carriers(self) -> list[Carrier]:
         """
         Every carrier this session still holds: its current one and those
-        closing.
+        closing.  (A channel's carriers are parts of its session's, which
+        are the ones that matter to whoever waits for them: only a
+        session's own are asked for.)
         """
         held = list(self._closingCarriers or ())
         if self.carrier is not None and self.carrier not in held:
             held.append(self.carrier)
-        return held
+        return cast("list[Carrier]", held)
 
-    def carrierClosing(self, carrier: Carrier) -> None:
+    def carrierClosing(self, carrier: AnyCarrier) -> None:
         """
         A carrier of ours is closing (flushing, or waiting for the peer to
         close it): the session is not over until it has.
@@ -1614,7 +1751,7 @@ class Session:
             self._closingCarriers = set()
         self._closingCarriers.add(carrier)
 
-    def carrierClosed(self, carrier: Carrier) -> None:
+    def carrierClosed(self, carrier: AnyCarrier) -> None:
         """
         A carrier of ours has closed.
         """
@@ -1671,6 +1808,8 @@ class Session:
         carrier, self.carrier = self.carrier, None
         if carrier is not None:
             carrier.abandon()
+        if self.channels is not None:
+            self.channels.shutdown()
         reason = ConnectionLost("the reactor is shutting down")
         self._end(reason)
         self._appGone(Failure(reason))
@@ -1795,6 +1934,8 @@ class Session:
         if self.carrier is not None:
             self.carrier.writeBlocked = True
         self._pauseFor(_CARRIER)
+        if self.channels is not None:
+            self.channels.setWriteBlocked(True)
 
     def resumeProducing(self) -> None:
         """
@@ -1803,6 +1944,8 @@ class Session:
         if self.carrier is not None:
             self.carrier.writeBlocked = False
         self._resumeFor(_CARRIER)
+        if self.channels is not None:
+            self.channels.setWriteBlocked(False)
 
     def stopProducing(self) -> None:
         """

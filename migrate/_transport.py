@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IProtocol,
+    IProtocolFactory,
+    IPushProducer,
+    ITransport,
+)
 from zope.interface import implementer
 
 from .interfaces import IMigrateTransport
@@ -186,24 +193,35 @@ class MigrateTransport:
 
     @property
     def sessionID(self) -> str:
-        return self._session.hexID
+        return self._session.sessionID.hex()
+
+    @property
+    def channel(self) -> int:
+        return self._session.channelID
+
+    def openChannel(self, factory: IProtocolFactory, name: str = "") -> Deferred[IProtocol]:
+        """
+        Open another channel of this session (see
+        L{IMigrateTransport.openChannel}).
+        """
+        return self._session.openChannel(factory, name)
 
     @property
     def state(self) -> str:
-        session = self._session
-        if session.ended or session.appLost:
-            return "closed"
-        if session.closing:
-            return "closing"
-        return session.state.value
+        return _stateOf(self._session)
 
     @property
     def generation(self) -> int:
-        return self._session.generation
+        return self._root.generation
 
     @property
     def handoffs(self) -> int:
-        return self._session.handoffs
+        return self._root.handoffs
+
+    @property
+    def _root(self) -> Session:
+        session = self._session
+        return session.parent if session.parent is not None else session
 
     def whenEnded(self) -> Deferred[None]:
         """
@@ -224,8 +242,23 @@ class MigrateTransport:
         L{IMigrateTransport.snapshot}).
         """
         s = self._session
+        snap = self._streamSnapshot(s)
+        root = self._root
+        if root is not s:
+            snap["id"] = root.sessionID.hex()
+            return snap
+        table = s.channels
+        snap["channels"] = [
+            self._streamSnapshot(child) for child in (table.sessions() if table is not None else ())
+        ]
+        snap["channelsOpened"] = table.opened if table is not None else 0
+        return snap
+
+    def _streamSnapshot(self, s: Session) -> dict[str, object]:
         now = s.clock.seconds()
         engine = s.engine
+        root = s.parent if s.parent is not None else s
+        table = root.channels
 
         def address(a: object) -> str | None:
             if a is None:
@@ -235,13 +268,15 @@ class MigrateTransport:
 
         return {
             "id": s.hexID,
+            "channel": s.channelID,
+            "name": table.names().get(s.channelID, "") if table is not None else "",
             "side": "client" if s.isClient else "server",
-            "state": self.state,
+            "state": _stateOf(s),
             "local": address(s.lastHost),
             "peer": address(s.lastPeer),
             "age": now - s.createdAt,
             "detachedFor": (now - s.detachedSince) if s.detachedSince is not None else None,
-            "generation": s.generation,
+            "generation": root.generation,
             "handoffs": s.handoffs,
             "bytesSent": engine.sent,
             "bytesAcknowledged": min(engine.acked, engine.sent),
@@ -251,3 +286,14 @@ class MigrateTransport:
             "rtt": s.srtt,
             "lastRtt": s.lastRTT,
         }
+
+
+def _stateOf(session: Session) -> str:
+    """
+    A session's (or channel's) state as the application sees it.
+    """
+    if session.ended or session.appLost:
+        return "closed"
+    if session.closing:
+        return "closing"
+    return session.state.value

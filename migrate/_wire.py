@@ -22,7 +22,7 @@ specification is C{docs/protocol.md}.
 from __future__ import annotations
 
 import struct
-from typing import Protocol
+from typing import Callable, Protocol
 
 VERSION = 1
 #: The highest generation a resume may carry (generations number a
@@ -49,6 +49,23 @@ PING = 0x14
 PONG = 0x15
 ADDRESSES = 0x16
 
+# Channels (see docs/protocol.md, "Channels").
+CHANNEL = 0x18
+CHANNEL_OPEN = 0x19
+CHANNEL_OPENED = 0x1A
+CHANNEL_REFUSED = 0x1B
+CHANNEL_RESUME = 0x1C
+CHANNEL_WINDOW = 0x1D
+CHANNEL_CLOSE = 0x1E
+
+#: Longest channel name, in bytes of UTF-8.
+MAX_CHANNEL_NAME = 200
+#: Highest channel number.
+MAX_CHANNEL_ID = 2**32 - 1
+#: A CHANNEL_CLOSE flag: the channel's carrier closed cleanly (the peer
+#: read everything before it); without it, the channel was dropped.
+CLOSE_GRACEFUL = 0x01
+
 # Reject codes.
 REJECT_VERSION = 1
 REJECT_UNKNOWN_SESSION = 2
@@ -70,9 +87,20 @@ DEFAULT_MAX_PAYLOAD = 1 << 20
 _HEAD = struct.Struct(">BI")
 _DATA_HEAD = struct.Struct(">BIQ")
 _POS = struct.Struct(">Q")
+_CHAN_HEAD = struct.Struct(">BII")
+_CHAN_OPEN = struct.Struct(">II")
+_CHAN_ID = struct.Struct(">I")
+_CHAN_RESUME = struct.Struct(">IQI")
+_CHAN_WINDOW = struct.Struct(">IQ")
+_CHAN_CLOSE = struct.Struct(">IB")
 _U16 = struct.Struct(">H")
 _HEAD_SIZE = _HEAD.size
 _DATA_HEAD_SIZE = _DATA_HEAD.size
+_CHAN_HEAD_SIZE = _CHAN_HEAD.size
+
+#: How much a channel frame may carry beyond the largest data payload (the
+#: channel's own frame heads).
+CHANNEL_OVERHEAD = 64
 
 _SERVER_HELLO = struct.Struct(">4sBB%ds" % NONCE_SIZE)
 _OPEN = struct.Struct(">BB%ds%ds" % (KEY_SIZE, NONCE_SIZE))
@@ -98,12 +126,18 @@ _CONTROL_SIZES = {
     FIN: _POS.size,
     PING: _POS.size,
     PONG: _POS.size,
+    CHANNEL_OPENED: _CHAN_OPEN.size,
+    CHANNEL_RESUME: _CHAN_RESUME.size,
+    CHANNEL_WINDOW: _CHAN_WINDOW.size,
+    CHANNEL_CLOSE: _CHAN_CLOSE.size,
 }
 MAX_ADDRESSES = 16
 _VARIABLE_CONTROL = {
     REJECT: 3 + MAX_REASON,
     ABORT: MAX_REASON,
     ADDRESSES: 8 + 2 + MAX_ADDRESSES * 48 + MAC_SIZE,
+    CHANNEL_OPEN: _CHAN_OPEN.size + MAX_CHANNEL_NAME,
+    CHANNEL_REFUSED: _CHAN_ID.size + MAX_REASON,
 }
 
 
@@ -133,6 +167,17 @@ class IFrameReceiver(Protocol):
     def controlFrameReceived(self, frameType: int, body: bytes) -> None:
         """
         A complete control frame.
+        """
+
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        """
+        A channel frame's head arrived: C{length} bytes of channel
+        C{channel}'s own frames follow.
+        """
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        """
+        Some bytes of the current channel frame.
         """
 
 
@@ -381,6 +426,120 @@ def encodeAbort(reason: str) -> bytes:
     return encodeFrame(ABORT, reason.encode("utf-8", "replace")[:MAX_REASON])
 
 
+def channelHead(channel: int, length: int) -> bytes:
+    """
+    Encode the head of a channel frame carrying C{length} bytes of channel
+    C{channel}'s frames.
+    """
+    return _CHAN_HEAD.pack(CHANNEL, length, channel)
+
+
+def encodeChannelOpen(channel: int, window: int, name: bytes) -> bytes:
+    """
+    Encode a request to open channel C{channel}, named C{name} (at most
+    L{MAX_CHANNEL_NAME} bytes), granting the peer C{window} bytes.
+    """
+    if len(name) > MAX_CHANNEL_NAME:
+        raise ValueError("channel name longer than %d bytes" % (MAX_CHANNEL_NAME,))
+    return encodeFrame(CHANNEL_OPEN, _CHAN_OPEN.pack(channel, window) + name)
+
+
+def decodeChannelOpen(body: bytes) -> tuple[int, int, bytes]:
+    """
+    Decode a C{CHANNEL_OPEN} body.
+
+    @return: the channel, the window it grants, and its name.
+    @raise FrameError: too short.
+    """
+    if len(body) < _CHAN_OPEN.size:
+        raise FrameError("short CHANNEL_OPEN")
+    channel, window = _CHAN_OPEN.unpack_from(body)
+    return channel, window, body[_CHAN_OPEN.size :]
+
+
+def encodeChannelOpened(channel: int, window: int) -> bytes:
+    """
+    Encode the acceptance of channel C{channel}, granting C{window} bytes.
+    """
+    return encodeFrame(CHANNEL_OPENED, _CHAN_OPEN.pack(channel, window))
+
+
+def decodeChannelOpened(body: bytes) -> tuple[int, int]:
+    """
+    Decode a C{CHANNEL_OPENED} body: the channel and the window it grants.
+    """
+    channel, window = _CHAN_OPEN.unpack(body)
+    return channel, window
+
+
+def encodeChannelRefused(channel: int, reason: str) -> bytes:
+    """
+    Encode the refusal of channel C{channel}.
+    """
+    text = reason.encode("utf-8", "replace")[:MAX_REASON]
+    return encodeFrame(CHANNEL_REFUSED, _CHAN_ID.pack(channel) + text)
+
+
+def decodeChannelRefused(body: bytes) -> tuple[int, str]:
+    """
+    Decode a C{CHANNEL_REFUSED} body: the channel and the reason.
+
+    @raise FrameError: too short.
+    """
+    if len(body) < _CHAN_ID.size:
+        raise FrameError("short CHANNEL_REFUSED")
+    (channel,) = _CHAN_ID.unpack_from(body)
+    return channel, body[_CHAN_ID.size :].decode("utf-8", "replace")
+
+
+def encodeChannelResume(channel: int, received: int, window: int) -> bytes:
+    """
+    Encode how far we received channel C{channel}'s stream, for a carrier
+    that just took over the session, granting C{window} bytes on it.
+    """
+    return encodeFrame(CHANNEL_RESUME, _CHAN_RESUME.pack(channel, received, window))
+
+
+def decodeChannelResume(body: bytes) -> tuple[int, int, int]:
+    """
+    Decode a C{CHANNEL_RESUME} body: channel, received position, window.
+    """
+    channel, received, window = _CHAN_RESUME.unpack(body)
+    return channel, received, window
+
+
+def encodeChannelWindow(channel: int, limit: int) -> bytes:
+    """
+    Encode a window update: the peer may send channel C{channel} frames up
+    to C{limit} bytes on this carrier.
+    """
+    return encodeFrame(CHANNEL_WINDOW, _CHAN_WINDOW.pack(channel, limit))
+
+
+def decodeChannelWindow(body: bytes) -> tuple[int, int]:
+    """
+    Decode a C{CHANNEL_WINDOW} body: the channel and its new limit.
+    """
+    channel, limit = _CHAN_WINDOW.unpack(body)
+    return channel, limit
+
+
+def encodeChannelClose(channel: int, graceful: bool) -> bytes:
+    """
+    Encode the closing of channel C{channel}'s part of this carrier.
+    """
+    return encodeFrame(CHANNEL_CLOSE, _CHAN_CLOSE.pack(channel, CLOSE_GRACEFUL if graceful else 0))
+
+
+def decodeChannelClose(body: bytes) -> tuple[int, bool]:
+    """
+    Decode a C{CHANNEL_CLOSE} body: the channel, and whether it closed
+    cleanly.
+    """
+    channel, flags = _CHAN_CLOSE.unpack(body)
+    return channel, bool(flags & CLOSE_GRACEFUL)
+
+
 #: The (never appended to) body of a parser between control frames.
 _NO_BODY: list[bytes] = []
 
@@ -404,6 +563,8 @@ class FrameParser:
     @ivar _body: collected control-frame body pieces.
     @ivar _pending: bytes fed while paused, or left over when paused.
     @ivar _paused: whether delivery is paused.
+    @ivar _sink: where the payload of the current data or channel frame
+        goes.
     """
 
     __slots__ = (
@@ -415,6 +576,7 @@ class FrameParser:
         "_body",
         "_pending",
         "_paused",
+        "_sink",
     )
 
     def __init__(self, receiver: IFrameReceiver, maxPayload: int) -> None:
@@ -426,6 +588,21 @@ class FrameParser:
         self._body: list[bytes] = _NO_BODY
         self._pending = b""
         self._paused = False
+        self._sink: Callable[[bytes], None] = receiver.payloadReceived
+
+    def setReceiver(self, receiver: IFrameReceiver) -> None:
+        """
+        Deliver frames to C{receiver} from now on (between frames).
+        """
+        self._receiver = receiver
+        self._sink = receiver.payloadReceived
+
+    @property
+    def pendingBytes(self) -> int:
+        """
+        Bytes fed and kept undelivered while paused.
+        """
+        return len(self._pending)
 
     def pause(self) -> None:
         """
@@ -468,6 +645,7 @@ class FrameParser:
                     # waits, as on the slow path.
                     if length:
                         self._type = DATA
+                        self._sink = receiver.payloadReceived
                         self._remaining = length
                         self._pending = data[_DATA_HEAD_SIZE:]
                     return
@@ -492,7 +670,7 @@ class FrameParser:
                     offset = end
                     self._remaining = n - avail
                 if chunk:
-                    self._receiver.payloadReceived(chunk)
+                    self._sink(chunk)
                 continue
             if frameType is not None:
                 n = self._remaining
@@ -513,7 +691,13 @@ class FrameParser:
                 # Slow path: the head may be split across reads.
                 head = self._head
                 first = head[0] if head else data[offset]
-                need = _DATA_HEAD_SIZE if first == DATA else _HEAD_SIZE
+                need = (
+                    _DATA_HEAD_SIZE
+                    if first == DATA
+                    else _CHAN_HEAD_SIZE
+                    if first == CHANNEL
+                    else _HEAD_SIZE
+                )
                 take = data[offset : offset + need - len(head)]
                 offset += len(take)
                 head += take
@@ -523,8 +707,15 @@ class FrameParser:
                 self._head = b""
                 self._startFrame(head, 0)
                 continue
+            first = data[offset]
             self._startFrame(data, offset)
-            offset += _DATA_HEAD_SIZE if data[offset] == DATA else _HEAD_SIZE
+            offset += (
+                _DATA_HEAD_SIZE
+                if first == DATA
+                else _CHAN_HEAD_SIZE
+                if first == CHANNEL
+                else _HEAD_SIZE
+            )
 
     def _startFrame(self, buf: bytes, offset: int) -> None:
         """
@@ -537,8 +728,25 @@ class FrameParser:
                     "data frame of %d bytes exceeds the limit of %d"
                     % (length, self._maxPayload)
                 )
-            self._receiver.dataFrameStarted(ack, length)
+            receiver = self._receiver
+            self._sink = receiver.payloadReceived
+            receiver.dataFrameStarted(ack, length)
             if length:
+                self._type = DATA
+                self._remaining = length
+            return
+        if buf[offset] == CHANNEL:
+            _, length, channel = _CHAN_HEAD.unpack_from(buf, offset)
+            if length > self._maxPayload + CHANNEL_OVERHEAD:
+                raise FrameError(
+                    "channel frame of %d bytes exceeds the limit of %d"
+                    % (length, self._maxPayload + CHANNEL_OVERHEAD)
+                )
+            receiver = self._receiver
+            self._sink = receiver.channelPayloadReceived
+            receiver.channelFrameStarted(channel, length)
+            if length:
+                # Streamed like a data payload.
                 self._type = DATA
                 self._remaining = length
             return

@@ -106,6 +106,8 @@ _HELP = {
     "maxConcurrentResumes": "reconnect attempts made at once by a client side",
     "purgeInterval": "seconds between purges of expired sessions from the store",
     "republishInterval": "seconds between publications of unchanged addresses to the locator",
+    "maxChannels": "channels a session may have open at once besides its first",
+    "channelWindow": "bytes a channel's peer may send ahead of what its reader read",
 }
 
 

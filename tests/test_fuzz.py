@@ -104,6 +104,13 @@ _SESSION_TYPES = [
     _wire.PING,
     _wire.PONG,
     _wire.ADDRESSES,
+    _wire.CHANNEL,
+    _wire.CHANNEL_OPEN,
+    _wire.CHANNEL_OPENED,
+    _wire.CHANNEL_REFUSED,
+    _wire.CHANNEL_RESUME,
+    _wire.CHANNEL_WINDOW,
+    _wire.CHANNEL_CLOSE,
 ]
 _KNOWN_TYPES = frozenset(_HANDSHAKE_TYPES + _SESSION_TYPES)
 _UNKNOWN_TYPES = [t for t in range(256) if t not in _KNOWN_TYPES]
@@ -122,11 +129,17 @@ _FIXED_SIZES = {
     _wire.FIN: 8,
     _wire.PING: 8,
     _wire.PONG: 8,
+    _wire.CHANNEL_OPENED: 8,
+    _wire.CHANNEL_RESUME: 16,
+    _wire.CHANNEL_WINDOW: 12,
+    _wire.CHANNEL_CLOSE: 5,
 }
 _VARIABLE_LIMITS = {
     _wire.REJECT: 3 + _wire.MAX_REASON,
     _wire.ABORT: _wire.MAX_REASON,
     _wire.ADDRESSES: 8 + 2 + _wire.MAX_ADDRESSES * 48 + _wire.MAC_SIZE,
+    _wire.CHANNEL_OPEN: 8 + _wire.MAX_CHANNEL_NAME,
+    _wire.CHANNEL_REFUSED: 4 + _wire.MAX_REASON,
 }
 
 
@@ -304,6 +317,17 @@ class Events:
         self.events.append(("control", frameType, body))
         self._delivered(("control", frameType))
 
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        self.events.append(("channel", channel, length, b""))
+        self._delivered(("data", channel, length))
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        assert payload, "empty payload delivered"
+        kind, channel, length, sofar = self.events[-1]
+        assert kind == "channel", self.events
+        self.events[-1] = (kind, channel, length, sofar + payload)
+        self._delivered(("payload", len(payload)))
+
 
 def referenceParse(data: bytes, maxPayload: int) -> tuple[list[tuple[Any, ...]], bool]:
     """
@@ -328,6 +352,16 @@ def referenceParse(data: bytes, maxPayload: int) -> tuple[list[tuple[Any, ...]],
                 return events, True
             events.append(("data", ack, length, data[i + 13 : i + 13 + length]))
             i += 13 + length
+            continue
+        if frameType == _wire.CHANNEL:
+            if len(data) - i < 9:
+                break
+            length = int.from_bytes(data[i + 1 : i + 5], "big")
+            channel = int.from_bytes(data[i + 5 : i + 9], "big")
+            if length > maxPayload + _wire.CHANNEL_OVERHEAD:
+                return events, True
+            events.append(("channel", channel, length, data[i + 9 : i + 9 + length]))
+            i += 9 + length
             continue
         if len(data) - i < 5:
             break
@@ -388,6 +422,11 @@ def frameish(draw: st.DrawFn) -> bytes:
         ack = draw(st.one_of(st.integers(0, 50), st.integers(0, _MAX_U64)))
         payload = draw(st.binary(max_size=min(length, 60)))
         return head(frameType, length) + u64(ack) + payload
+    if frameType == _wire.CHANNEL:
+        length = draw(st.one_of(st.integers(0, 80), st.integers(0, _MAX_U32)))
+        channel = draw(st.integers(0, _MAX_U32))
+        payload = draw(st.binary(max_size=min(length, 60)))
+        return head(frameType, length) + channel.to_bytes(4, "big") + payload
     proper = _FIXED_SIZES.get(frameType, _VARIABLE_LIMITS.get(frameType, 8))
     length = draw(
         st.one_of(
@@ -440,6 +479,9 @@ class ParserFuzzTests(SynchronousTestCase):
         for event in reference:
             if event[0] == "data":
                 self.assertLessEqual(event[2], maxPayload)
+                self.assertLessEqual(len(event[3]), event[2])
+            elif event[0] == "channel":
+                self.assertLessEqual(event[2], maxPayload + _wire.CHANNEL_OVERHEAD)
                 self.assertLessEqual(len(event[3]), event[2])
             else:
                 frameType, body = event[1], event[2]

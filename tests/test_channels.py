@@ -1,0 +1,381 @@
+# -*- test-case-name: tests.test_channels -*-
+"""
+Channels: more byte streams in one session, each with its own transport
+and flow control, surviving carrier cuts with the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate import _wire
+from migrate._options import SessionOptions
+from migrate.errors import ChannelRefused, PeerAborted
+
+from .helpers import Echo, Pair, Recorder
+
+
+def _opened(d: Any) -> Any:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    return results
+
+
+class ChannelTestsBase(SynchronousTestCase):
+    def pair(self, **kw: Any) -> Pair:
+        p = Pair(**kw).open()
+        self.addCleanup(self._closeDown, p)
+        return p
+
+    def _closeDown(self, p: Pair) -> None:
+        for proto in [p.client, p.server]:
+            if proto.transport is not None and proto.transport.state != "closed":
+                proto.transport.abortConnection()
+        p.settle(1)
+
+    def openChannel(self, p: Pair, protocol: type[Protocol] = Recorder, name: str = "") -> Any:
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(protocol), name))
+        p.settle(0.01)
+        self.assertEqual(len(results), 1, results)
+        if isinstance(results[0], Failure):
+            results[0].raiseException()
+        return results[0]
+
+
+class OpeningTests(ChannelTestsBase):
+    """
+    Opening channels from either side.
+    """
+
+    def test_clientOpens(self) -> None:
+        """
+        A channel opened by the client is built on the server by the
+        server's factory (the name C{""}), and carries bytes both ways,
+        apart from channel 0.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        self.assertEqual(len(p.servers), 2)
+        serverSide = p.servers[1]
+        self.assertEqual(proto.made, 1)
+        self.assertEqual(serverSide.made, 1)
+        self.assertEqual(proto.transport.channel, 1)
+        self.assertEqual(serverSide.transport.channel, 1)
+        self.assertEqual(proto.transport.sessionID, p.client.transport.sessionID)
+        proto.transport.write(b"on channel one")
+        p.client.transport.write(b"on channel zero")
+        serverSide.transport.write(b"back on one")
+        p.settle(0.1)
+        self.assertEqual(serverSide.received, b"on channel one")
+        self.assertEqual(p.server.received, b"on channel zero")
+        self.assertEqual(proto.received, b"back on one")
+        self.assertEqual(p.client.received, b"")
+
+    def test_serverOpens(self) -> None:
+        """
+        The server may open a channel too; the client builds it with the
+        factory its session was connected with, and numbers are even.
+        """
+        p = self.pair()
+        results = _opened(p.server.transport.openChannel(Factory.forProtocol(Recorder)))
+        p.settle(0.01)
+        proto = results[0]
+        self.assertEqual(proto.transport.channel, 2)
+        proto.transport.write(b"from the server")
+        p.settle(0.1)
+        # The client's factory is Recorder: its second instance is the channel.
+        clientSide = p.clientSession.channels.sessions()[0].app
+        self.assertEqual(clientSide.received, b"from the server")
+
+    def test_unknownNameRefused(self) -> None:
+        """
+        A name the peer has no factory for is refused, with its reason, and
+        nothing is left open.
+        """
+        p = self.pair()
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder), "nope"))
+        p.settle(0.01)
+        self.assertIsInstance(results[0], Failure)
+        results[0].trap(ChannelRefused)
+        self.assertIn("nope", results[0].value.reason)
+        self.assertEqual(len(p.clientSession.channels), 0)
+        self.assertEqual(len(p.serverSession.channels), 0)
+
+    def test_namedFactories(self) -> None:
+        """
+        A server's C{channels} mapping says what each name builds.
+        """
+        p = Pair()
+        built: list[Recorder] = []
+
+        def control() -> Recorder:
+            r = Echo()
+            built.append(r)
+            return r
+
+        p.factory.channelFactories = {"control": Factory.forProtocol(control)}
+        p.open()
+        self.addCleanup(self._closeDown, p)
+        proto = self.openChannel(p, name="control")
+        proto.transport.write(b"ping")
+        p.settle(0.1)
+        self.assertEqual(proto.received, b"ping")
+        self.assertEqual(len(built), 1)
+        # "" is not in the mapping: refused.
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        p.settle(0.01)
+        results[0].trap(ChannelRefused)
+
+    def test_limit(self) -> None:
+        """
+        Past C{maxChannels} open channels, the peer refuses more, and this
+        side refuses to ask.
+        """
+        p = self.pair(options=SessionOptions(maxChannels=2))
+        self.openChannel(p)
+        self.openChannel(p)
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        results[0].trap(ChannelRefused)
+        self.assertIn("limit", results[0].value.reason)
+
+    def test_longName(self) -> None:
+        """
+        A name longer than the wire allows is a C{ValueError} at once.
+        """
+        p = self.pair()
+        self.assertRaises(
+            ValueError,
+            p.client.transport.openChannel,
+            Factory.forProtocol(Recorder),
+            "x" * (_wire.MAX_CHANNEL_NAME + 1),
+        )
+
+    def test_openWhileDetached(self) -> None:
+        """
+        A channel opened while detached is asked for on the next carrier.
+        """
+        p = self.pair()
+        p.net.cutAll()
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        self.assertEqual(results, [])
+        p.settle(2)
+        self.assertEqual(len(results), 1)
+        self.assertEqual(results[0].transport.channel, 1)
+
+    def test_openLostInCut(self) -> None:
+        """
+        The opening frame lost with its carrier: the next carrier asks
+        again, and exactly one channel exists on each side.
+        """
+        p = self.pair()
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        p.net.cutAll()
+        p.settle(2)
+        self.assertEqual(len(results), 1, results)
+        proto = results[0]
+        self.assertEqual(len(p.servers), 2)
+        proto.transport.write(b"x")
+        p.settle(0.2)
+        self.assertEqual(p.servers[1].received, b"x")
+
+    def test_answerLostInCut(self) -> None:
+        """
+        The peer opened the channel but its answer was lost: the resume
+        position answers instead, and no second channel is built.
+        """
+        p = self.pair()
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        # Deliver the opening to the server, then cut before the answer
+        # reaches the client.
+        p.clock.advance(0)
+        (link,) = p.net.links
+        link.server.protocol.dataReceived(link.client._take())
+        self.assertEqual(len(p.servers), 2)
+        self.assertEqual(results, [])
+        p.net.cutAll()
+        p.settle(2)
+        self.assertEqual(len(results), 1, results)
+        self.assertEqual(len(p.servers), 2)
+        results[0].transport.write(b"y")
+        p.settle(0.2)
+        self.assertEqual(p.servers[1].received, b"y")
+
+
+class StreamTests(ChannelTestsBase):
+    """
+    Each channel is a stream of its own.
+    """
+
+    def test_survivesCuts(self) -> None:
+        """
+        Bytes written on channels through carrier cuts arrive exactly once,
+        in order, on each channel.
+        """
+        p = self.pair()
+        protos = [self.openChannel(p) for _ in range(5)]
+        expected = [b"" for _ in protos]
+        for round in range(10):
+            for i, proto in enumerate(protos):
+                chunk = (b"%d:%d;" % (i, round)) * (50 * (i + 1))
+                proto.transport.write(chunk)
+                expected[i] += chunk
+            p.net.pump()
+            p.net.cutAll()
+            p.settle(1)
+        p.settle(2)
+        for i, proto in enumerate(protos):
+            self.assertEqual(p.servers[i + 1].received, expected[i])
+        self.assertEqual(p.clientSession.handoffs, 10)
+        self.assertEqual(p.clientSession.channels.sessions()[0].handoffs, 10)
+
+    def test_closeChannel(self) -> None:
+        """
+        Closing a channel ends that channel only: both its protocols hear
+        C{ConnectionDone}, the session and channel 0 carry on.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
+        proto.transport.write(b"last words")
+        proto.transport.loseConnection()
+        p.settle(1)
+        self.assertEqual(serverSide.received, b"last words")
+        self.assertEqual(len(proto.lost), 1)
+        proto.lost[0].trap(ConnectionDone)
+        self.assertEqual(len(serverSide.lost), 1)
+        serverSide.lost[0].trap(ConnectionDone)
+        self.assertEqual(len(p.clientSession.channels), 0)
+        self.assertEqual(len(p.serverSession.channels), 0)
+        p.client.transport.write(b"still here")
+        p.settle(0.1)
+        self.assertEqual(p.server.received, b"still here")
+        self.assertEqual(p.client.lost, [])
+
+    def test_abortChannel(self) -> None:
+        """
+        Aborting a channel aborts it alone: the peer's channel hears
+        L{PeerAborted}.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
+        proto.transport.abortConnection()
+        p.settle(1)
+        proto.lost[0].trap(ConnectionAborted)
+        serverSide.lost[0].trap(PeerAborted)
+        self.assertEqual(p.client.lost, [])
+        self.assertEqual(p.server.lost, [])
+
+    def test_closeChannelZeroKeepsSession(self) -> None:
+        """
+        Closing channel 0 closes that stream only while other channels are
+        open; the session ends cleanly when the last one closes.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
+        p.client.transport.loseConnection()
+        p.settle(1)
+        p.client.lost[0].trap(ConnectionDone)
+        p.server.lost[0].trap(ConnectionDone)
+        self.assertFalse(p.clientSession.ended)
+        proto.transport.write(b"after zero closed")
+        p.settle(0.1)
+        self.assertEqual(serverSide.received, b"after zero closed")
+        proto.transport.loseConnection()
+        p.settle(1)
+        self.assertTrue(p.clientSession.ended)
+        self.assertTrue(p.serverSession.ended)
+        p.clientSession.endReason  # (a clean end)
+        self.assertIsInstance(p.clientSession.endReason, ConnectionDone)
+
+    def test_abortChannelZeroEndsSession(self) -> None:
+        """
+        Aborting channel 0 aborts the session, every channel with it.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
+        p.client.transport.abortConnection()
+        p.settle(1)
+        self.assertEqual(len(proto.lost), 1)
+        self.assertEqual(len(serverSide.lost), 1)
+        self.assertTrue(p.serverSession.ended)
+
+    def test_pausedChannelDoesNotStopOthers(self) -> None:
+        """
+        A channel whose reader paused holds at most its window; the others
+        keep flowing, and it gets everything once resumed.
+        """
+        p = self.pair()
+        slow = self.openChannel(p)
+        fast = self.openChannel(p)
+        slowServer, fastServer = p.servers[1], p.servers[2]
+        slow.transport.pauseProducing()
+        window = p.options.channelWindow
+        big = b"s" * (window * 4)
+        slowServer.transport.write(big)
+        for i in range(20):
+            fastServer.transport.write(b"f" * 10000)
+            p.settle(0.01)
+        self.assertEqual(fast.received, b"f" * 200000)
+        self.assertEqual(slow.received, b"")
+        table = p.clientSession.channels
+        self.assertLessEqual(table.held(), window + 1024)
+        slow.transport.resumeProducing()
+        p.settle(1)
+        self.assertEqual(slow.received, big)
+
+    def test_halfClose(self) -> None:
+        """
+        A channel half-closes as a session does.
+        """
+        from twisted.internet.interfaces import IHalfCloseableProtocol
+        from zope.interface import implementer
+
+        @implementer(IHalfCloseableProtocol)
+        class Half(Recorder):
+            readLost = 0
+
+            def readConnectionLost(self) -> None:
+                self.readLost += 1
+                self.transport.write(b"reply after your FIN")
+                self.transport.loseConnection()
+
+            def writeConnectionLost(self) -> None:
+                pass
+
+        p = Pair()
+        halves: list[Half] = []
+        p.factory.channelFactories = {"": Factory.forProtocol(lambda: halves.append(Half()) or halves[-1])}
+        p.open()
+        self.addCleanup(self._closeDown, p)
+        proto = self.openChannel(p, Half)
+        proto.transport.write(b"request")
+        proto.transport.loseWriteConnection()
+        p.settle(1)
+        self.assertEqual(halves[0].received, b"request")
+        self.assertEqual(halves[0].readLost, 1)
+        self.assertEqual(proto.received, b"reply after your FIN")
+
+
+class SessionEndTests(ChannelTestsBase):
+    def test_expiryEndsChannels(self) -> None:
+        """
+        A session that expires takes its channels with it, and a pending
+        opening fails.
+        """
+        p = self.pair(options=SessionOptions(sessionTimeout=5))
+        proto = self.openChannel(p)
+        p.endpoint._connectors[0]._stop()
+        p.net.cutAll()
+        pending = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        p.settle(10, step=0.5)
+        self.assertEqual(len(proto.lost), 1)
+        self.assertEqual(len(pending), 1)
+        pending[0].trap(ChannelRefused)
