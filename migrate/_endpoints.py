@@ -113,8 +113,12 @@ class MigrateServerEndpoint:
         serviceInterface: Optional[str] = None,
         advertise: Optional[str] = None,
         interfaceNames: Optional[Callable[[], Optional[Sequence[str]]]] = None,
+        channels: Optional[Mapping[str, IProtocolFactory]] = None,
     ) -> None:
         """
+        @param channels: what the channels clients open are, by name (see
+            L{MigrateServerFactory}); by default C{""} only, built by the
+            factory given to C{listen}.
         @param advertise: what clients are told about where this server can
             be reached: C{"auto"} (default), C{"none"} or
             C{"HOST:PORT[,HOST:PORT...]"} (see L{migrate._advertise}).
@@ -146,6 +150,7 @@ class MigrateServerEndpoint:
         self.observers: list[object] = []
         self.factory: MigrateServerFactory | None = None
         self.interfaceNames = interfaceNames if interfaceNames is not None else systemInterfaceNames
+        self.channelFactories = channels
 
     def addObserver(self, observer: object) -> None:
         """
@@ -184,6 +189,7 @@ class MigrateServerEndpoint:
             self.publishName,
             self.serviceInterface,
             self.advertise,
+            self.channelFactories,
         )
         factory = self.factory
 

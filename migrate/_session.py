@@ -319,6 +319,7 @@ class Session:
 
     __slots__ = (
         "_aborting",
+        "_abortNotice",
         "_ackCall",
         "_advertSeq",
         "_appLost",
@@ -461,6 +462,7 @@ class Session:
         self._lostReason: Optional[Failure] = None
         self._ended = False
         self._aborting: Optional[str] = None
+        self._abortNotice: Optional[str] = None
         self._lingering = False
         self._unreadAfterClose = False
         self.endNotice: Optional[str] = None
@@ -1566,6 +1568,12 @@ class Session:
             notice = "aborted"
         else:
             notice = "application error"
+        if self._lostCall is not None:
+            # As Twisted's TCP, whose reset goes out when the aborting
+            # side's connectionLost is delivered: the peer does not hear of
+            # the abort before the application that made it.
+            self._abortNotice = notice
+            return
         self._abortPeer(notice)
 
     def _abortPeer(self, notice: str) -> None:
@@ -1661,6 +1669,14 @@ class Session:
 
     def _deliverLost(self, reason: Failure) -> None:
         self._lostCall = None
+        try:
+            self._tellLost(reason)
+        finally:
+            notice, self._abortNotice = self._abortNotice, None
+            if notice is not None:
+                self._abortPeer(notice)
+
+    def _tellLost(self, reason: Failure) -> None:
         producer = self._producer
         self._producer = self._appProducer = self._pullDriver = None
         if producer is not None:

@@ -176,6 +176,81 @@ class RelayedCreator(EndpointCreator):
         return self._inner.client(reactor, serverAddress)
 
 
+class _ChannelZero(Protocol):
+    """
+    A session's first stream, when the stream under test is another
+    channel: the client's opens the channel and then closes itself (the
+    session lives on in the channel, and ends when it closes).
+    """
+
+    channelFactory: Any = None
+    opened: Optional[Deferred[Any]] = None
+
+    def connectionMade(self) -> None:
+        if self.opened is None:
+            return
+        opened, self.opened = self.opened, None
+
+        def close(protocol: Any) -> Any:
+            self.transport.loseConnection()
+            return protocol
+
+        self.transport.openChannel(self.channelFactory).addBoth(close).chainDeferred(opened)
+
+
+class _ChannelServerEndpoint:
+    """
+    A C{migrate:} server endpoint whose C{listen} factory builds the
+    channels clients open, not the sessions' first streams.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        self._inner.channelFactories = {"": factory}
+        return self._inner.listen(ServerFactory.forProtocol(_ChannelZero))
+
+
+class _ChannelClientEndpoint:
+    """
+    A C{migrate:} client endpoint whose C{connect} opens a session, then a
+    channel of it built by the given factory (and closes the session's
+    first stream).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        opened: Deferred[Any] = Deferred()
+
+        def build() -> _ChannelZero:
+            zero = _ChannelZero()
+            zero.channelFactory = factory
+            zero.opened = opened
+            return zero
+
+        self._inner.connect(ClientFactory.forProtocol(build)).addErrback(opened.errback)
+        return opened
+
+
+class ChannelCreator(EndpointCreator):
+    """
+    Another creator's endpoints, with the stream under test a channel of
+    the session (channel 1) rather than its first stream.
+    """
+
+    def __init__(self, inner: EndpointCreator) -> None:
+        self._inner = inner
+
+    def server(self, reactor: Any) -> Any:
+        return _ChannelServerEndpoint(self._inner.server(reactor))
+
+    def client(self, reactor: Any, serverAddress: Any) -> Any:
+        return _ChannelClientEndpoint(self._inner.client(reactor, serverAddress))
+
+
 class _ContractBuilder(ReactorBuilder):
     """
     The reactors of the contract, and the C{listen}/C{connect} and
@@ -307,7 +382,56 @@ class RelayedTLSContractTests(_ContractBuilder, ConnectionTestsMixin, AbortConne
     endpoints = RelayedCreator(MigrateTLSCreator(), 16 * 1024)
 
 
-for _builder in (TCPContractTests, TLSContractTests, RelayedTCPContractTests, RelayedTLSContractTests):
+class ChannelTCPContractTests(
+    _ContractBuilder,
+    ConnectionTestsMixin,
+    AbortConnectionMixin,
+    _ProducerTestsMixin,
+    WriteSequenceTestsMixin,
+):
+    """
+    Twisted's transport tests against a channel (not the first stream) of
+    a C{migrate:tcp:} session.
+    """
+
+    endpoints = ChannelCreator(MigrateTCPCreator())
+
+
+class ChannelTLSContractTests(
+    _ContractBuilder,
+    ConnectionTestsMixin,
+    AbortConnectionMixin,
+    _ProducerTestsMixin,
+    WriteSequenceTestsMixin,
+):
+    """
+    Twisted's transport tests against a channel of a C{migrate:tls:}
+    session.
+    """
+
+    endpoints = ChannelCreator(MigrateTLSCreator())
+
+
+class RelayedChannelTCPContractTests(
+    _ContractBuilder, ConnectionTestsMixin, AbortConnectionMixin
+):
+    """
+    Twisted's connection and abort tests against a channel of a
+    C{migrate:tcp:} session, every carrier cut after a few KiB.
+    """
+
+    endpoints = RelayedCreator(ChannelCreator(MigrateTCPCreator()), 4 * 1024)
+
+
+for _builder in (
+    TCPContractTests,
+    TLSContractTests,
+    RelayedTCPContractTests,
+    RelayedTLSContractTests,
+    ChannelTCPContractTests,
+    ChannelTLSContractTests,
+    RelayedChannelTCPContractTests,
+):
     globals().update(_builder.makeTestCaseClasses())
 del _builder
 
