@@ -25,7 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.interfaces import IAddress, ITransport, IUDPTransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocol,
+    IProtocolFactory,
+    ITransport,
+    IUDPTransport,
+)
 from twisted.python.failure import Failure
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
@@ -94,6 +100,44 @@ class IMigrateTransport(ITransport):
         "opened the session, growing by at least one with every resume."
     )
     handoffs = Attribute("How many times the session was resumed.")
+    channel = Attribute(
+        "Which channel of the session this transport is: 0 for the stream "
+        "the endpoint connected, 1, 3, 5, ... for channels the client "
+        "opened, 2, 4, 6, ... for those the server opened."
+    )
+
+    def openChannel(factory: IProtocolFactory, name: str = "") -> "Deferred[IProtocol]":
+        """
+        Open another channel of this session: an ordered, reliable byte
+        stream of its own, with its own transport (which provides this
+        interface too) and its own flow control, that moves, resumes and
+        hibernates with the session (one handshake and one resume for all
+        of a session's channels).
+
+        The peer decides what C{name} means: a server maps names to
+        factories (C{channels=} of L{migrate.MigrateServerFactory} and the
+        endpoints; by default C{""} is built by the factory of the session's
+        first stream), and its application may refuse a channel with
+        L{IMigrateUpcalls.channelRequested}.  Either side may open channels;
+        a client's default is the same (C{""}, built by the factory it
+        connected with).
+
+        The session lasts while any of its channels is open: closing the
+        first stream (C{loseConnection} on channel 0) closes only it, and
+        the session ends cleanly when its last channel closes.  Aborting
+        channel 0 aborts the whole session, every channel with it; abort
+        another channel to drop just that one.
+
+        @param factory: builds this side's protocol once the peer accepted;
+            it hears C{connectionMade} then.
+        @param name: what the peer builds (at most 200 bytes of UTF-8).
+        @return: a Deferred firing with the connected protocol, or failing
+            with L{migrate.errors.ChannelRefused} (the peer refused the
+            name or is at its channel limit, this side is at its own
+            C{maxChannels}, or the session ended first).  Cancelling it
+            drops the channel.
+        @raise ValueError: C{name} is too long.
+        """
 
     def loseWriteConnection() -> None:
         """
@@ -408,6 +452,15 @@ class IMigrateUpcalls(Interface):
         The peer is now at another address (C{"host:port"} each): a server
         that moved (stream sessions), or either end of a datagram session
         whose newest authentic datagram came from a new address.
+        """
+
+    def channelRequested(session: IMigrateTransport, name: str) -> bool:
+        """
+        The peer asks to open a channel named C{name} on this session (one
+        this side has a factory for).  Return C{False} to refuse it (the
+        peer's L{IMigrateTransport.openChannel} fails with
+        L{migrate.errors.ChannelRefused}); anything else accepts it.  The
+        answer must be given now (a Deferred counts as acceptance).
         """
 
     def addressesChanged(session: IMigrateTransport, event: ConnectivityEvent) -> None:

@@ -379,3 +379,67 @@ class SessionEndTests(ChannelTestsBase):
         self.assertEqual(len(proto.lost), 1)
         self.assertEqual(len(pending), 1)
         pending[0].trap(ChannelRefused)
+
+
+class InterfaceTests(ChannelTestsBase):
+    def test_providesIMigrateTransport(self) -> None:
+        """
+        A channel's transport provides L{IMigrateTransport} fully, as the
+        first stream's does.
+        """
+        from zope.interface.verify import verifyObject
+
+        from migrate.interfaces import IMigrateTransport
+
+        p = self.pair()
+        proto = self.openChannel(p)
+        self.assertTrue(verifyObject(IMigrateTransport, proto.transport))
+        self.assertTrue(verifyObject(IMigrateTransport, p.client.transport))
+        self.assertEqual(p.client.transport.channel, 0)
+
+    def test_channelRequestedRefuses(self) -> None:
+        """
+        An application whose C{channelRequested} upcall answers C{False}
+        refuses the channel; the opener's Deferred fails with
+        L{ChannelRefused}.
+        """
+        from zope.interface import implementer
+
+        from migrate.interfaces import IMigrateUpcalls
+
+        asked: list[str] = []
+
+        @implementer(IMigrateUpcalls)
+        class Picky(Recorder):
+            def channelRequested(self, session: Any, name: str) -> bool:
+                asked.append(name)
+                return False
+
+        p = self.pair(serverProtocol=Picky)
+        results = _opened(p.client.transport.openChannel(Factory.forProtocol(Recorder)))
+        p.settle(0.01)
+        results[0].trap(ChannelRefused)
+        self.assertEqual(asked, [""])
+        self.assertEqual(len(p.servers), 1)
+
+    def test_snapshot(self) -> None:
+        """
+        The session's snapshot lists its channels with their own byte
+        counts and handoffs; a channel's snapshot names its channel.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        proto.transport.write(b"12345")
+        p.settle(0.1)
+        p.net.cutAll()
+        p.settle(2)
+        snap = p.client.transport.snapshot()
+        self.assertEqual(snap["channel"], 0)
+        self.assertEqual(snap["channelsOpened"], 1)
+        (channel,) = snap["channels"]
+        self.assertEqual(channel["channel"], 1)
+        self.assertEqual(channel["bytesSent"], 5)
+        self.assertEqual(channel["handoffs"], 1)
+        own = proto.transport.snapshot()
+        self.assertEqual(own["channel"], 1)
+        self.assertEqual(own["id"], p.client.transport.sessionID)
