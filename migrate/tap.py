@@ -30,6 +30,7 @@ from twisted.python import usage
 
 from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint, redact
 from ._forward import ForwardingFactory
+from ._multiplex import MultiplexingEndpoint
 from ._status import SessionRegistry, StatusResource, StatusSite, normalizeHostName, readCredentials
 from ._options import SessionOptions
 
@@ -226,6 +227,14 @@ class Options(_BriefUsage, usage.Options):
             "udp: side getting its own datagram session; see docs/datagram.md",
         ],
         [
+            "multiplex",
+            None,
+            "carry every connection accepted on --listen as a channel of one "
+            "session to the migrate: --connect endpoint (a new session only "
+            "once that one has ended), so that a move costs one resume for "
+            "all of them; the server side needs no option",
+        ],
+        [
             "no-store",
             None,
             "keep detached sessions in memory only, instead of the default "
@@ -296,6 +305,14 @@ class Options(_BriefUsage, usage.Options):
                     raise usage.UsageError("--%s needs a migrate: --listen endpoint" % (name,))
                 self["listen"] = _withOptions(self["listen"], {name: self[name]})
         self._statusOptions()
+        if self["multiplex"]:
+            if self["udp"]:
+                raise usage.UsageError("--multiplex is for TCP forwarding, not --udp")
+            if not self["connect"].startswith("migrate:"):
+                raise usage.UsageError(
+                    "--multiplex needs a migrate: --connect endpoint (it carries "
+                    "connections as channels of one session to it)"
+                )
         if self["udp"]:
             from ._udpforward import checkUDPForward
 
@@ -615,8 +632,9 @@ def makeService(options: Options) -> service.IService:
         if isinstance(endpoint, MigrateServerEndpoint):
             registry.watchServer(endpoint)
     sys.excepthook = _reportListenFailed(sys.excepthook)
+    forwardTo = MultiplexingEndpoint(target) if options["multiplex"] else target
     forwarder = _ListeningService(
-        listen, ForwardingFactory(target), "--listen", options.get("listenGiven", options["listen"])
+        listen, ForwardingFactory(forwardTo), "--listen", options.get("listenGiven", options["listen"])
     )
     forwarder.drainSeconds = options["drain"]
     forwarder.setServiceParent(top)
