@@ -94,11 +94,15 @@ class ChannelCarrier:
         "_closeWhenFlushed",
         "_waitForPeer",
         "_resumeCall",
+        "under",
     )
 
     def __init__(self, table: ChannelTable, channel: int, maxPayload: int) -> None:
         self.table = table
         self.channel = channel
+        # The session's carrier this one is part of: nothing is ever sent
+        # on another (a stale channel carrier must not speak on a new one).
+        self.under: object = table.root.carrier
         self.session: Optional[Session] = None
         self.parser = _wire.FrameParser(_Nowhere, maxPayload)
         self.retired = False
@@ -139,7 +143,7 @@ class ChannelCarrier:
             return
         if self._queue is None and self.sent + len(data) <= self.limit:
             self.sent += len(data)
-            self.table.sendEnvelope(self.channel, (data,), len(data))
+            self.table.sendEnvelope(self, (data,), len(data))
             return
         self._hold(data)
 
@@ -153,7 +157,7 @@ class ChannelCarrier:
             return
         if self._queue is None and self.sent + n <= self.limit:
             self.sent += n
-            self.table.sendEnvelope(self.channel, pieces, n)
+            self.table.sendEnvelope(self, pieces, n)
             return
         for piece in pieces:
             self._hold(piece)
@@ -189,7 +193,7 @@ class ChannelCarrier:
             room -= len(piece)
             self._queued -= len(piece)
             self.sent += len(piece)
-            self.table.sendEnvelope(self.channel, (piece,), len(piece))
+            self.table.sendEnvelope(self, (piece,), len(piece))
         if not queue:
             self._queue = None
             if self._closeWhenFlushed:
@@ -300,7 +304,7 @@ class ChannelCarrier:
         window = self.table.window
         if self.granted - consumed <= window // 2 and not self.closed:
             self.granted = consumed + window
-            self.table.sendFrame(_wire.encodeChannelWindow(self.channel, self.granted))
+            self.table.sendFrame(_wire.encodeChannelWindow(self.channel, self.granted), self)
 
     def pauseReading(self) -> None:
         """
@@ -359,7 +363,7 @@ class ChannelCarrier:
         self._sendClose(graceful)
 
     def _sendClose(self, graceful: bool) -> None:
-        self.table.sendFrame(_wire.encodeChannelClose(self.channel, graceful))
+        self.table.sendFrame(_wire.encodeChannelClose(self.channel, graceful), self)
         self._close()
 
     def _close(self) -> None:
@@ -496,14 +500,22 @@ class ChannelTable:
 
     # Output to the session's carrier
 
-    def sendEnvelope(self, channel: int, pieces: Iterable[bytes], length: int) -> None:
+    def sendEnvelope(self, sender: ChannelCarrier, pieces: Iterable[bytes], length: int) -> None:
+        """
+        Send C{pieces} (C{length} bytes of channel frames) from C{sender},
+        if the session's carrier is still the one it is part of.
+        """
         carrier = self.root.carrier
-        if carrier is not None:
-            carrier.transport.writeSequence([_wire.channelHead(channel, length), *pieces])
+        if carrier is not None and carrier is sender.under:
+            carrier.transport.writeSequence([_wire.channelHead(sender.channel, length), *pieces])
 
-    def sendFrame(self, frame: bytes) -> None:
+    def sendFrame(self, frame: bytes, sender: Optional[ChannelCarrier] = None) -> None:
+        """
+        Send a channel control frame on the session's carrier (if it is
+        still C{sender}'s, when given).
+        """
         carrier = self.root.carrier
-        if carrier is not None:
+        if carrier is not None and (sender is None or carrier is sender.under):
             carrier.transport.write(frame)
 
     def peerAddress(self) -> IAddress:
@@ -715,6 +727,9 @@ class ChannelTable:
         The session has a new carrier: give every channel one on it and
         tell the peer how far we received each.
         """
+        # Carriers of a session's carrier that was replaced without being
+        # lost first (a resume that overtook the old one's loss) are over.
+        self.carrierLost("replaced")
         frames = []
         for channel, entry in self._entries.items():
             entry.carrier = self._newCarrier(channel)

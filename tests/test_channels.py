@@ -233,6 +233,32 @@ class StreamTests(ChannelTestsBase):
         self.assertEqual(p.clientSession.handoffs, 10)
         self.assertEqual(p.clientSession.channels.sessions()[0].handoffs, 10)
 
+    def test_resumeOvertakesLoss(self) -> None:
+        """
+        A resume that reaches the server before it noticed its old carrier
+        was dead (a silently dead path) replaces it: the channels resume on
+        the new carrier, nothing of the old one speaks on it, and every
+        byte arrives.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
+        proto.transport.write(b"before;")
+        p.settle(0.1)
+        (link,) = p.net.links
+        link.blackholed = True
+        proto.transport.write(b"during;")
+        # (The server has nothing outstanding: it does not notice.)
+        p.settle(10)
+        self.assertEqual(p.serverSession.handoffs, 1)
+        proto.transport.write(b"after")
+        serverSide.transport.write(b"back after")
+        p.settle(0.5)
+        self.assertEqual(serverSide.received, b"before;during;after")
+        self.assertEqual(proto.received, b"back after")
+        self.assertEqual(proto.lost, [])
+        self.assertEqual(serverSide.lost, [])
+
     def test_closeChannel(self) -> None:
         """
         Closing a channel ends that channel only: both its protocols hear

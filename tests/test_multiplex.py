@@ -6,13 +6,19 @@ C{twistd migrate --multiplex}.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from migrate import MigrateClientEndpoint, MigrateServerEndpoint
 from migrate._forward import ForwardingFactory
@@ -20,8 +26,12 @@ from migrate._multiplex import MultiplexingEndpoint
 from migrate._options import SessionOptions
 from migrate.testing import CuttingRelay
 
+from . import netns
 from .helpers import Echo, Pair, Recorder
 from .test_tap import HalfClosingClient, waitFor
+from .test_twistd import ENV, ROOT, Processes
+
+SSHD = "/usr/sbin/sshd"
 
 
 def _result(d: Any) -> list[Any]:
@@ -244,3 +254,118 @@ class OptionsTests(SynchronousTestCase):
         target = forwarder.factory.target
         self.assertIsInstance(target, MultiplexingEndpoint)
         self.assertIsInstance(target.endpoint, MigrateClientEndpoint)
+
+
+class SSHNamespaceTests(Processes):
+    """
+    C{twistd migrate --multiplex} carrying real ssh logins between two
+    network namespaces while the mobile host moves.
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        reason = netns.skipReason()
+        if reason:
+            raise SkipTest(reason)
+        if not os.path.exists(SSHD):
+            raise SkipTest("no OpenSSH server at %s (apt install openssh-server)" % (SSHD,))
+        self.topology = netns.Topology()
+        self.addCleanup(self.topology.destroy)
+
+    def sshd(self, ns: str) -> tuple[int, str]:
+        """
+        Run an OpenSSH server on the loopback of C{ns} that lets in root
+        with a key made for the test.
+
+        @return: its port and the client's private key file.
+        """
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        os.makedirs("/run/sshd", exist_ok=True)
+        for name in ("host", "client"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(base, name)],
+                check=True,
+            )
+        os.rename(os.path.join(base, "client.pub"), os.path.join(base, "authorized_keys"))
+        port = 2200
+        config = os.path.join(base, "sshd_config")
+        with open(config, "w") as f:
+            f.write(
+                "Port %d\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\n"
+                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n"
+                "ClientAliveInterval 0\nTCPKeepAlive no\n"
+                % (port, os.path.join(base, "host"), os.path.join(base, "authorized_keys"))
+            )
+        log = os.path.join(base, "sshd.log")
+        self.spawn([SSHD, "-D", "-e", "-f", config], ns, log)
+        return port, os.path.join(base, "client")
+
+    @inlineCallbacks
+    def test_sshLoginsWhileMoving(self) -> Any:
+        """
+        Three ssh logins and a bulk transfer through the forwarders, the
+        mobile side with C{--multiplex}: the mobile host's address is
+        replaced and then its interface switched; every login and the
+        transfer come back byte for byte; one session was opened, and each
+        move cost one resume (not one per connection).
+        """
+        topo = self.topology
+        sshPort, key = self.sshd(topo.server)
+        serverLog = self.twistd(
+            "server",
+            [
+                "--listen",
+                "migrate:tcp:7001:interface=%s" % topo.serviceAddress,
+                "--connect",
+                "tcp:127.0.0.1:%d" % sshPort,
+            ],
+            topo.server,
+        )
+        mobileLog = self.twistd(
+            "mobile",
+            [
+                "--listen",
+                "tcp:2222:interface=127.0.0.1",
+                "--connect",
+                "migrate:tcp:host=%s:port=7001" % topo.serviceAddress,
+                "--multiplex",
+            ],
+            topo.mobile,
+        )
+        yield self.waitForLog(serverLog, "starting on 7001")
+        yield self.waitForLog(mobileLog, "starting on 2222")
+        client = getProcessOutputAndValue(
+            "/usr/bin/env",
+            [
+                "ip", "netns", "exec", topo.mobile, sys.executable,
+                os.path.join(ROOT, "tests", "e2e_ssh.py"), "2222", key, "4", "20000000",
+            ],
+            env=ENV,
+            path=ROOT,
+        )
+        # Everyone logged in (four channels of one session) before moving.
+        yield self.waitForLog(serverLog, "opened from")
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        topo.setLink("b", False)
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        topo.replaceAddress("a", 5)
+        yield self.waitForLog(serverLog, "resumed from 10.77.1.5")
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        topo.setLink("b", True)
+        topo.setLink("a", False)
+        yield self.waitForLog(serverLog, "resumed from 10.77.2.2")
+        out, err, code = yield client
+        self.assertEqual(code, 0, out + err)
+        result = json.loads(out.splitlines()[-1])
+        for name in ("login0", "login1", "login2", "bulk"):
+            self.assertEqual(
+                result[name],
+                dict(result[name], exact=True, code=0, received=result[name]["expected"]),
+                result,
+            )
+        log = open(serverLog).read()
+        self.assertEqual(log.count("opened from"), 1, log)
+        self.assertEqual(log.count(" resumed from "), 2, log)
