@@ -30,6 +30,7 @@ only itself: the carrier is always read.
 
 from __future__ import annotations
 
+import base64
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
@@ -43,6 +44,7 @@ from . import _wire
 from ._core import ProtocolViolation
 from ._upcalls import Upcalls
 from .errors import ChannelRefused, ChannelReset
+from .interfaces import IMigratable
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -928,6 +930,134 @@ class ChannelTable:
         """
         for session in self.sessions():
             session.shutdown()
+
+    # Hibernation
+
+    def checkpoint(self) -> dict[str, Any]:
+        """
+        The channels as stored with their session's checkpoint (see
+        L{SessionRecord.channels<migrate.interfaces.SessionRecord>}): each
+        migratable protocol is asked for its state.
+        """
+        entries = []
+        for channel in sorted(self._entries):
+            entry = self._entries[channel]
+            session = entry.session
+            engine = session.engine
+            state: Optional[bytes] = None
+            migratable = IMigratable(session.app, None)
+            if migratable is not None and not entry.opening:
+                try:
+                    state = migratable.saveMigrationState()
+                except Exception:
+                    self.log.failure(
+                        "channel {sid}: saveMigrationState raised; keeping it in memory",
+                        sid=session.hexID,
+                    )
+            entries.append(
+                {
+                    "channel": channel,
+                    "name": entry.name,
+                    "opening": entry.opening,
+                    "sent": engine.sent,
+                    "acked": engine.acked,
+                    "received": engine.received,
+                    "finSent": engine.finSent,
+                    "finReceived": engine.finReceived,
+                    "handoffs": session.handoffs,
+                    "buffer": base64.b64encode(engine.unacknowledgedBytes()).decode("ascii"),
+                    "appState": base64.b64encode(state).decode("ascii") if state is not None else None,
+                }
+            )
+        return {"next": self._next, "list": entries}
+
+    @staticmethod
+    def restorable(channels: Optional[dict[str, Any]]) -> bool:
+        """
+        Whether every channel of a checkpoint can be rebuilt from it (its
+        protocol saved its state, and it was not still opening).
+        """
+        if channels is None:
+            return True
+        return all(
+            c["appState"] is not None and not c.get("opening") for c in channels["list"]
+        )
+
+    def hibernate(self) -> None:
+        """
+        The session is hibernating: give back the channels' buffers too.
+        """
+        for entry in self._entries.values():
+            entry.session.hibernate()
+
+    def wake(self, channels: Optional[dict[str, Any]]) -> None:
+        """
+        A hibernated session kept in memory is resumed: take the channels'
+        buffers back from its checkpoint.
+        """
+        byNumber = {c["channel"]: c for c in (channels or {"list": []})["list"]}
+        for channel, entry in self._entries.items():
+            stored = byNumber.get(channel)
+            entry.session.hibernated = False
+            if stored is not None:
+                entry.session.engine.restoreBuffer(base64.b64decode(stored["buffer"]))
+
+    def restore(self, channels: dict[str, Any]) -> None:
+        """
+        Rebuild the channels of a restored session, and their migratable
+        protocols (which hear C{restoreMigrationState}, not
+        C{connectionMade}).  A channel that cannot be rebuilt is left out:
+        the peer hears it was dropped when it resumes.
+        """
+        from ._transport import MigrateTransport
+
+        root = self.root
+        self._next = max(self._next, int(channels["next"]))
+        for stored in channels["list"]:
+            channel, name = stored["channel"], stored["name"]
+            factory = self._acceptor(name)
+            state = stored["appState"]
+            session = self._makeSession(channel)
+            session.engine.restore(
+                stored["sent"],
+                stored["acked"],
+                stored["received"],
+                stored["finSent"],
+                stored["finReceived"],
+                base64.b64decode(stored["buffer"]),
+            )
+            session.handoffs = stored["handoffs"]
+            session.detachedSince = root.detachedSince
+            app: Any = None
+            if factory is not None and state is not None:
+                try:
+                    app = factory.buildProtocol(root.lastPeer)  # type: ignore[arg-type]
+                except Exception:
+                    self.log.failure("channel {sid}: the factory raised", sid=session.hexID)
+            migratable = IMigratable(app, None)
+            if migratable is None or state is None:
+                self.log.info(
+                    "channel {sid} ({name!r}) cannot be restored; dropped",
+                    sid=session.hexID,
+                    name=name,
+                )
+                session.end(ChannelReset("not restorable"))
+                continue
+            transport = MigrateTransport(session)
+            session.setApp(app, transport)
+            app.transport = transport
+            app.connected = True
+            entry = _Entry(channel, name, session)
+            self._entries[channel] = entry
+            try:
+                migratable.restoreMigrationState(base64.b64decode(state))
+            except Exception:
+                self.log.failure(
+                    "channel {sid}: restoreMigrationState raised; dropped", sid=session.hexID
+                )
+                del self._entries[channel]
+                session.app = None
+                session.end(ChannelReset("application state could not be restored"))
 
     # Accounting
 

@@ -433,7 +433,8 @@ class MigrateClientEndpoint:
             return None
         upcalls = Upcalls(list(self.observers))
         session = restoreSession(
-            self.clock, record, self.options, self.policy, upcalls, protocolFactory, None  # type: ignore[arg-type]
+            self.clock, record, self.options, self.policy, upcalls, protocolFactory, None,  # type: ignore[arg-type]
+            self.channelFactories,
         )
         if session is None:
             return None

@@ -38,6 +38,7 @@ from ._timers import TimerSet
 from ._options import SessionOptions
 from ._protocol import Carrier, whenAllClosed
 from .store import logStoreFailure
+from ._channels import ChannelTable
 from ._session import Session, State, restoreSession
 from ._transport import MigrateTransport
 from ._upcalls import Upcalls
@@ -596,6 +597,7 @@ class MigrateServerFactory(Factory):
             Upcalls(self.observers),
             self.wrappedFactory,
             carrier.transport.getPeer(),
+            self.channelFactories,
         )
         if session is None:
             return None
@@ -996,6 +998,10 @@ class MigrateServerFactory(Factory):
                 self.log.failure("saveMigrationState raised; keeping the application in memory")
                 appState = None
         record = session.checkpoint(appState)
+        if appState is not None and not ChannelTable.restorable(record.channels):
+            # A channel that cannot be rebuilt keeps the whole session's
+            # applications in memory (its buffers still go).
+            appState = None
         sid = session.sessionID
         self._saving[sid] = record
         session.hibernate()

@@ -824,6 +824,7 @@ class Session:
             appState=appState,
             policy=self.policy.settings() if type(self.policy) is DefaultPolicy else None,
             secure=self.secure,
+            channels=self.channels.checkpoint() if self.channels else None,
         )
 
     def hibernate(self) -> None:
@@ -843,6 +844,8 @@ class Session:
                     call.cancel()
                 setattr(self, name, None)
         self.engine.releaseBuffer()
+        if self.channels is not None:
+            self.channels.hibernate()
 
     def wake(self, record: SessionRecord) -> None:
         """
@@ -851,6 +854,8 @@ class Session:
         """
         self.hibernated = False
         self.engine.restoreBuffer(record.buffer)
+        if self.channels is not None:
+            self.channels.wake(record.channels)
         if self._expiryCall is None and not self._ended:
             self._expiryCall = self.clock.callLater(
                 max(0.0, record.expiresAt - self.clock.seconds()), self._expire
@@ -1996,6 +2001,7 @@ def restoreSession(
     upcalls: Upcalls,
     appFactory: Any,
     peer: IAddress,
+    channelFactories: Optional[Mapping[str, IProtocolFactory]] = None,
 ) -> Optional[Session]:
     """
     Rebuild a hibernated session and its migratable application: the
@@ -2032,4 +2038,8 @@ def restoreSession(
         session.app = None
         session._end(SessionExpired("application state could not be restored"))
         return None
+    session.appFactory = appFactory
+    session.channelFactories = channelFactories
+    if record.channels:
+        session.channelTable().restore(record.channels)
     return session

@@ -514,6 +514,13 @@ class SessionRecord:
         policies (a restored session then gets its factory's).
     @ivar kind: C{"stream"}, or C{"datagram"} for a datagram session's
         checkpoint (L{migrate.datagram}: its own state is in C{buffer}).
+    @ivar channels: the session's other channels (see
+        L{IMigrateTransport.openChannel}), C{None} if it has none: a dict
+        with C{"next"} (the number its next channel of its own gets) and
+        C{"list"}, one dict per channel with C{"channel"}, C{"name"}, the
+        positions and C{"handoffs"} as for the session, and C{"buffer"}
+        and C{"appState"} as base64 text (C{appState} C{None} when the
+        channel's protocol is not migratable).
     """
 
     sessionID: bytes
@@ -537,6 +544,7 @@ class SessionRecord:
     policy: Optional[dict[str, Any]] = None
     secure: bool = False
     kind: str = "stream"
+    channels: Optional[dict[str, Any]] = None
 
 
 class StoreUnavailable(Exception):

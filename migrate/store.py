@@ -56,7 +56,12 @@ T = TypeVar("T")
 
 #: Fields that records written by earlier versions may lack, and their
 #: value then.
-_OPTIONAL_FIELDS: dict[str, object] = {"policy": None, "secure": False, "kind": "stream"}
+_OPTIONAL_FIELDS: dict[str, object] = {
+    "policy": None,
+    "secure": False,
+    "kind": "stream",
+    "channels": None,
+}
 
 _META_FIELDS = (
     "side",
@@ -76,6 +81,7 @@ _META_FIELDS = (
     "policy",
     "secure",
     "kind",
+    "channels",
 )
 
 
@@ -126,11 +132,59 @@ def decodeRecord(
         raise CorruptRecord(sid, "bad key or id length")
     if not 0 <= record.acked <= record.sent + record.finSent:
         raise CorruptRecord(sid, "impossible positions")
+    if record.channels is not None:
+        _checkChannels(sid, record.channels)
     if len(record.buffer) != record.sent - min(record.acked, record.sent):
         raise CorruptRecord(
             sid, "buffer holds %d bytes, positions say %d" % (len(record.buffer), record.sent - record.acked)
         )
     return record
+
+
+#: The most channels a stored record may hold.
+MAX_STORED_CHANNELS = 65536
+
+
+def _checkChannels(sid: bytes, channels: object) -> None:
+    """
+    Check the channels of a stored record.
+
+    @raise CorruptRecord: they are not possible.
+    """
+    import base64
+
+    def bad(why: str) -> CorruptRecord:
+        return CorruptRecord(sid, "channels: %s" % (why,))
+
+    if not isinstance(channels, dict) or not isinstance(channels.get("list"), list):
+        raise bad("not a table")
+    entries = channels["list"]
+    if not isinstance(channels.get("next"), int) or len(entries) > MAX_STORED_CHANNELS:
+        raise bad("bad size or numbering")
+    seen = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise bad("an entry is not a table")
+        try:
+            number = entry["channel"]
+            name = entry["name"]
+            sent, acked, received = entry["sent"], entry["acked"], entry["received"]
+            finSent, finReceived = entry["finSent"], entry["finReceived"]
+            buffer = base64.b64decode(entry["buffer"], validate=True)
+            state = entry["appState"]
+            if state is not None:
+                base64.b64decode(state, validate=True)
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad("undecodable entry (%s)" % (e,))
+        if not (isinstance(number, int) and 0 < number < 2**32) or number in seen:
+            raise bad("bad channel number %r" % (number,))
+        seen.add(number)
+        if not isinstance(name, str) or len(name.encode("utf-8")) > 200:
+            raise bad("bad name")
+        if not all(isinstance(v, int) and v >= 0 for v in (sent, acked, received)):
+            raise bad("bad positions")
+        if not 0 <= acked <= sent + bool(finSent) or len(buffer) != sent - min(acked, sent):
+            raise bad("impossible positions for channel %d" % (number,))
 
 
 @implementer(ISessionStore)

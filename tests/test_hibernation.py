@@ -408,3 +408,104 @@ class LongAbsenceTests(SynchronousTestCase):
         self.assertEqual(pair.client.received, b"s" * 100000)
         self.assertEqual(pair.client.lost, [])
         self.assertNotIn(sid, store.rows)
+
+
+class ChannelHibernationTests(SynchronousTestCase):
+    """
+    A session's channels hibernate and come back with it.
+    """
+
+    def openChannel(self, pair: Pair) -> Any:
+        results: list[Any] = []
+        pair.client.transport.openChannel(Factory.forProtocol(Recorder)).addBoth(results.append)
+        pair.settle()
+        return results[0]
+
+    def test_channelsHibernateTogether(self) -> None:
+        """
+        A server session with two channels, bytes in flight on each both
+        ways, hibernates into the store whole (every protocol migratable:
+        all dropped from memory) and is rebuilt at the resume: each
+        channel's protocol from its state, each stream exactly once.
+        """
+        pair, store = hibernatingPair()
+        one, two = self.openChannel(pair), self.openChannel(pair)
+        self.assertEqual(len(Counter.built), 3)
+        one.transport.write(b"one early ")
+        two.transport.write(b"two early ")
+        pair.settle()
+        one.transport.write(b"1" * 3000)
+        Counter.built[2].transport.write(b"2" * 5000)
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.settle(seconds=11, step=0.5)
+        sid = bytes.fromhex(pair.client.transport.sessionID)
+        self.assertIn(sid, store.rows)
+        self.assertNotIn(sid, pair.factory.sessions)
+        two.transport.write(b"two later")
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        self.assertEqual(len(Counter.built), 6)
+        restored = {c.transport.channel: c for c in Counter.built[3:]}
+        self.assertEqual(sorted(restored), [0, 1, 3])
+        self.assertEqual(restored[1].received, b"one early " + b"1" * 3000)
+        self.assertEqual(restored[3].received, b"two early two later")
+        self.assertEqual(two.received, b"2" * 5000)
+        self.assertTrue(all(c.made == 0 for c in restored.values()))
+        self.assertEqual(one.lost, [])
+        self.assertEqual(two.lost, [])
+        restored[1].transport.write(b"back on one")
+        pair.settle()
+        self.assertEqual(one.received, b"back on one")
+        self.assertEqual(one.transport.handoffs, 1)
+
+    def test_unmigratableChannelKeepsApps(self) -> None:
+        """
+        A channel whose protocol cannot be saved keeps the session's
+        protocols in memory (its buffers still go to the store) and the
+        session resumes with every channel.
+        """
+        pair, store = hibernatingPair()
+        # (The factory's mapping is given to sessions as they open.)
+        pair.serverSession.channelFactories = {"": Factory.forProtocol(Recorder)}
+        one = self.openChannel(pair)
+        one.transport.write(b"abc")
+        pair.settle()
+        serverSide = pair.serverSession.channels.sessions()[0].app
+        pair.net.refuse = True
+        pair.net.cutAll()
+        pair.settle(seconds=11, step=0.5)
+        sid = bytes.fromhex(pair.client.transport.sessionID)
+        self.assertIn(sid, store.rows)
+        self.assertIn(sid, pair.factory.sessions)
+        one.transport.write(b"def")
+        pair.net.refuse = False
+        pair.settle(seconds=2, step=0.05)
+        self.assertEqual(serverSide.received, b"abcdef")
+        self.assertEqual(len(Counter.built), 1)
+
+    def test_storedChannelsChecked(self) -> None:
+        """
+        A stored record whose channels are impossible is refused as
+        corrupt.
+        """
+        from migrate.interfaces import CorruptRecord, SessionRecord
+        from migrate.store import decodeRecord, encodeRecord
+
+        base = dict(
+            sessionID=b"s" * 16, side="server", key=b"k" * 32, generation=1, sent=0, acked=0,
+            received=0, finSent=False, finReceived=False, buffer=b"", peer="1.2.3.4:5",
+            host="1.2.3.4:6", createdAt=0.0, detachedSince=0.0, hibernatedAt=0.0, expiresAt=1.0,
+        )
+        good = {"channel": 1, "name": "", "sent": 3, "acked": 0, "received": 0, "finSent": False,
+                "finReceived": False, "handoffs": 0, "buffer": "YWJj", "appState": None}
+        record = SessionRecord(channels={"next": 3, "list": [good]}, **base)  # type: ignore[arg-type]
+        self.assertEqual(decodeRecord(*encodeRecord(record)).channels, record.channels)
+        for broken in (
+            dict(good, buffer="YWI="),
+            dict(good, channel=0),
+            dict(good, name="x" * 201),
+            dict(good, acked=9),
+        ):
+            bad = SessionRecord(channels={"next": 3, "list": [broken]}, **base)  # type: ignore[arg-type]
+            self.assertRaises(CorruptRecord, decodeRecord, *encodeRecord(bad))
