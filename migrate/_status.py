@@ -895,6 +895,15 @@ def _field(key: str, show: Callable[[object], str] = _text) -> Callable[[Mapping
     return lambda entry, now: show(entry.get(key))
 
 
+def _channelCount(entry: Mapping[str, Any], now: float) -> str:
+    """
+    How many channels a stream session has open besides its first stream
+    (C{-} for a datagram session); each one's figures are in the JSON.
+    """
+    channels = entry.get("channels")
+    return "-" if channels is None else str(len(channels))
+
+
 _LIVE_COLUMNS: list[_Column] = [
     ("session", _field("id")),
     ("side", _field("side")),
@@ -908,6 +917,7 @@ _LIVE_COLUMNS: list[_Column] = [
     ("received", _traffic("Received")),
     ("buffered", _field("bytesBuffered", formatBytes)),
     ("handoffs", _field("handoffs")),
+    ("channels", _channelCount),
     ("rtt", _rtt),
 ]
 

@@ -270,6 +270,22 @@ class StatusTests(SynchronousTestCase):
         self.assertEqual(rows[0][0], "session")
         self.assertEqual(len(rows), 3)
 
+    def test_channelsShown(self) -> None:
+        """
+        The table counts each session's open channels; the JSON report has
+        each channel's own figures.
+        """
+        from twisted.internet.protocol import Factory, Protocol
+
+        self.pair.client.transport.openChannel(Factory.forProtocol(Protocol))
+        self.pair.settle()
+        report = self.registry.report()
+        rows = renderTable(report)
+        column = rows[0].index("channels")
+        self.assertEqual(sorted(row[column] for row in rows[1:]), ["1", "1"])
+        (channel,) = report["sessions"][0]["channels"]
+        self.assertEqual(channel["channel"], 1)
+
     def test_cliUnreachable(self) -> None:
         """
         The CLI says clearly when it cannot read the status.
