@@ -40,8 +40,8 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IProt
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from . import _wire
-from ._core import ProtocolViolation
+from ._sansio import wire as _wire
+from ._sansio.stream import ProtocolViolation
 from ._upcalls import Upcalls
 from .errors import ChannelRefused, ChannelReset
 from .interfaces import IMigratable
@@ -484,6 +484,7 @@ class ChannelTable:
         self._currentLeft = 0
         self.writeBlocked = False
         self.opened = 0
+        self._turn = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -795,7 +796,18 @@ class ChannelTable:
         if blocked == self.writeBlocked:
             return
         self.writeBlocked = blocked
-        for entry in list(self._entries.values()):
+        entries = list(self._entries.values())
+        if not blocked and entries:
+            # Each channel in turn is resumed first: the one whose writes
+            # fill the carrier again must not always be the same.
+            start = self._turn % len(entries)
+            self._turn += 1
+            entries = entries[start:] + entries[:start]
+        for entry in entries:
+            if not blocked and self.writeBlocked:
+                # Full again: the others wait for the next drain (they are
+                # still paused), rather than write into a full carrier.
+                break
             carrier = entry.carrier
             if carrier is not None and not carrier.closed:
                 carrier.carrierBlocked(blocked)

@@ -32,9 +32,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from . import _wire
-from ._core import ProtocolViolation
-from ._handshake import ClientHandshake, HandshakeFailed
+from ._sansio import wire as _wire
+from ._sansio.stream import ProtocolViolation
+from ._sansio.handshake import ClientHandshake, HandshakeFailed
 from ._options import SessionOptions
 from ._protocol import Carrier
 from ._race import RacingEndpoint

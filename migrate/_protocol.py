@@ -28,9 +28,9 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from . import _handshake, _wire
-from ._core import ProtocolViolation
-from ._handshake import HandshakeFailed
+from ._sansio import handshake as _handshake, wire as _wire
+from ._sansio.stream import ProtocolViolation
+from ._sansio.handshake import HandshakeFailed
 
 if TYPE_CHECKING:
     from ._session import Session

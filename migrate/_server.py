@@ -29,10 +29,10 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from . import _wire
+from ._sansio import wire as _wire
 from ._advertise import AdvertisePolicy
-from ._core import ProtocolViolation
-from ._handshake import HandshakeFailed, ResumeRequest, ServerHandshake
+from ._sansio.stream import ProtocolViolation
+from ._sansio.handshake import HandshakeFailed, ResumeRequest, ServerHandshake
 from ._memory import releaseFreedMemory
 from ._timers import TimerSet
 from ._options import SessionOptions

@@ -58,8 +58,8 @@ from twisted.python.failure import Failure
 from twisted.python.log import ILogContext
 from zope.interface import implementer
 
-from . import _crypto, _wire
-from ._core import ProtocolViolation, StreamEngine
+from ._sansio import crypto as _crypto, wire as _wire
+from ._sansio.stream import ProtocolViolation, StreamEngine
 from ._options import SessionOptions
 from ._upcalls import Upcalls
 from .interfaces import IMigratable, IMigratePolicy, SessionRecord

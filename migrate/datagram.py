@@ -20,8 +20,8 @@ Client::
     # fires with the protocol once the session is open
 
 The wire format, the semantics and the security model are in
-C{docs/datagram.md}.  The protocol logic is sans-IO (L{migrate._dgram},
-L{migrate._dgram_conn}, L{migrate._dgram_handshake}); this module is the
+C{docs/datagram.md}.  The protocol logic is sans-IO (L{migrate._sansio.dgram},
+L{migrate._sansio.dgram_conn}, L{migrate._sansio.dgram_handshake}); this module is the
 Twisted driver: sockets, one timer per session, the connectivity monitor,
 policy, upcalls, the session store and the locator.
 """
@@ -51,13 +51,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import _dgram, _dgram_conn, _wire
+from ._sansio import dgram as _dgram, dgram_conn as _dgram_conn, wire as _wire
 from ._advertise import AdvertisePolicy, formatHostPort
 from .store import logStoreFailure
-from ._dgram_conn import Checkpoint, DatagramConnection, decodeCheckpoint, encodeCheckpoint, hostPort
-from ._dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder, ResumeAsk
+from ._sansio.dgram_conn import Checkpoint, DatagramConnection, decodeCheckpoint, encodeCheckpoint, hostPort
+from ._sansio.dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder, ResumeAsk
 from ._dgram_socket import DatagramSocket, familyOf, makeAddress
-from ._handshake import HandshakeFailed
+from ._sansio.handshake import HandshakeFailed
 from ._options import SessionOptions
 from ._upcalls import Upcalls
 from .errors import HandshakeError, SessionExpired

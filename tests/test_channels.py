@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import _wire
+from migrate._sansio import wire as _wire
 from migrate._options import SessionOptions
 from migrate.errors import ChannelRefused, PeerAborted
 
@@ -469,3 +469,51 @@ class InterfaceTests(ChannelTestsBase):
         own = proto.transport.snapshot()
         self.assertEqual(own["channel"], 1)
         self.assertEqual(own["id"], p.client.transport.sessionID)
+
+
+class FairnessTests(ChannelTestsBase):
+    def test_fullCarrierRotates(self) -> None:
+        """
+        When the session's carrier drains, the channels' producers are
+        resumed in turn, starting with a different one each time; once one
+        fills the carrier again, the others are not resumed into a full
+        carrier (they stay paused until the next drain).  So a channel
+        whose write always refills the carrier does not get one write per
+        cycle while the others get many.
+        """
+        from twisted.internet.interfaces import IPushProducer
+        from zope.interface import implementer
+
+        p = self.pair()
+        protos = [self.openChannel(p) for _ in range(4)]
+        root = p.clientSession
+        resumed: list[int] = []
+
+        @implementer(IPushProducer)
+        class Filler:
+            def __init__(self, index: int) -> None:
+                self.index = index
+                self.paused = False
+
+            def pauseProducing(self) -> None:
+                self.paused = True
+
+            def resumeProducing(self) -> None:
+                self.paused = False
+                resumed.append(self.index)
+                # This write fills the carrier: the session is paused.
+                root.pauseProducing()
+
+            def stopProducing(self) -> None:
+                pass
+
+        fillers = [Filler(i) for i in range(4)]
+        for proto, filler in zip(protos, fillers):
+            proto.transport.registerProducer(filler, True)
+        root.pauseProducing()
+        for _ in range(8):
+            root.resumeProducing()
+        # One resumed per drain (the carrier was full again at once), each
+        # in turn.
+        self.assertEqual(sorted(resumed), [0, 0, 1, 1, 2, 2, 3, 3])
+        self.assertTrue(all(f.paused for f in fillers))

@@ -1,5 +1,5 @@
 """
-Tests for the sans-IO L{migrate._core.StreamEngine}, including a property
+Tests for the sans-IO L{migrate._sansio.stream.StreamEngine}, including a property
 test: for any chunking of writes, any delivery schedule and any carrier
 drops, each side receives the other's exact stream, exactly once.
 """
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import _wire
-from migrate._core import ProtocolViolation, StreamEngine
+from migrate._sansio import wire as _wire
+from migrate._sansio.stream import ProtocolViolation, StreamEngine
 
 
 class Side:

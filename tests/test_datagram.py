@@ -19,7 +19,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
-from migrate import HandshakeError, SessionOptions, _dgram
+from migrate import HandshakeError, SessionOptions
+from migrate._sansio import dgram as _dgram
 from migrate.datagram import DatagramOptions, connectDatagram, listenDatagram
 from migrate.testing import FakeMonitor
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import _dgram, _wire
-from migrate._dgram_conn import (
+from migrate._sansio import dgram as _dgram, wire as _wire
+from migrate._sansio.dgram_conn import (
     AMPLIFICATION,
     AddressesAdvertised,
     DatagramConnection,
@@ -27,8 +27,8 @@ from migrate._dgram_conn import (
     decodeCheckpoint,
     encodeCheckpoint,
 )
-from migrate._dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder
-from migrate._handshake import HandshakeFailed
+from migrate._sansio.dgram_handshake import ClientOpening, ClientResuming, HandshakeResponder
+from migrate._sansio.handshake import HandshakeFailed
 from migrate.policy import DefaultPolicy
 
 CLIENT = ("10.0.0.2", 4000)
@@ -169,8 +169,8 @@ class LayeringTests(SynchronousTestCase):
 
     def test_noTwisted(self) -> None:
         """
-        L{migrate._dgram}, L{migrate._dgram_conn} and
-        L{migrate._dgram_handshake} import nothing from Twisted or zope, and
+        L{migrate._sansio.dgram}, L{migrate._sansio.dgram_conn} and
+        L{migrate._sansio.dgram_handshake} import nothing from Twisted or zope, and
         of Migrate only other pure modules.
         """
         import ast
@@ -178,9 +178,9 @@ class LayeringTests(SynchronousTestCase):
 
         import migrate
 
-        pure = {"_dgram", "_dgram_conn", "_dgram_handshake", "_wire", "_crypto", "_handshake"}
-        here = os.path.dirname(migrate.__file__)
-        for name in ("_dgram", "_dgram_conn", "_dgram_handshake"):
+        pure = {"dgram", "dgram_conn", "dgram_handshake", "wire", "crypto", "handshake", "errors"}
+        here = os.path.join(os.path.dirname(migrate.__file__), "_sansio")
+        for name in ("dgram", "dgram_conn", "dgram_handshake"):
             with open(os.path.join(here, name + ".py")) as f:
                 tree = ast.parse(f.read())
             for node in ast.walk(tree):

@@ -22,9 +22,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from migrate import SessionExpired, SessionOptions, _dgram, _wire
+from migrate import SessionExpired, SessionOptions
+from migrate._sansio import dgram as _dgram, wire as _wire
 from migrate import datagram as datagramModule
-from migrate._dgram_handshake import ClientResuming
+from migrate._sansio.dgram_handshake import ClientResuming
 from migrate.datagram import DatagramPort, connectDatagram, listenDatagram
 from migrate.interfaces import IMigratable
 from migrate.locate import StaticLocator
@@ -568,7 +569,7 @@ class HibernationTests(SynchronousTestCase):
         record = s.store.load(sid).result
         server = s.servers[0]
         self.assertEqual((record.side, record.generation, record.appState), ("server", 0, b"2"))
-        from migrate._dgram_conn import decodeCheckpoint
+        from migrate._sansio.dgram_conn import decodeCheckpoint
 
         checkpoint = decodeCheckpoint(record.buffer)
         self.assertEqual(checkpoint.nextPN, len(serverNonces(s.net, record.key)))

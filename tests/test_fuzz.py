@@ -61,15 +61,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from migrate import (
-    HandshakeError,
-    MigrateClientEndpoint,
-    SessionExpired,
-    SessionOptions,
-    _crypto,
-    _handshake,
-    _wire,
-)
+from migrate import HandshakeError, MigrateClientEndpoint, SessionExpired, SessionOptions
+from migrate._sansio import crypto as _crypto, handshake as _handshake, wire as _wire
 from migrate._advertise import AdvertisePolicy
 from migrate._protocol import Carrier
 from migrate._session import Session
@@ -1464,7 +1457,7 @@ class HandshakeFuzzTests(SynchronousTestCase):
         @return: whether it was sent unmutated, as the first thing on a
             carrier the server greeted (it must then succeed).
         """
-        from migrate._handshake import ClientHandshake, HandshakeFailed
+        from migrate._sansio.handshake import ClientHandshake, HandshakeFailed
 
         fresh = not attacker.sent and not attacker.closed
         nonce = attacker.nonce

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import _crypto, _wire
-from migrate._handshake import ClientHandshake, HandshakeFailed, ServerHandshake
+from migrate._sansio import crypto as _crypto, wire as _wire
+from migrate._sansio.handshake import ClientHandshake, HandshakeFailed, ServerHandshake
 
 
 def body(frame: bytes) -> bytes:

@@ -16,7 +16,8 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import SessionOptions, _crypto, _wire
+from migrate import SessionOptions
+from migrate._sansio import crypto as _crypto, wire as _wire
 from migrate._protocol import Carrier
 
 from .helpers import Echo, Pair

@@ -41,8 +41,9 @@ from typing import Any, Callable, Optional
 from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from migrate import SessionOptions, _wire
-from migrate._handshake import ClientHandshake
+from migrate import SessionOptions
+from migrate._sansio import wire as _wire
+from migrate._sansio.handshake import ClientHandshake
 from migrate._server import RECORD_COST
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import _crypto, _wire
+from migrate._sansio import crypto as _crypto, wire as _wire
 from migrate.interfaces import ConnectivityEvent, LocalAddress
 from migrate.monitors import MonitorLease
 from migrate.testing import FakeMonitor

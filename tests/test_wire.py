@@ -1,5 +1,5 @@
 """
-Tests for L{migrate._wire}: encoders and the incremental, bounded parser.
+Tests for L{migrate._sansio.wire}: encoders and the incremental, bounded parser.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from migrate import _wire
+from migrate._sansio import wire as _wire
 
 
 class Collect:

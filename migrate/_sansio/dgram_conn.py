@@ -2,7 +2,7 @@
 """
 The sans-IO state machine of one open datagram session.
 
-It protects and unprotects packets (L{migrate._dgram}), follows the peer's
+It protects and unprotects packets (L{migrate._sansio.dgram}), follows the peer's
 address (the path of the newest authentic datagram), validates new paths
 and bounds what is sent to an unvalidated one to three times what it sent
 (anti-amplification), keeps the session alive and notices silence
@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
-from . import _dgram
+from . import dgram as _dgram
 
 #: An address, opaque here (the driver's C{(host, port)} tuples): hashable.
 Address = Any

@@ -2,8 +2,8 @@
 """
 Sans-IO opening and resuming of datagram sessions.
 
-The stream protocol's own handshake (L{migrate._handshake.ClientHandshake}
-and L{migrate._handshake.ServerHandshake}: X25519, HKDF, the same proofs,
+The stream protocol's own handshake (L{migrate._sansio.handshake.ClientHandshake}
+and L{migrate._sansio.handshake.ServerHandshake}: X25519, HKDF, the same proofs,
 the same resume rules) carried in handshake packets, one frame per
 datagram, with what datagrams need around it: the client's first request
 (C{INIT}), retransmission on a timer, answers repeated for repeated
@@ -20,8 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import _crypto, _dgram, _wire
-from ._handshake import ClientHandshake, HandshakeFailed, OpenedKeys, ResumeRequest, ServerHandshake
+from . import crypto as _crypto, dgram as _dgram, wire as _wire
+from .handshake import ClientHandshake, HandshakeFailed, OpenedKeys, ResumeRequest, ServerHandshake
 
 #: The client's first retransmission delay, and its longest.
 RETRANSMIT_INITIAL = 0.2

@@ -22,20 +22,14 @@ that position on, then the end of stream if one was sent.
 
 from __future__ import annotations
 
+from .errors import ProtocolViolation
+
 from collections import deque
 from typing import Optional
 
-from . import _wire
+from . import wire as _wire
 
 _DATA_HEAD = _wire._DATA_HEAD
-
-
-class ProtocolViolation(Exception):
-    """
-    The peer broke the stream rules (acknowledged bytes never sent, sent data
-    after its end of stream, ...).  The carrier must be dropped; the session's
-    state is left as it was before the offending frame.
-    """
 
 
 class StreamEngine:

@@ -40,10 +40,12 @@ and a flag stripped or added on the way makes the proofs disagree.
 
 from __future__ import annotations
 
+from .errors import HandshakeFailed
+
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from . import _crypto, _wire
+from . import crypto as _crypto, wire as _wire
 
 #: The RFC 5705 exporter label of Migrate's TLS binding.
 EXPORTER_LABEL = b"EXPORTER-migrate-channel-binding"
@@ -65,22 +67,6 @@ def _bindingParts(
             raise HandshakeFailed(_wire.REJECT_PROTOCOL, "TLS binding without TLS")
         binding = exporter()
     return [serverFlags, clientFlags, binding]
-
-
-class HandshakeFailed(Exception):
-    """
-    The handshake on one carrier failed; that carrier must be closed.
-
-    @ivar code: the L{_wire} reject code to tell the peer, if any.
-    @ivar retryAfter: for a busy refusal, seconds after which the peer may
-        try again.
-    """
-
-    def __init__(self, code: int, reason: str, retryAfter: float = 0.0) -> None:
-        Exception.__init__(self, reason)
-        self.code = code
-        self.reason = reason
-        self.retryAfter = retryAfter
 
 
 @dataclass

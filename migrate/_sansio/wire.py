@@ -21,6 +21,8 @@ specification is C{docs/protocol.md}.
 
 from __future__ import annotations
 
+from .errors import FrameError
+
 import struct
 from typing import Callable, Protocol
 
@@ -139,13 +141,6 @@ _VARIABLE_CONTROL = {
     CHANNEL_OPEN: _CHAN_OPEN.size + MAX_CHANNEL_NAME,
     CHANNEL_REFUSED: _CHAN_ID.size + MAX_REASON,
 }
-
-
-class FrameError(Exception):
-    """
-    The peer sent bytes that are not a valid Migrate frame sequence.  The
-    carrier that carried them must be closed; no session state may change.
-    """
 
 
 class IFrameReceiver(Protocol):

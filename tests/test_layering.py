@@ -1,0 +1,141 @@
+# -*- test-case-name: tests.test_layering -*-
+"""
+The shape of the code: the sans-IO layer imports nothing from Twisted, and
+no module of the package imports, directly or not, a module that imports
+it back.
+
+Imports are read from the source (every C{import} statement, in functions
+too), except those under C{if TYPE_CHECKING:}, which only the type checker
+runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import Iterator
+
+from twisted.trial.unittest import SynchronousTestCase
+
+import migrate
+
+PACKAGE = os.path.dirname(os.path.abspath(migrate.__file__))
+
+
+def modules() -> dict[str, str]:
+    """
+    Every module of the package: dotted name to file.
+    """
+    found = {}
+    for directory, _, files in os.walk(PACKAGE):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, os.path.dirname(PACKAGE))[: -len(".py")]
+            dotted = relative.replace(os.sep, ".")
+            if dotted.endswith(".__init__"):
+                dotted = dotted[: -len(".__init__")]
+            found[dotted] = path
+    return found
+
+
+def _typeCheckingOnly(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    )
+
+
+def _walk(node: ast.AST) -> Iterator[ast.AST]:
+    for child in ast.iter_child_nodes(node):
+        if _typeCheckingOnly(child):
+            continue
+        yield child
+        yield from _walk(child)
+
+
+def imports(name: str, path: str) -> set[str]:
+    """
+    The modules C{name} imports at run time (absolute dotted names).
+    """
+    tree = ast.parse(open(path).read(), path)
+    isPackage = path.endswith("__init__.py")
+    base = name.split(".") if isPackage else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in _walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = base[: len(base) - (node.level - 1)]
+                module = ".".join(parent + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            # "from . import x" imports the module x.
+            for alias in node.names:
+                found.add(module + "." + alias.name)
+    return found
+
+
+class LayeringTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.modules = modules()
+        self.graph = {
+            name: {m for m in imports(name, path) if m in self.modules and m != name}
+            for name, path in self.modules.items()
+        }
+
+    def test_sansIOImportsNoTwisted(self) -> None:
+        """
+        Nothing in C{migrate._sansio} imports Twisted, zope, or any module of
+        the package outside C{migrate._sansio}.
+        """
+        offences = []
+        for name, path in self.modules.items():
+            if not name.startswith("migrate._sansio"):
+                continue
+            for imported in imports(name, path):
+                top = imported.split(".")[0]
+                if top in ("twisted", "zope") or (
+                    top == "migrate" and not imported.startswith("migrate._sansio")
+                ):
+                    offences.append("%s imports %s" % (name, imported))
+        self.assertEqual(offences, [])
+
+    def test_noCycles(self) -> None:
+        """
+        The import graph of the package has no cycle.
+        """
+        graph = self.graph
+        cycles = []
+        state: dict[str, int] = {}
+        stack: list[str] = []
+
+        def visit(node: str) -> None:
+            state[node] = 1
+            stack.append(node)
+            for nxt in sorted(graph[node]):
+                # A package imports its own modules to re-export them.
+                if node == "migrate" or nxt == "migrate":
+                    continue
+                if state.get(nxt) == 1:
+                    cycles.append(stack[stack.index(nxt) :] + [nxt])
+                elif nxt not in state:
+                    visit(nxt)
+            stack.pop()
+            state[node] = 2
+
+        for node in sorted(graph):
+            if node not in state:
+                visit(node)
+        self.assertEqual([" -> ".join(c) for c in cycles], [])
+
+    def test_graphIsReal(self) -> None:
+        """
+        (The graph is read correctly: known edges are in it.)
+        """
+        self.assertIn("migrate._sansio.wire", self.graph["migrate._session"])
+        self.assertIn("migrate._sansio.errors", self.graph["migrate._sansio.stream"])
+        self.assertIn("migrate._session", self.graph["migrate._server"])
