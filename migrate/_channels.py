@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from ._sansio import wire as _wire
 from ._sansio.stream import ProtocolViolation
 from ._upcalls import Upcalls
-from .errors import ChannelRefused, ChannelReset
+from .errors import ChannelRefused, ChannelReset, PeerAborted
 from .interfaces import IMigratable
 
 if TYPE_CHECKING:
@@ -93,7 +93,6 @@ class ChannelCarrier:
         "_queue",
         "_queued",
         "_producer",
-        "_closeWhenFlushed",
         "_waitForPeer",
         "_resumeCall",
         "under",
@@ -117,7 +116,6 @@ class ChannelCarrier:
         self._queue: Optional[deque[bytes]] = None
         self._queued = 0
         self._producer: Any = None
-        self._closeWhenFlushed = False
         self._waitForPeer = False
         self._resumeCall: Optional[IDelayedCall] = None
 
@@ -141,7 +139,7 @@ class ChannelCarrier:
         """
         Send C{data} (frames of the channel) to the peer's channel.
         """
-        if self.closed or (self.retired and not self._waitForPeer and not self._closeWhenFlushed):
+        if self.closed or (self.retired and not self._waitForPeer):
             return
         if self._queue is None and self.sent + len(data) <= self.limit:
             self.sent += len(data)
@@ -155,7 +153,7 @@ class ChannelCarrier:
         """
         pieces = list(data)
         n = sum(len(p) for p in pieces)
-        if self.closed or (self.retired and not self._waitForPeer and not self._closeWhenFlushed):
+        if self.closed or (self.retired and not self._waitForPeer):
             return
         if self._queue is None and self.sent + n <= self.limit:
             self.sent += n
@@ -198,10 +196,6 @@ class ChannelCarrier:
             self.table.sendEnvelope(self, (piece,), len(piece))
         if not queue:
             self._queue = None
-            if self._closeWhenFlushed:
-                self._closeWhenFlushed = False
-                self._sendClose(True)
-                return
             if self.writeBlocked and not self.table.writeBlocked:
                 self.writeBlocked = False
                 producer = self._producer
@@ -341,9 +335,13 @@ class ChannelCarrier:
 
     def retire(self, reason: str, graceful: bool = False, waitForPeer: bool = False) -> None:
         """
-        The channel lets go of this carrier: at once, or (if C{graceful})
-        after sending what is held back, or (if C{waitForPeer}) once the
-        peer's channel closes it too.
+        The channel lets go of this carrier: the peer's channel is told at
+        once with a C{CHANNEL_CLOSE} (graceful or not, with the reason if
+        the channel was aborted), or (if C{waitForPeer}, a finished channel
+        waiting to know its last acknowledgement arrived) once the peer's
+        channel closes it.  What is held back for want of window is
+        dropped: a channel closes gracefully only once the peer
+        acknowledged all of it, and otherwise it no longer matters.
         """
         if self.retired:
             return
@@ -353,19 +351,22 @@ class ChannelCarrier:
             return
         session = self.session
         if waitForPeer:
+            # Until the peer's channel closes it too, which confirms that it
+            # read everything (our abort, told in our close, if we abort).
             self._waitForPeer = True
             if session is not None:
                 session.carrierClosing(self)
+                aborting = session.abortingNotice
+                if aborting is not None:
+                    self.table.sendFrame(
+                        _wire.encodeChannelClose(self.channel, False, aborting), self
+                    )
             return
-        if graceful and self._queue is not None:
-            self._closeWhenFlushed = True
-            if session is not None:
-                session.carrierClosing(self)
-            return
-        self._sendClose(graceful)
+        self._sendClose(graceful, session.endNotice if session is not None else None)
 
-    def _sendClose(self, graceful: bool) -> None:
-        self.table.sendFrame(_wire.encodeChannelClose(self.channel, graceful), self)
+    def _sendClose(self, graceful: bool, notice: Optional[str] = None) -> None:
+        self.table.sendFrame(_wire.encodeChannelClose(self.channel, graceful, notice), self)
+        self.table.remember(self.channel, graceful, notice)
         self._close()
 
     def _close(self) -> None:
@@ -478,7 +479,8 @@ class ChannelTable:
         self.maxChannels: int = options.maxChannels
         self._maxPayload = options.maxFrame
         self._entries: dict[int, _Entry] = {}
-        self._closed: deque[tuple[int, bool]] = deque(maxlen=CLOSED_MEMORY)
+        self._closed: deque[tuple[int, bool, Optional[str]]] = deque(maxlen=CLOSED_MEMORY)
+        self._peerHighest = 0
         self._next = 1 if root.isClient else 2
         self._current: Optional[ChannelCarrier] = None
         self._currentLeft = 0
@@ -604,6 +606,12 @@ class ChannelTable:
         if channel % 2 == self._next % 2 or channel == 0:
             raise ProtocolViolation("channel %d is not the peer's to open" % (channel,))
         entry = self._entries.get(channel)
+        if entry is None and channel <= self._peerHighest:
+            # Asked again after a resume for a channel we opened and closed
+            # since (the peer heard neither): it is over.
+            self.sendFrame(self._closedAnswer(channel))
+            return
+        self._peerHighest = max(self._peerHighest, channel)
         if entry is not None:
             # Asked again after a resume: the peer never heard our answer,
             # and our resume position for it answers now.
@@ -755,8 +763,7 @@ class ChannelTable:
     def _peerResumes(self, channel: int, received: int, window: int) -> None:
         entry = self._entries.get(channel)
         if entry is None:
-            graceful = any(c == channel and g for c, g in self._closed)
-            self.sendFrame(_wire.encodeChannelClose(channel, graceful))
+            self.sendFrame(self._closedAnswer(channel))
             return
         if entry.attached:
             raise ProtocolViolation("channel %d resumed twice on one carrier" % (channel,))
@@ -862,24 +869,31 @@ class ChannelTable:
         except _wire.FrameError as e:
             raise ProtocolViolation(str(e))
 
-    def _peerCloses(self, channel: int, graceful: bool) -> None:
+    def _peerCloses(self, channel: int, graceful: bool, aborted: Optional[str]) -> None:
+        confirmation = graceful and aborted is None
         entry = self._entries.get(channel)
-        if entry is None:
-            return
-        carrier = entry.carrier
-        if carrier is None or carrier.closed:
+        carrier = entry.carrier if entry is not None else None
+        if not confirmation and not self.writeBlocked:
+            # Our close in return tells the peer's channel, which waits for
+            # it, that we read its abort (never answered itself, so the two
+            # sides do not answer each other forever).
+            if carrier is None or carrier.closed:
+                self.sendFrame(_wire.encodeChannelClose(channel, True))
+            else:
+                self.sendFrame(_wire.encodeChannelClose(channel, True), carrier)
+        if entry is None or carrier is None or carrier.closed:
             return
         entry.carrier = None
         session = entry.session
-        carrier.lost(graceful, "closed by the peer")
+        carrier.lost(graceful and aborted is None, "closed by the peer")
         if not session.ended:
-            session.end(
-                ChannelReset(
-                    "the peer's channel is gone"
-                    if not graceful
-                    else "the peer closed the channel"
-                )
-            )
+            if aborted is not None:
+                reason: Exception = PeerAborted("peer aborted the channel: %s" % (aborted,))
+            elif graceful:
+                reason = ChannelReset("the peer closed the channel")
+            else:
+                reason = ChannelReset("the peer's channel is gone")
+            session.end(reason)
 
     def channelFailed(self, channel: int, reason: str) -> None:
         """
@@ -907,7 +921,31 @@ class ChannelTable:
 
     def _forget(self, entry: _Entry, graceful: bool) -> None:
         if self._entries.pop(entry.channel, None) is not None:
-            self._closed.append((entry.channel, graceful))
+            # (A channel the peer aborted counts as closed cleanly: we read
+            # its abort.)
+            graceful = graceful or isinstance(entry.session.endReason, PeerAborted)
+            self.remember(entry.channel, graceful, entry.session.endNotice)
+
+    def remember(self, channel: int, graceful: bool, notice: Optional[str]) -> None:
+        """
+        Keep how channel C{channel} closed (for a while: the last
+        L{CLOSED_MEMORY}), to tell a peer that resumes it.
+        """
+        for i, (known, _, _) in enumerate(self._closed):
+            if known == channel:
+                del self._closed[i]
+                break
+        self._closed.append((channel, graceful, notice))
+
+    def _closedAnswer(self, channel: int) -> bytes:
+        """
+        What to tell a peer that asks for a channel we no longer have: how
+        it closed, if we remember; else that it is gone.
+        """
+        for known, graceful, notice in self._closed:
+            if known == channel:
+                return _wire.encodeChannelClose(channel, graceful, notice)
+        return _wire.encodeChannelClose(channel, False)
 
     def _channelEnded(self, session: Session) -> None:
         channel = session.channelID
@@ -918,7 +956,7 @@ class ChannelTable:
         d, entry.opened = entry.opened, None
         if d is not None:
             d.errback(Failure(ChannelRefused("the channel ended before it opened")))
-        self.root.channelGone()
+        self.root.channelSettled()
 
     def sessionEnded(self, reason: Exception) -> None:
         """
@@ -1072,6 +1110,14 @@ class ChannelTable:
                 session.end(ChannelReset("application state could not be restored"))
 
     # Accounting
+
+    def allLingering(self) -> bool:
+        """
+        (Client) whether every channel is complete and only waits for the
+        server's confirmation (which the server's closing of the session's
+        carrier gives for all of them).
+        """
+        return all(entry.session.lingering for entry in self._entries.values())
 
     def waiting(self) -> bool:
         """

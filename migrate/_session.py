@@ -400,6 +400,10 @@ class Session:
         "timers",
         "_inReading",
         "channels",
+        "_held",
+        "_heldBytes",
+        "_heldPausedCarrier",
+        "_heldCall",
         "channelID",
         "parent",
         "channelFactories",
@@ -500,6 +504,10 @@ class Session:
         self._advertSeq = 0
         self._peerAdvertSeq = 0
         self.channels: Optional[ChannelTable] = None
+        self._held: Optional[list[bytes | int]] = None
+        self._heldBytes = 0
+        self._heldPausedCarrier = False
+        self._heldCall: IDelayedCall | None = None
         self.channelID = 0
         self.parent: Optional[Session] = None
         self.channelFactories: Optional[Mapping[str, IProtocolFactory]] = None
@@ -574,6 +582,12 @@ class Session:
 
             table = self.channels = ChannelTable(self)
             table.writeBlocked = _CARRIER in self._pauseReasons
+            if self._readPaused and self._held is None:
+                # From now on our paused reader holds its bytes, and the
+                # carrier is read for the other channels.
+                self._held = []
+                if self.carrier is not None and not self.carrier.retired:
+                    self.carrier.resumeReading()
         return table
 
     def openChannel(self, factory: IProtocolFactory, name: str = "") -> Deferred[IProtocol]:
@@ -591,13 +605,30 @@ class Session:
         """
         return self._ended or self._lingering or self._aborting is not None
 
-    def channelGone(self) -> None:
+    def channelSettled(self) -> None:
         """
-        One of our channels ended: if it was the last and our own stream is
-        complete, the session is.
+        One of our channels ended, or (on a client) finished and waits for
+        the server's confirmation: if our own stream is complete too, so
+        may the session be.
         """
         if not self._ended:
             self._checkFinished()
+
+    @property
+    def abortingNotice(self) -> Optional[str]:
+        """
+        (Client) why we abort, while the abort waits to reach the peer;
+        else C{None}.
+        """
+        return self._aborting
+
+    @property
+    def lingering(self) -> bool:
+        """
+        (Client) whether the streams are complete and the session waits
+        for the server to confirm it read our last acknowledgement.
+        """
+        return self._lingering
 
     def channelFrameStarted(self, channel: int, length: int) -> None:
         """
@@ -717,7 +748,7 @@ class Session:
         self.state = State.ATTACHED
         self.detachedSince = None
         carrier.transport.registerProducer(self, True)
-        if self._readPaused:
+        if self._readPaused and self._held is None:
             carrier.pauseReading()
         if frames:
             carrier.transport.writeSequence(frames)
@@ -760,6 +791,7 @@ class Session:
             self._end(ConnectionDone("session closed cleanly"))
             return
         self._stopLiveness()
+        self._dropHeld()
         if self.channels is not None:
             self.channels.carrierLost(reason)
         if self.state is not State.ATTACHED:
@@ -1203,8 +1235,15 @@ class Session:
     def payloadReceived(self, payload: bytes) -> None:
         """
         Payload of a data frame: count it, acknowledge it in due time and
-        hand it to the application.
+        hand it to the application (or, while its reader is paused in a
+        session with channels, hold it: see L{pauseReading}).
         """
+        if self._held is not None:
+            self._hold(payload, len(payload))
+            return
+        self._payload(payload)
+
+    def _payload(self, payload: bytes) -> None:
         engine = self.engine
         engine.received += len(payload)
         if engine.received - engine.ackSent >= self.options.ackEvery:
@@ -1264,7 +1303,10 @@ class Session:
         elif frameType == _wire.PONG:
             self._pong(_wire.decodePosition(body))
         elif frameType == _wire.FIN:
-            self._finReceived(_wire.decodePosition(body))
+            if self._held is not None:
+                self._hold(_wire.decodePosition(body), 0)
+            else:
+                self._finReceived(_wire.decodePosition(body))
         elif frameType in _CHANNEL_FRAMES:
             if self.parent is not None:
                 raise ProtocolViolation("channel frame inside a channel")
@@ -1517,7 +1559,7 @@ class Session:
             or not self.engine.finished
         ):
             return
-        if self.channels:
+        if self.channels and not (self.isClient and self.channels.allLingering()):
             # Our own stream is complete, but the session lives on in its
             # other channels: nothing to wait for on this stream.
             call, self._closeCall = self._closeCall, None
@@ -1537,6 +1579,8 @@ class Session:
             if self.engine.unacknowledged:
                 carrier.transport.write(self.engine.ackFrame())
             carrier.retire("session closed", waitForPeer=True)
+            if self.parent is not None:
+                self.parent.channelSettled()
             return
         self.carrier = None
         if carrier is not None:
@@ -1664,7 +1708,10 @@ class Session:
             # comes (acknowledgements, the peer's FIN or ABORT) finishes the
             # session.
             self._readPaused = False
-            if self.carrier is not None and not self.carrier.retired:
+            if self._held is not None:
+                if self._heldCall is None:
+                    self._heldCall = self.clock.callLater(0, self._flushHeld)
+            elif self.carrier is not None and not self.carrier.retired:
                 self.carrier.resumeReading()
         self._lostReason = reason
         if self._depth:
@@ -1712,7 +1759,7 @@ class Session:
         self.state = State.CLOSED
         self._stopLiveness()
         self._cancelHibernation()
-        for name in ("_expiryCall", "_ackCall", "_closeCall"):
+        for name in ("_expiryCall", "_ackCall", "_closeCall", "_heldCall"):
             call = getattr(self, name)
             if call is not None:
                 if call.active():
@@ -1978,8 +2025,19 @@ class Session:
     def pauseReading(self) -> None:
         """
         The application paused its transport: stop reading every carrier.
+        In a session with channels, the carrier goes on being read for the
+        other channels and our stream's bytes are held (unacknowledged, so
+        a new carrier brings them again), up to C{channelWindow} bytes;
+        past that the carrier is paused after all (our stream has no
+        window of its own that the peer would respect).
         """
         self._readPaused = True
+        if self.channels is not None:
+            if self._held is None:
+                self._held = []
+            if self.carrier is not None:
+                self._watch()
+            return
         if self.carrier is not None:
             self.carrier.pauseReading()
             self._watch()
@@ -1989,8 +2047,75 @@ class Session:
         The application resumed its transport.
         """
         self._readPaused = False
+        if self._held is not None:
+            if self._heldCall is None:
+                self._heldCall = self.clock.callLater(0, self._flushHeld)
+            return
         if self.carrier is not None:
             self.carrier.resumeReading()
+
+    def _hold(self, item: bytes | int, size: int) -> None:
+        """
+        Keep a payload (or the peer's FIN, by its acknowledgement) for our
+        paused reader.
+        """
+        held = self._held
+        assert held is not None
+        held.append(item)
+        self._heldBytes += size
+        carrier = self.carrier
+        if (
+            self._heldBytes > self.options.channelWindow
+            and carrier is not None
+            and not self._heldPausedCarrier
+        ):
+            self._heldPausedCarrier = True
+            carrier.pauseReading()
+
+    def _flushHeld(self) -> None:
+        """
+        Deliver what was held for our reader, in order, until it pauses
+        again.
+        """
+        self._heldCall = None
+        held = self._held or []
+        self._held = None
+        self._heldBytes = 0
+        for i, item in enumerate(held):
+            if self._ended:
+                return
+            if self._readPaused:
+                self._held = held[i:]
+                self._heldBytes = sum(len(x) for x in self._held if isinstance(x, bytes))
+                return
+            try:
+                if isinstance(item, bytes):
+                    self._payload(item)
+                else:
+                    self._finReceived(item)
+            except ProtocolViolation as e:
+                self.log.warn(
+                    "session {sid}: protocol error: {error}", sid=self.hexID, error=str(e)
+                )
+                self.dropCarrier("protocol-error")
+                return
+        if self._readPaused:
+            self._held = []
+        if self._heldPausedCarrier:
+            self._heldPausedCarrier = False
+            carrier = self.carrier
+            if carrier is not None and not carrier.retired:
+                carrier.resumeReading()
+
+    def _dropHeld(self) -> None:
+        """
+        Our carrier is gone: so is what it brought and we held (unacknowledged:
+        the next carrier brings it again).
+        """
+        if self._held is not None:
+            self._held = [] if self._readPaused else None
+        self._heldBytes = 0
+        self._heldPausedCarrier = False
 
 
 def restoreSession(

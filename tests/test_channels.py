@@ -517,3 +517,55 @@ class FairnessTests(ChannelTestsBase):
         # in turn.
         self.assertEqual(sorted(resumed), [0, 0, 1, 1, 2, 2, 3, 3])
         self.assertTrue(all(f.paused for f in fillers))
+
+
+class ChannelZeroPausedTests(ChannelTestsBase):
+    def test_pausedFirstStreamHolds(self) -> None:
+        """
+        In a session with channels, the first stream's paused reader does
+        not stop the carrier: the other channels flow, its bytes are held
+        (through a cut too: what was held comes again), and delivered in
+        order, FIN included, once it resumes.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
+        p.client.transport.pauseProducing()
+        p.server.transport.write(b"zero;")
+        serverSide.transport.write(b"one;")
+        p.settle(0.5)
+        self.assertEqual(proto.received, b"one;")
+        self.assertEqual(p.client.received, b"")
+        p.net.cutAll()
+        p.settle(2)
+        p.server.transport.write(b"more")
+        p.server.transport.loseConnection()
+        serverSide.transport.write(b"two")
+        p.settle(0.5)
+        self.assertEqual(proto.received, b"one;two")
+        self.assertEqual(p.client.received, b"")
+        self.assertEqual(p.client.lost, [])
+        p.client.transport.resumeProducing()
+        p.settle(0.5)
+        self.assertEqual(p.client.received, b"zero;more")
+        p.client.lost[0].trap(ConnectionDone)
+
+    def test_pausedFirstStreamBounded(self) -> None:
+        """
+        Past C{channelWindow} bytes held for the paused first stream, the
+        carrier is paused after all: memory stays bounded, and nothing is
+        lost.
+        """
+        p = self.pair()
+        self.openChannel(p)
+        window = p.options.channelWindow
+        p.client.transport.pauseProducing()
+        big = bytes(range(256)) * (window // 64)
+        p.server.transport.write(big)
+        p.settle(1)
+        session = p.clientSession
+        self.assertLessEqual(session._heldBytes, window + p.options.sendFrame)
+        self.assertTrue(session._heldPausedCarrier)
+        p.client.transport.resumeProducing()
+        p.settle(2)
+        self.assertEqual(p.client.received, big)

@@ -125,7 +125,6 @@ _FIXED_SIZES = {
     _wire.CHANNEL_OPENED: 8,
     _wire.CHANNEL_RESUME: 16,
     _wire.CHANNEL_WINDOW: 12,
-    _wire.CHANNEL_CLOSE: 5,
 }
 _VARIABLE_LIMITS = {
     _wire.REJECT: 3 + _wire.MAX_REASON,
@@ -133,6 +132,7 @@ _VARIABLE_LIMITS = {
     _wire.ADDRESSES: 8 + 2 + _wire.MAX_ADDRESSES * 48 + _wire.MAC_SIZE,
     _wire.CHANNEL_OPEN: 8 + _wire.MAX_CHANNEL_NAME,
     _wire.CHANNEL_REFUSED: 4 + _wire.MAX_REASON,
+    _wire.CHANNEL_CLOSE: 5 + _wire.MAX_REASON,
 }
 
 

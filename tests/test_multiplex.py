@@ -145,8 +145,9 @@ class ForwardingTests(TestCase):
         """
         Three plain TCP clients talk to an echo service through the two
         forwarders, carried as channels of one session (default options)
-        that a relay cuts three times: every byte arrives once, in order,
-        on each connection, and each cut costs one resume.
+        that a relay cuts three times while data is in flight: every byte
+        arrives once, in order, on each connection, and each cut costs one
+        resume.
         """
         backendPort = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             Factory.forProtocol(Echo)
@@ -187,18 +188,21 @@ class ForwardingTests(TestCase):
         session = next(iter(server.factory.sessions.values()))  # type: ignore[union-attr]
         yield waitFor(lambda: session.channels is not None and len(session.channels) == 2)
         datas = [bytes([i]) * 1000 + bytes(range(256)) * 1000 for i in range(3)]
-        total = sum(len(d) for d in datas)
-        for client, data in zip(clients, datas):
-            for i in range(0, len(data), 8192):
-                client.transport.write(data[i : i + 8192])
-        for n in (total // 4, total // 2, total):
-            relay.cutAfter(n)
-            yield waitFor(lambda: relay._cutAt is None)
-        yield waitFor(lambda: all(len(c.received) >= len(d) for c, d in zip(clients, datas)))
+        third = len(datas[0]) // 3
+        for phase in range(3):
+            # A third of each stream goes out; the carrier is cut while it
+            # is in flight (echoes and all).
+            end = len(datas[0]) if phase == 2 else (phase + 1) * third
+            for client, data in zip(clients, datas):
+                piece = data[phase * third : end]
+                for i in range(0, len(piece), 8192):
+                    client.transport.write(piece[i : i + 8192])
+            relay.cutAll()
+            yield waitFor(lambda: len(resumes) == phase + 1, 20)
+        yield waitFor(lambda: all(len(c.received) >= len(d) for c, d in zip(clients, datas)), 20)
         for client, data in zip(clients, datas):
             self.assertEqual(client.received, data)
         self.assertEqual(relay.cuts, 3)
-        yield waitFor(lambda: len(resumes) == 3)
         self.assertEqual(mux.sessions, 1)
         self.assertEqual(len(server.factory.sessions), 1)  # type: ignore[union-attr]
         ends = []

@@ -24,7 +24,7 @@ from __future__ import annotations
 from .errors import FrameError
 
 import struct
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 VERSION = 1
 #: The highest generation a resume may carry (generations number a
@@ -67,6 +67,8 @@ MAX_CHANNEL_ID = 2**32 - 1
 #: A CHANNEL_CLOSE flag: the channel's carrier closed cleanly (the peer
 #: read everything before it); without it, the channel was dropped.
 CLOSE_GRACEFUL = 0x01
+#: A CHANNEL_CLOSE flag: the channel was aborted; the reason follows.
+CLOSE_ABORTED = 0x02
 
 # Reject codes.
 REJECT_VERSION = 1
@@ -131,7 +133,6 @@ _CONTROL_SIZES = {
     CHANNEL_OPENED: _CHAN_OPEN.size,
     CHANNEL_RESUME: _CHAN_RESUME.size,
     CHANNEL_WINDOW: _CHAN_WINDOW.size,
-    CHANNEL_CLOSE: _CHAN_CLOSE.size,
 }
 MAX_ADDRESSES = 16
 _VARIABLE_CONTROL = {
@@ -140,6 +141,7 @@ _VARIABLE_CONTROL = {
     ADDRESSES: 8 + 2 + MAX_ADDRESSES * 48 + MAC_SIZE,
     CHANNEL_OPEN: _CHAN_OPEN.size + MAX_CHANNEL_NAME,
     CHANNEL_REFUSED: _CHAN_ID.size + MAX_REASON,
+    CHANNEL_CLOSE: _CHAN_CLOSE.size + MAX_REASON,
 }
 
 
@@ -519,20 +521,34 @@ def decodeChannelWindow(body: bytes) -> tuple[int, int]:
     return channel, limit
 
 
-def encodeChannelClose(channel: int, graceful: bool) -> bytes:
+def encodeChannelClose(channel: int, graceful: bool, aborted: Optional[str] = None) -> bytes:
     """
-    Encode the closing of channel C{channel}'s part of this carrier.
+    Encode the closing of channel C{channel}'s part of this carrier:
+    C{graceful} after reading everything, or dropped; C{aborted}, the
+    reason its side aborted the channel, if it did.
     """
-    return encodeFrame(CHANNEL_CLOSE, _CHAN_CLOSE.pack(channel, CLOSE_GRACEFUL if graceful else 0))
+    flags = CLOSE_GRACEFUL if graceful else 0
+    reason = b""
+    if aborted is not None:
+        flags |= CLOSE_ABORTED
+        reason = aborted.encode("utf-8", "replace")[:MAX_REASON]
+    return encodeFrame(CHANNEL_CLOSE, _CHAN_CLOSE.pack(channel, flags) + reason)
 
 
-def decodeChannelClose(body: bytes) -> tuple[int, bool]:
+def decodeChannelClose(body: bytes) -> tuple[int, bool, Optional[str]]:
     """
-    Decode a C{CHANNEL_CLOSE} body: the channel, and whether it closed
-    cleanly.
+    Decode a C{CHANNEL_CLOSE} body: the channel, whether it closed
+    cleanly, and the reason it was aborted (C{None} if it was not).
+
+    @raise FrameError: too short.
     """
-    channel, flags = _CHAN_CLOSE.unpack(body)
-    return channel, bool(flags & CLOSE_GRACEFUL)
+    if len(body) < _CHAN_CLOSE.size:
+        raise FrameError("short CHANNEL_CLOSE")
+    channel, flags = _CHAN_CLOSE.unpack_from(body)
+    aborted = None
+    if flags & CLOSE_ABORTED:
+        aborted = body[_CHAN_CLOSE.size :].decode("utf-8", "replace")
+    return channel, bool(flags & CLOSE_GRACEFUL), aborted
 
 
 #: The (never appended to) body of a parser between control frames.
