@@ -32,19 +32,19 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._sansio import wire as _wire
-from ._sansio.stream import ProtocolViolation
-from ._sansio.handshake import ClientHandshake, HandshakeFailed
-from ._options import SessionOptions
-from ._protocol import Carrier
-from ._race import RacingEndpoint
-from .locate import locatorList as _locatorList
-from ._session import Session, formatAddress
-from ._transport import MigrateTransport
-from ._upcalls import Upcalls
-from .errors import HandshakeError, SessionExpired
-from .interfaces import ConnectivityEvent, ILocator, IMigratable, IMigratePolicy, SessionRecord
-from .monitors import MonitorLease
+from .._sansio import wire as _wire
+from .._sansio.stream import ProtocolViolation
+from .._sansio.handshake import ClientHandshake, HandshakeFailed
+from .._options import SessionOptions
+from .._protocol import Carrier
+from .._race import RacingEndpoint
+from ..locate import locatorList as _locatorList
+from .._session import Session, formatAddress
+from .._transport import MigrateTransport
+from .._upcalls import Upcalls
+from ..errors import HandshakeError, SessionExpired
+from ..interfaces import ConnectivityEvent, ILocator, IMigratable, IMigratePolicy, SessionRecord
+from ..monitors import MonitorLease
 
 # The shortest time between two fresh lookups of the peer's name.
 _LOOKUP_INTERVAL = 0.5
