@@ -29,20 +29,20 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._sansio import wire as _wire
-from ._advertise import AdvertisePolicy
-from ._sansio.stream import ProtocolViolation
-from ._sansio.handshake import HandshakeFailed, ResumeRequest, ServerHandshake
-from ._memory import releaseFreedMemory
-from ._timers import TimerSet
-from ._options import SessionOptions
-from ._protocol import Carrier, whenAllClosed
-from .store import logStoreFailure
-from ._channels import ChannelTable
-from ._session import Session, State, restoreSession
-from ._transport import MigrateTransport
-from ._upcalls import Upcalls
-from .interfaces import (
+from .._sansio import wire as _wire
+from .._advertise import AdvertisePolicy
+from .._sansio.stream import ProtocolViolation
+from .._sansio.handshake import HandshakeFailed, ResumeRequest, ServerHandshake
+from .._memory import releaseFreedMemory
+from .._timers import TimerSet
+from .._options import SessionOptions
+from .._protocol import Carrier, whenAllClosed
+from ..store import logStoreFailure
+from .._channels import ChannelTable
+from .._session import Session, State, restoreSession
+from .._transport import MigrateTransport
+from .._upcalls import Upcalls
+from ..interfaces import (
     ConnectivityEvent,
     CorruptRecord,
     StoreUnavailable,
@@ -53,11 +53,11 @@ from .interfaces import (
     ISessionStore,
     SessionRecord,
 )
-from .locate import locatorList as _locatorList
-from .monitors import MonitorLease
-from ._options import defaultMemoryBudget
-from .policy import DefaultPolicy
-from .errors import SessionExpired
+from ..locate import locatorList as _locatorList
+from ..monitors import MonitorLease
+from .._options import defaultMemoryBudget
+from ..policy import DefaultPolicy
+from ..errors import SessionExpired
 
 
 def _checkSecure(secure: bool, carrier: Carrier) -> None:
