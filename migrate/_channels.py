@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 
 from ._sansio import wire as _wire
 from ._sansio.stream import ProtocolViolation
-from ._upcalls import Upcalls
+from ._upcalls import NO_UPCALLS
 from .errors import ChannelRefused, ChannelReset, PeerAborted
 from .interfaces import IMigratable
 
@@ -487,6 +487,8 @@ class ChannelTable:
         self.writeBlocked = False
         self.opened = 0
         self._turn = 0
+        self._needAck: dict[Session, None] = {}
+        self._ackCall: Optional[IDelayedCall] = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -586,10 +588,9 @@ class ChannelTable:
             root.isClient,
             root.options,
             root.policy,
-            Upcalls([]),
+            NO_UPCALLS,
         )
         session.makeChannel(root, channel)
-        session.onEnd = self._channelEnded
         return session
 
     def _newCarrier(self, channel: int) -> ChannelCarrier:
@@ -947,7 +948,10 @@ class ChannelTable:
                 return _wire.encodeChannelClose(channel, graceful, notice)
         return _wire.encodeChannelClose(channel, False)
 
-    def _channelEnded(self, session: Session) -> None:
+    def channelEnded(self, session: Session) -> None:
+        """
+        The session of one of our channels ended.
+        """
         channel = session.channelID
         entry = self._entries.get(channel)
         if entry is None or entry.session is not session:
@@ -963,6 +967,7 @@ class ChannelTable:
         The session ended: so does every channel, with the same reason.
         """
         self._current = None
+        self._stopAcks()
         for entry in list(self._entries.values()):
             carrier, entry.carrier = entry.carrier, None
             if carrier is not None:
@@ -980,6 +985,29 @@ class ChannelTable:
         """
         for session in self.sessions():
             session.shutdown()
+
+    # Delayed acknowledgements
+
+    def ackSoon(self, session: Session) -> None:
+        """
+        Channel C{session} received data: acknowledge it within
+        C{ackDelay}, on one timer for every channel of the session.
+        """
+        self._needAck[session] = None
+        if self._ackCall is None:
+            self._ackCall = self.clock.callLater(self.root.options.ackDelay, self._ackAll)
+
+    def _ackAll(self) -> None:
+        self._ackCall = None
+        waiting, self._needAck = self._needAck, {}
+        for session in waiting:
+            session.acknowledgeNow()
+
+    def _stopAcks(self) -> None:
+        call, self._ackCall = self._ackCall, None
+        if call is not None and call.active():
+            call.cancel()
+        self._needAck = {}
 
     # Hibernation
 
@@ -1037,6 +1065,7 @@ class ChannelTable:
         """
         The session is hibernating: give back the channels' buffers too.
         """
+        self._stopAcks()
         for entry in self._entries.values():
             entry.session.hibernate()
 

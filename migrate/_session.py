@@ -220,6 +220,21 @@ class _PullDriver:
 _ONLY_DETACHED = frozenset({_DETACHED})
 _CARRIER_SET = frozenset({_CARRIER})
 
+#: The few sets of pause reasons there are, one object each (most of many
+#: sessions share one).
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _interned(reasons: frozenset[str]) -> frozenset[str]:
+    """
+    The one object for this set of pause reasons.
+    """
+    return _INTERNED.setdefault(reasons, reasons)
+
+
+#: No addresses (shared: address lists are replaced, never changed in place).
+_NO_ADDRESSES: list[str] = []
+
 #: The session-level frames of channels.
 _CHANNEL_FRAMES = frozenset(
     {
@@ -495,10 +510,11 @@ class Session:
         self._pingToken = 0
         self._pingSentAt: Optional[float] = None
         self._smallWrite = min(4096, options.sendFrame)
-        self.peerAddresses: list[str] = []
-        self.trustedPeerAddresses: list[str] = []
+        # (Shared until replaced: never changed in place.)
+        self.peerAddresses: list[str] = _NO_ADDRESSES
+        self.trustedPeerAddresses: list[str] = _NO_ADDRESSES
         self._untrustedLogged = False
-        self.advertised: list[str] = []
+        self.advertised: list[str] = _NO_ADDRESSES
         self.advertConfigured = False
         self.onPeerAddresses: Callable[[Session], None] = _ignore
         self._advertSeq = 0
@@ -763,7 +779,7 @@ class Session:
                 self.channels.carrierAttached()
         if wasDetached:
             self._resumeFor(_DETACHED)
-        if self.handoffs and self.transport is not None:
+        if self.handoffs and self.transport is not None and self.parent is None:
             self.upcalls.notify(
                 "sessionResumed", self.transport, previousPeer, self.lastPeer, downtime, resent
             )
@@ -798,7 +814,7 @@ class Session:
             return
         self.state = State.DETACHED
         self.detachedSince = self.clock.seconds()
-        self._pauseReasons = self._pauseReasons - _CARRIER_SET
+        self._pauseReasons = _interned(self._pauseReasons - _CARRIER_SET)
         self._pauseFor(_DETACHED)
         if self.parent is not None:
             return
@@ -1249,7 +1265,12 @@ class Session:
         if engine.received - engine.ackSent >= self.options.ackEvery:
             self._sendAck()
         elif self._ackCall is None:
-            self._ackCall = self.clock.callLater(self.options.ackDelay, self._ackTimer)
+            parent = self.parent
+            if parent is not None and parent.channels is not None:
+                # One timer for the acknowledgements of all the channels.
+                parent.channels.ackSoon(self)
+            else:
+                self._ackCall = self.clock.callLater(self.options.ackDelay, self._ackTimer)
         if self._closeRequested:
             self._unreadAfterClose = True
             if self._finWritten and self._aborting is None and not self._ended:
@@ -1356,6 +1377,15 @@ class Session:
     def _ackTimer(self) -> None:
         self._ackCall = None
         if self.engine.unacknowledged and self.carrier is not None:
+            self._sendAck()
+
+    def acknowledgeNow(self) -> None:
+        """
+        Acknowledge what we received and have not yet acknowledged, if a
+        carrier is up (the delayed acknowledgement of a channel: see
+        L{ChannelTable.ackSoon}).
+        """
+        if self.engine.unacknowledged and self.carrier is not None and not self._ended:
             self._sendAck()
 
     def _sendAck(self) -> None:
@@ -1780,6 +1810,9 @@ class Session:
             detail=" (%s)" % (detail,) if detail else "",
             event="ended",
         )
+        parent = self.parent
+        if parent is not None and parent.channels is not None:
+            parent.channels.channelEnded(self)
         self.onEnd(self)
         if not self._closingCarriers:
             self._fireEnded()
@@ -1973,7 +2006,7 @@ class Session:
 
     def _pauseFor(self, reason: str) -> None:
         if reason not in self._pauseReasons:
-            self._pauseReasons = self._pauseReasons | {reason}
+            self._pauseReasons = _interned(self._pauseReasons | {reason})
         producer = self._producer
         if producer is not None and not self._appPaused:
             self._appPaused = True
@@ -1984,7 +2017,7 @@ class Session:
 
     def _resumeFor(self, reason: str) -> None:
         if reason in self._pauseReasons:
-            self._pauseReasons = self._pauseReasons - {reason}
+            self._pauseReasons = _interned(self._pauseReasons - {reason})
         producer = self._producer
         if not self._pauseReasons and producer is not None and self._appPaused:
             self._appPaused = False

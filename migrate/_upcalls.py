@@ -82,3 +82,29 @@ class Upcalls:
         return gatherResults([d.addErrback(logged) for d in pending]).addCallback(
             lambda answers: all(a is not False for a in answers)
         )
+
+
+class _NoUpcalls(Upcalls):
+    """
+    The upcalls of a session's channel: none (upcalls are about the
+    session, and go to its first stream's protocol and its observers).
+    One instance serves every channel: it keeps no application.
+    """
+
+    def __init__(self) -> None:
+        Upcalls.__init__(self, [])
+
+    @property
+    def app(self) -> None:
+        return None
+
+    @app.setter
+    def app(self, value: object) -> None:
+        pass
+
+    def notify(self, name: str, *args: Any) -> list[Any]:
+        return []
+
+
+#: The upcalls of every channel.
+NO_UPCALLS: Upcalls = _NoUpcalls()

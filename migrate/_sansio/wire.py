@@ -551,6 +551,13 @@ def decodeChannelClose(body: bytes) -> tuple[int, bool, Optional[str]]:
     return channel, bool(flags & CLOSE_GRACEFUL), aborted
 
 
+def _noSink(payload: bytes) -> None:
+    """
+    Where a parser would send payload before any data frame began (never
+    called: a payload follows its head).
+    """
+
+
 #: The (never appended to) body of a parser between control frames.
 _NO_BODY: list[bytes] = []
 
@@ -599,14 +606,14 @@ class FrameParser:
         self._body: list[bytes] = _NO_BODY
         self._pending = b""
         self._paused = False
-        self._sink: Callable[[bytes], None] = receiver.payloadReceived
+        # (Set at each data or channel frame's head.)
+        self._sink: Callable[[bytes], None] = _noSink
 
     def setReceiver(self, receiver: IFrameReceiver) -> None:
         """
         Deliver frames to C{receiver} from now on (between frames).
         """
         self._receiver = receiver
-        self._sink = receiver.payloadReceived
 
     @property
     def pendingBytes(self) -> int:
