@@ -332,13 +332,13 @@ class MigrateClientEndpoint:
             protocolFactory,
             self.options,
             self.policy,
-            self.monitor,
-            self.observers,
-            self.endpointFor,
-            self.limiter,
-            self.endpointTo,
-            self.locator,
-            self.peerName,
+            monitor=self.monitor,
+            observers=self.observers,
+            endpointFor=self.endpointFor,
+            limiter=self.limiter,
+            endpointTo=self.endpointTo,
+            locator=self.locator,
+            peerName=self.peerName,
         )
         connector.channelFactories = self.channelFactories
         if self._timers is None:
