@@ -26,6 +26,8 @@ from typing import Mapping, Optional, Sequence
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
+from ._address import formatHostPort
+
 # Interfaces whose addresses only their own peers can reach: container
 # bridges, virtual machine networks, tunnels and VPNs.
 _ISOLATED_PREFIXES = (
@@ -78,13 +80,6 @@ def isolatedInterface(name: Optional[str]) -> bool:
     machine network or a tunnel.
     """
     return bool(name) and str(name).startswith(_ISOLATED_PREFIXES)
-
-
-def formatHostPort(host: str, port: int) -> str:
-    """
-    C{"host:port"}, or C{"[host]:port"} for IPv6.
-    """
-    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
 
 
 @dataclass(frozen=True)

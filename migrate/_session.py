@@ -60,6 +60,7 @@ from zope.interface import implementer
 
 from ._sansio import crypto as _crypto, wire as _wire
 from ._sansio.stream import ProtocolViolation, StreamEngine
+from ._address import formatAddress, parseAddress
 from ._options import SessionOptions
 from ._upcalls import Upcalls
 from .interfaces import IMigratable, IMigratePolicy, SessionRecord
@@ -76,34 +77,6 @@ if TYPE_CHECKING:
     #: What a session runs over: a connection, or (for a channel) its part
     #: of its session's connection.
     AnyCarrier = Union[Carrier, ChannelCarrier]
-
-
-def formatAddress(address: Optional[IAddress]) -> str:
-    """
-    C{"host:port"} (C{"[host]:port"} for IPv6) of an address, or C{""}.
-    """
-    if address is None:
-        return ""
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None:
-        return str(address)
-    return ("[%s]:%s" if ":" in host else "%s:%s") % (host, port)
-
-
-def parseAddress(text: str) -> Optional[IAddress]:
-    """
-    The address L{formatAddress} wrote, as a TCP address, or C{None}.
-    """
-    if not text or ":" not in text:
-        return None
-    host, _, port = text.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        return None
-    if host.startswith("["):
-        return IPv6Address("TCP", host.strip("[]"), number)
-    return IPv4Address("TCP", host, number)
 
 
 class State(enum.Enum):

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from ._address import formatAddress
 from .interfaces import IMigrateTransport
 
 if TYPE_CHECKING:
@@ -260,11 +261,8 @@ class MigrateTransport:
         root = s.parent if s.parent is not None else s
         table = root.channels
 
-        def address(a: object) -> str | None:
-            if a is None:
-                return None
-            host, port = getattr(a, "host", None), getattr(a, "port", None)
-            return "%s:%s" % (host, port) if host is not None else str(a)
+        def address(a: Optional[IAddress]) -> str | None:
+            return None if a is None else formatAddress(a)
 
         return {
             "id": s.hexID,

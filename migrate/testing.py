@@ -51,7 +51,30 @@ from zope.interface import implementer
 
 from .interfaces import ConnectivityEvent, IConnectivityMonitor, LocalAddress
 
-__all__ = ["MemoryNetwork", "MemoryLink", "MemoryTransport", "CuttingRelay", "FakeMonitor"]
+__all__ = [
+    "MemoryNetwork",
+    "MemoryLink",
+    "MemoryTransport",
+    "CuttingRelay",
+    "FakeMonitor",
+    "sessionOf",
+]
+
+
+def sessionOf(protocol: Any) -> Any:
+    """
+    The session (or channel) behind a Migrate application protocol, for
+    tests that look at its state (positions, timers, channels): what
+    C{protocol.transport} delivers to.
+
+    @raise TypeError: the protocol's transport is not a Migrate transport.
+    """
+    from ._transport import MigrateTransport
+
+    transport = getattr(protocol, "transport", None)
+    if not isinstance(transport, MigrateTransport):
+        raise TypeError("%r has no Migrate transport" % (protocol,))
+    return transport._session
 
 
 @implementer(ITransport, IPushProducer)

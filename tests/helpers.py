@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from migrate import MigrateClientEndpoint, MigrateServerFactory, SessionOptions
+from migrate.testing import sessionOf
 from migrate.testing import MemoryNetwork
 
 
@@ -142,11 +143,11 @@ class Pair:
 
     @property
     def clientSession(self) -> Any:
-        return self.client.transport._session
+        return sessionOf(self.client)
 
     @property
     def serverSession(self) -> Any:
-        return self.server.transport._session
+        return sessionOf(self.server)
 
     def settle(self, seconds: float = 0.0, step: float = 0.01) -> None:
         """

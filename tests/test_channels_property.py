@@ -56,6 +56,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides, implementer
 
+from migrate.testing import sessionOf
 from migrate import SessionOptions
 from migrate.errors import ChannelRefused, PeerAborted
 
@@ -824,7 +825,7 @@ class HeadOfLineTests(SynchronousTestCase):
         """
         What the channel carrier of C{proto}'s channel keeps unread.
         """
-        carrier = proto.transport._session.carrier
+        carrier = sessionOf(proto).carrier
         return carrier.parser.pendingBytes if carrier is not None else 0
 
     @showExample
@@ -1000,7 +1001,7 @@ class ChannelBugTests(SynchronousTestCase):
         p.settle(2)
         self.assertEqual([f.type for f in proto.lost], [ConnectionAborted])
         self.assertEqual([f.type for f in serverSide.lost], [PeerAborted])
-        self.assertTrue(proto.transport._session.ended, "the client's channel lingers")
+        self.assertTrue(sessionOf(proto).ended, "the client's channel lingers")
         self.assertEqual(len(p.clientSession.channels), 0)
         self.assertEqual(len(p.serverSession.channels), 0)
 
@@ -1017,7 +1018,7 @@ class ChannelBugTests(SynchronousTestCase):
         p.settle(2)
         self.assertEqual([f.type for f in proto.lost], [ConnectionDone])
         self.assertEqual(len(serverSide.lost), 1)
-        self.assertTrue(proto.transport._session.ended, "the client's channel lingers")
+        self.assertTrue(sessionOf(proto).ended, "the client's channel lingers")
         self.assertEqual(len(p.clientSession.channels), 0)
 
     def test_noReconnectLoopOnceTheServerEnded(self) -> None:

@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from migrate.testing import sessionOf
 from migrate import SessionExpired, SessionOptions
 from migrate._client import AttemptLimiter
 from migrate.interfaces import IMigratable
@@ -187,8 +188,8 @@ class HibernationTests(SynchronousTestCase):
         late resume finds nothing and the client hears L{SessionExpired}.
         """
         pair, store = hibernatingPair(sessionTimeout=60)
-        pair.client.transport._session.setPolicy(
-            pair.client.transport._session.policy.__class__(SessionOptions(sessionTimeout=600))
+        sessionOf(pair.client).setPolicy(
+            sessionOf(pair.client).policy.__class__(SessionOptions(sessionTimeout=600))
         )
         detach(pair)
         pair.settle(seconds=11, step=0.5)

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from migrate.testing import sessionOf
 from migrate import SessionOptions
 from migrate._sansio import crypto as _crypto, wire as _wire
 from migrate._protocol import Carrier
@@ -630,7 +631,7 @@ class FairOpeningTests(SynchronousTestCase):
         pair.servers.clear()
         pair.settle(1.0, 0.05)
         self.assertEqual(len(pair.servers), 1)
-        self.assertEqual(pair.servers[0].transport._session.state.name, "ATTACHED")
+        self.assertEqual(sessionOf(pair.servers[0]).state.name, "ATTACHED")
 
 class NonReaderTests(SynchronousTestCase):
     """
@@ -788,7 +789,7 @@ class MemoryBudgetTests(SynchronousTestCase):
         self.pair.clock.advance(0)
         self.assertLessEqual(factory.held(), self.budget * 0.9)
         # The largest alone brings it under 90% of the budget.
-        ended = [server.transport._session.ended for _, server in clients]
+        ended = [sessionOf(server).ended for _, server in clients]
         self.assertEqual(ended, [False, False, True, False])
         self.pair.net.refuse = False
         for client, _ in clients:

@@ -21,7 +21,7 @@ from twisted.protocols import amp
 from twisted.trial.unittest import TestCase
 
 from migrate import MigrateClientEndpoint, MigrateServerEndpoint, SessionOptions
-from migrate.testing import CuttingRelay
+from migrate.testing import CuttingRelay, sessionOf
 
 from .helpers import Echo, Recorder
 
@@ -172,7 +172,7 @@ class LoopbackTests(TestCase):
         proto = yield endpoint.connect(Factory.forProtocol(Recorder))
         proto.transport.write(b"hi")
         yield waitFor(lambda: proto.received == b"hi")
-        self.assertEqual(proto.transport._session.options.highWater, 65536)
+        self.assertEqual(sessionOf(proto).options.highWater, 65536)
         self.assertEqual(port.factory.sessions[bytes.fromhex(proto.transport.sessionID)].options.sessionTimeout, 42)
         proto.transport.loseConnection()
         yield waitFor(lambda: bool(proto.lost))
@@ -238,7 +238,7 @@ class ImpostorTests(TestCase):
             endpointTo=lambda host, p: TCP4ClientEndpoint(reactor, host, p),
         )
         proto = yield client.connect(Factory.forProtocol(Recorder))
-        session = proto.transport._session
+        session = sessionOf(proto)
         session.trustedPeerAddresses = ["127.0.0.1:%d" % impostor.getHost().port]
         relay.cutAll()
         proto.transport.write(b"after")

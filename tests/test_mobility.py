@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
+from migrate.testing import sessionOf
 from migrate import MigrateClientEndpoint, MigrateServerEndpoint, SessionExpired, SessionOptions
 from migrate.locate import DNSLocator
 from migrate.locator import LocatorServer, RecordTable
@@ -370,7 +371,7 @@ class ServerMoveTests(_Base):
         """
         port = self.client.transport.getPeer().port
         newAddress = "10.77.0.2:%d" % (port,)
-        session = self.client.transport._session
+        session = sessionOf(self.client)
         netns.ip("-n", self.topology.server, "addr", "add", "10.77.0.2/32", "dev", "lo")
         yield waitFor(lambda: newAddress in session.trustedPeerAddresses, 5)
         self.assertEqual(self.client.transport.getPeer().host, "10.77.0.1")

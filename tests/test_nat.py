@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
+from migrate.testing import sessionOf
 from migrate import MigrateClientEndpoint
 from migrate.interfaces import IMigratable
 from migrate.monitors import NetlinkMonitor
@@ -125,7 +126,7 @@ class NATTests(TestCase):
         send(b"opened;")
         yield waitFor(lambda: proto.received == expected, 10)
         onPublic()
-        session = proto.transport._session
+        session = sessionOf(proto)
         # The server advertised its private address; the client saw that
         # its path is translated and keeps none of it.
         self.assertEqual(session.trustedPeerAddresses, [])

@@ -15,7 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, ser
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
-from migrate.testing import CuttingRelay
+from migrate.testing import CuttingRelay, sessionOf
 
 from .helpers import Echo, Recorder
 from .test_loopback import waitFor
@@ -77,7 +77,7 @@ class RelayTests(TestCase):
         # Every carrier went through the relay: it is the only peer the
         # client ever had.
         self.assertEqual(proto.transport.getPeer().port, relayPort.getHost().port)
-        self.assertEqual(proto.transport._session.trustedPeerAddresses, [])
+        self.assertEqual(sessionOf(proto).trustedPeerAddresses, [])
         self.assertEqual(proto.lost, [])
         proto.transport.loseConnection()
         yield proto.transport.whenEnded()
@@ -155,7 +155,7 @@ class CrowdTests(TestCase):
         self.assertLess(reactor.seconds() - start, 1.0)  # type: ignore[attr-defined]
         proto.transport.write(b"hello")
         yield waitFor(lambda: proto.received == b"hello")
-        proto.transport._session.dropCarrier("test")
+        sessionOf(proto).dropCarrier("test")
         proto.transport.write(b" again")
         yield waitFor(lambda: proto.received == b"hello again", 5)
         self.assertEqual(proto.transport.handoffs, 1)

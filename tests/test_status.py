@@ -50,7 +50,7 @@ from migrate._status import (
 )
 from migrate.interfaces import IMigratable
 from migrate.store import MemorySessionStore
-from migrate.testing import MemoryNetwork
+from migrate.testing import MemoryNetwork, sessionOf
 
 from .helpers import Pair, Recorder
 
@@ -951,7 +951,7 @@ class EveryStateTests(SynchronousTestCase):
         # in memory however long they are detached).
         self.store = MemorySessionStore()
         self.pair.factory.store = self.store
-        self.pair.factory.hibernate(server.transport._session)
+        self.pair.factory.hibernate(sessionOf(server))
         self.pair.settle(seconds=30, step=1)
         self.assertEqual(self.clock.seconds(), 131.0)
 

@@ -13,7 +13,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, ser
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
-from migrate.testing import CuttingRelay
+from migrate.testing import CuttingRelay, sessionOf
 
 from .certs import writeServerFiles
 from .helpers import Echo, Recorder
@@ -172,7 +172,7 @@ class TLSBindingTests(TestCase):
         proto = yield client.connect(Factory.forProtocol(Recorder))
         proto.transport.write(b"one ")
         yield waitFor(lambda: proto.received == b"one ")
-        session = proto.transport._session
+        session = sessionOf(proto)
         (serverSession,) = factory.sessions.values()
         self.assertTrue(session.secure)
         self.assertTrue(serverSession.secure)
@@ -295,7 +295,7 @@ class ExporterBindingTests(TestCase):
         proto = yield self.connect(server)
         proto.transport.write(b"hello")
         yield waitFor(lambda: proto.received == b"hello")
-        self.assertTrue(proto.transport._session.secure)
+        self.assertTrue(sessionOf(proto).secure)
         proto.transport.loseConnection()
         yield proto.transport.whenEnded()
 

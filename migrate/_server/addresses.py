@@ -9,9 +9,10 @@ import ipaddress
 
 from twisted.internet.interfaces import IAddress
 
+from .._address import hostOf
 
-def _hostOf(address: IAddress) -> str:
-    return str(getattr(address, "host", address))
+
+_hostOf = hostOf
 
 
 def _shareOf(address: IAddress) -> str:
