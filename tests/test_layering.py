@@ -139,3 +139,26 @@ class LayeringTests(SynchronousTestCase):
         self.assertIn("migrate._sansio.wire", self.graph["migrate._session"])
         self.assertIn("migrate._sansio.errors", self.graph["migrate._sansio.stream"])
         self.assertIn("migrate._session", self.graph["migrate._server"])
+
+
+class PackagingTests(SynchronousTestCase):
+    def test_everySubpackageInstalled(self) -> None:
+        """
+        The packages C{setup.cfg} installs include every package of
+        C{migrate} (a subpackage left out works from the source tree and
+        breaks an installed C{twistd migrate}), and Twisted's plugin
+        directory.
+        """
+        from setuptools.config.setupcfg import read_configuration
+
+        root = os.path.dirname(PACKAGE)
+        here = os.getcwd()
+        os.chdir(root)
+        try:
+            packages = set(read_configuration(os.path.join(root, "setup.cfg"))["options"]["packages"])
+        finally:
+            os.chdir(here)
+        wanted = {name for name, path in modules().items() if path.endswith("__init__.py")}
+        self.assertEqual(wanted - packages, set())
+        self.assertIn("twisted.plugins", packages)
+        self.assertIn("migrate._sansio", packages)
