@@ -59,6 +59,7 @@ from twisted.python.log import ILogContext
 from zope.interface import implementer
 
 from ._sansio import crypto as _crypto, wire as _wire
+from ._sansio.liveness import DEAD, PING, Liveness
 from ._sansio.stream import ProtocolViolation, StreamEngine
 from ._address import formatAddress, parseAddress
 from ._options import SessionOptions
@@ -246,7 +247,7 @@ def _logContextFor(system: str) -> dict[Any, Any]:
 
 
 @implementer(IPushProducer)
-class Session:
+class Session(Liveness):
     """
     The state of one session on one side.
 
@@ -326,19 +327,15 @@ class Session:
         "_heard",
         "_hibernateCall",
         "_highWater",
-        "_lastAlive",
         "_lingering",
         "_liveCall",
         "_logContext",
         "_lostCall",
         "_lostReason",
         "_lowWater",
-        "_mark",
         "_noWrites",
         "_pauseReasons",
         "_peerAdvertSeq",
-        "_pingSentAt",
-        "_pingToken",
         "_probeCall",
         "_producer",
         "_pullDriver",
@@ -347,7 +344,6 @@ class Session:
         "_unansweredPings",
         "_unreadAfterClose",
         "_untrustedLogged",
-        "_watching",
         "_writeClosed",
         "advertConfigured",
         "advertised",
@@ -366,7 +362,6 @@ class Session:
         "key",
         "lastHost",
         "lastPeer",
-        "lastRTT",
         "onBufferHigh",
         "onCarrierLost",
         "onEnd",
@@ -377,10 +372,8 @@ class Session:
         "peerHost",
         "policy",
         "retransmitted",
-        "rttvar",
         "secure",
         "sessionID",
-        "srtt",
         "state",
         "transport",
         "trustedPeerAddresses",
@@ -412,6 +405,7 @@ class Session:
         policy: Optional[IMigratePolicy] = None,
         upcalls: Optional[Upcalls] = None,
     ) -> None:
+        Liveness.__init__(self)
         self.clock = clock
         self.sessionID = sessionID
         self.key = key
@@ -467,21 +461,13 @@ class Session:
         self._ackCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
         self.upcalls = upcalls if upcalls is not None else Upcalls([])
-        self.srtt: Optional[float] = None
-        self.rttvar: Optional[float] = None
-        self.lastRTT: Optional[float] = None
         self.retransmitted = 0
         self._heard = 0
-        self._mark: tuple[int, int, int] = (-1, -1, -1)
-        self._lastAlive = 0.0
         self.timers: IReactorTime = clock
         self._inReading = False
         self._liveCall: IDelayedCall | None = None
-        self._watching = False
         self._unansweredPings = 0
         self._probeCall: IDelayedCall | None = None
-        self._pingToken = 0
-        self._pingSentAt: Optional[float] = None
         self._smallWrite = min(4096, options.sendFrame)
         # (Shared until replaced: never changed in place.)
         self.peerAddresses: list[str] = _NO_ADDRESSES
@@ -940,21 +926,25 @@ class Session:
 
     def _startLiveness(self) -> None:
         self._stopLiveness()
-        self._mark = self._snapshot()
-        self._lastAlive = self.clock.seconds()
-        self._pingSentAt = None
+        self.liveStart(self.clock.seconds(), self._snapshot())
         self._schedule()
 
-    def _waiting(self) -> bool:
+    def _sessionWaiting(self) -> bool:
         """
-        Whether we wait to hear from the peer.
+        Whether the session waits to hear from the peer: data or FIN
+        unacknowledged (its own or a channel's), or reading paused.
         """
         return (
             not self.engine.allAcked
-            or self._pingSentAt is not None
             or self._readPaused
             or (self.channels is not None and self.channels.waiting())
         )
+
+    def _waiting(self) -> bool:
+        """
+        Whether we wait to hear from the peer (a heartbeat unanswered too).
+        """
+        return self.liveAwaits(self._sessionWaiting())
 
     def _idleLimit(self) -> float:
         keepalive = self.policy.keepaliveInterval()
@@ -962,15 +952,14 @@ class Session:
 
     def _schedule(self) -> None:
         """
-        Set the liveness timer: a heartbeat interval away while we wait to
-        hear from the peer, else when the idle carrier is due a keepalive.
+        Set the liveness timer when L{Liveness} says to look again.
         """
-        if self._waiting():
-            self._watching = True
-            delay = self.policy.heartbeatInterval()
-        else:
-            self._watching = False
-            delay = max(0.0, self._lastAlive + self._idleLimit() - self.clock.seconds())
+        delay = self.liveDelay(
+            self.clock.seconds(),
+            self._sessionWaiting(),
+            self.policy.heartbeatInterval(),
+            self._idleLimit(),
+        )
         self._liveCall = self.timers.callLater(delay, self._liveTick)
 
     def _watch(self) -> None:
@@ -984,12 +973,11 @@ class Session:
             parent._watch()
             return
         call = self._liveCall
-        if call is None or self._watching:
+        if call is None:
             return
-        call.cancel()
-        self._lastAlive = self.clock.seconds()
-        self._mark = self._snapshot()
-        self._schedule()
+        if self.liveWatch(self.clock.seconds(), self._snapshot()):
+            call.cancel()
+            self._schedule()
 
     def _stopLiveness(self) -> None:
         for name in ("_liveCall", "_probeCall"):
@@ -998,18 +986,6 @@ class Session:
                 if call.active():
                     call.cancel()
                 setattr(self, name, None)
-
-    def _progress(self) -> bool:
-        """
-        Whether anything arrived since the last look (data, an
-        acknowledgement, a heartbeat); no per-frame cost: positions and a
-        heartbeat counter are compared.
-        """
-        mark = self._snapshot()
-        if mark != self._mark:
-            self._mark = mark
-            return True
-        return False
 
     # Address advertisements
 
@@ -1105,37 +1081,32 @@ class Session:
         if self.carrier is None or self._ended:
             return
         now = self.clock.seconds()
-        if self._progress():
-            self._lastAlive = now
-        silence = now - self._lastAlive
-        if self._readPaused:
-            # We do not read, so we cannot judge; keep the peer informed.
+        action = self.liveTick(
+            now,
+            self._snapshot(),
+            self._sessionWaiting(),
+            self._readPaused,
+            self.policy.heartbeatInterval(),
+            self._idleLimit(),
+            self.policy.silenceLimit(self.srtt, self.rttvar),
+        )
+        if action == DEAD:
+            self.log.info(
+                "session {sid}: path dead after {silence:.2f} s of silence",
+                sid=self.hexID,
+                silence=self.liveSilence(now),
+            )
+            self.dropCarrier("path-dead")
+            return
+        if action == PING:
             self._ping()
-        elif self._watching and self._waiting():
-            if silence >= self.policy.silenceLimit(self.srtt, self.rttvar):
-                self.log.info(
-                    "session {sid}: path dead after {silence:.2f} s of silence",
-                    sid=self.hexID,
-                    silence=silence,
-                )
-                self.dropCarrier("path-dead")
-                return
-            if silence >= self.policy.heartbeatInterval() * 0.99:
-                self._ping()
-        elif silence >= self._idleLimit() * 0.99:
-            # An idle carrier due its keepalive (or, on the server, a client
-            # that stopped keeping it alive): ask, and watch for the answer.
-            self._ping()
-            self._lastAlive = now
         self._schedule()
 
     def _ping(self) -> None:
         carrier = self.carrier
         if carrier is None:
             return
-        self._pingToken += 1
-        self._pingSentAt = self.clock.seconds()
-        carrier.transport.write(_wire.encodePing(self._pingToken))
+        carrier.transport.write(_wire.encodePing(self.livePinged(self.clock.seconds())))
 
     def probe(self, reason: str = "path-dead") -> None:
         """
@@ -1166,25 +1137,11 @@ class Session:
             self.log.info("session {sid}: probe unanswered", sid=self.hexID)
             self.dropCarrier(reason)
         else:
-            self._lastAlive = self.clock.seconds()
+            self.liveHeard(self.clock.seconds())
 
     def _pong(self, token: int) -> None:
         self._heard += 1
-        sentAt = self._pingSentAt
-        if sentAt is None or token > self._pingToken:
-            return
-        # Any answer means the peer hears us; only the latest one times the
-        # round trip.
-        self._pingSentAt = None
-        if token != self._pingToken:
-            return
-        sample = self.clock.seconds() - sentAt
-        self.lastRTT = sample
-        if self.srtt is None or self.rttvar is None:
-            self.srtt, self.rttvar = sample, sample / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
-            self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self.livePong(token, self.clock.seconds())
 
     def _expire(self) -> None:
         self._expiryCall = None

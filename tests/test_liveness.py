@@ -7,6 +7,8 @@ once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from migrate import SessionOptions
@@ -319,3 +321,95 @@ class SourceTests(SynchronousTestCase):
         pair.net.cutAll()
         pair.net.flush()
         self.assertEqual(chosen, ["10.0.5.5", "10.0.5.5"])
+
+
+class PureLivenessTests(SynchronousTestCase):
+    """
+    L{migrate._sansio.liveness.Liveness} alone: times and marks in,
+    decisions out, no reactor.
+    """
+
+    HEARTBEAT, IDLE, SILENCE = 0.5, 25.0, 2.0
+
+    def tick(self, live: Any, now: float, mark: object, waiting: bool = True, paused: bool = False) -> object:
+        return live.liveTick(now, mark, waiting, paused, self.HEARTBEAT, self.IDLE, self.SILENCE)
+
+    def setUp(self) -> None:
+        from migrate._sansio.liveness import Liveness
+
+        self.live = Liveness()
+        self.live.liveStart(0.0, "m0")
+
+    def test_idleCarrierLooksAtKeepalive(self) -> None:
+        """
+        Nothing waited for: the timer is set for the keepalive, which then
+        pings once and counts the silence anew.
+        """
+        from migrate._sansio.liveness import PING
+
+        self.assertEqual(self.live.liveDelay(0.0, False, self.HEARTBEAT, self.IDLE), self.IDLE)
+        self.assertEqual(self.tick(self.live, 25.0, "m0", waiting=False), PING)
+        self.assertEqual(self.live.liveSilence(25.0), 0.0)
+
+    def test_waitingPingsThenDeclaresDead(self) -> None:
+        """
+        While waiting: a heartbeat after a heartbeat interval of silence,
+        the path dead after the silence limit; any progress resets it.
+        """
+        from migrate._sansio.liveness import DEAD, PING
+
+        live = self.live
+        self.assertEqual(live.liveDelay(0.0, True, self.HEARTBEAT, self.IDLE), self.HEARTBEAT)
+        self.assertEqual(self.tick(live, 0.5, "m0"), PING)
+        live.livePinged(0.5)
+        self.assertEqual(self.tick(live, 1.0, "m0"), PING)
+        # Something arrived (the mark changed): silence counts from now.
+        self.assertIsNone(self.tick(live, 1.2, "m1"))
+        self.assertEqual(self.tick(live, 3.2, "m1"), DEAD)
+
+    def test_pausedReaderOnlyPings(self) -> None:
+        """
+        A paused reader cannot judge the path: it keeps the peer informed,
+        never declares it dead.
+        """
+        from migrate._sansio.liveness import PING
+
+        live = self.live
+        live.liveDelay(0.0, True, self.HEARTBEAT, self.IDLE)
+        for t in (0.5, 5.0, 50.0):
+            self.assertEqual(self.tick(live, t, "m0", paused=True), PING)
+
+    def test_rttFromLatestAnswer(self) -> None:
+        """
+        Only the answer to the latest heartbeat times the round trip; RTT
+        is smoothed as TCP does; an answer to a token never sent is
+        ignored.
+        """
+        live = self.live
+        first = live.livePinged(1.0)
+        second = live.livePinged(2.0)
+        live.livePong(first, 2.1)
+        self.assertIsNone(live.srtt)
+        live.livePong(second + 5, 2.2)
+        self.assertIsNone(live.srtt)
+        live.livePinged(3.0)
+        live.livePong(second + 1, 3.2)
+        self.assertAlmostEqual(live.srtt or 0, 0.2)
+        self.assertAlmostEqual(live.rttvar or 0, 0.1)
+        token = live.livePinged(4.0)
+        live.livePong(token, 4.6)
+        self.assertAlmostEqual(live.srtt or 0, 0.875 * 0.2 + 0.125 * 0.6)
+
+    def test_watchRestartsSilenceOnce(self) -> None:
+        """
+        Starting to wait on an idle carrier counts the silence from then
+        (the timer is to be set again); while already watching, nothing
+        changes.
+        """
+        live = self.live
+        live.liveDelay(0.0, False, self.HEARTBEAT, self.IDLE)
+        self.assertTrue(live.liveWatch(10.0, "m0"))
+        self.assertEqual(live.liveSilence(10.0), 0.0)
+        live.liveDelay(10.0, True, self.HEARTBEAT, self.IDLE)
+        self.assertFalse(live.liveWatch(11.0, "m0"))
+        self.assertEqual(live.liveSilence(11.0), 1.0)
