@@ -58,7 +58,8 @@ from twisted.python.failure import Failure
 from twisted.python.log import ILogContext
 from zope.interface import implementer
 
-from ._sansio import crypto as _crypto, wire as _wire
+from ._sansio import wire as _wire
+from ._sansio.adverts import checkAdvert, nextAdvert
 from ._sansio.liveness import DEAD, PING, Liveness
 from ._sansio.stream import ProtocolViolation, StreamEngine
 from ._address import formatAddress, parseAddress
@@ -309,8 +310,9 @@ class Session(Liveness):
     __slots__ = (
         "_aborting",
         "_abortNotice",
-        "_ackCall",
         "_advertSeq",
+        "_peerAdvertSeq",
+        "_ackCall",
         "_appLost",
         "_appPaused",
         "_appProducer",
@@ -335,7 +337,6 @@ class Session(Liveness):
         "_lowWater",
         "_noWrites",
         "_pauseReasons",
-        "_peerAdvertSeq",
         "_probeCall",
         "_producer",
         "_pullDriver",
@@ -406,6 +407,8 @@ class Session(Liveness):
         upcalls: Optional[Upcalls] = None,
     ) -> None:
         Liveness.__init__(self)
+        self._advertSeq = 0
+        self._peerAdvertSeq = 0
         self.clock = clock
         self.sessionID = sessionID
         self.key = key
@@ -476,8 +479,6 @@ class Session(Liveness):
         self.advertised: list[str] = _NO_ADDRESSES
         self.advertConfigured = False
         self.onPeerAddresses: Callable[[Session], None] = _ignore
-        self._advertSeq = 0
-        self._peerAdvertSeq = 0
         self.channels: Optional[ChannelTable] = None
         self._held: Optional[list[bytes | int]] = None
         self._heldBytes = 0
@@ -989,11 +990,6 @@ class Session(Liveness):
 
     # Address advertisements
 
-    def _advertProof(self, sender: bytes, seq: int, flags: int, addresses: list[str]) -> bytes:
-        return _crypto.prove(
-            self.key, b"addresses", sender, seq, flags, *(a.encode("ascii") for a in addresses)
-        )
-
     def advertise(self, addresses: list[str], configured: bool = False) -> None:
         """
         Tell the peer where we can be reached (C{"host:port"} each), now and
@@ -1019,15 +1015,15 @@ class Session(Liveness):
         carrier = self.carrier
         if carrier is None or not self.advertised:
             return
-        # Numbered above anything sent under an earlier generation, so that
-        # a session restored in a new process still counts upwards.
-        self._advertSeq = max(self._advertSeq + 1, (self.generation << 32) + 1)
-        sender = b"client" if self.isClient else b"server"
-        flags = _wire.ADDRESSES_CONFIGURED if self.advertConfigured else 0
-        mac = self._advertProof(sender, self._advertSeq, flags, self.advertised)
-        carrier.transport.write(
-            _wire.encodeAddresses(self._advertSeq, flags, self.advertised, mac)
+        self._advertSeq, frame = nextAdvert(
+            self._advertSeq,
+            self.key,
+            self.isClient,
+            self.generation,
+            self.advertised,
+            self.advertConfigured,
         )
+        carrier.transport.write(frame)
 
     def _peerAdvertised(self, body: bytes) -> None:
         """
@@ -1038,20 +1034,13 @@ class Session(Liveness):
         balancer, an advertised address is unreachable, another host, or a
         way around whatever the path enforces.
         """
-        try:
-            seq, flags, addresses, mac = _wire.decodeAddresses(body)
-        except _wire.FrameError as e:
-            raise ProtocolViolation(str(e))
-        sender = b"server" if self.isClient else b"client"
-        if not _crypto.verify(self._advertProof(sender, seq, flags, addresses), mac):
-            raise ProtocolViolation("forged address advertisement")
-        if seq <= self._peerAdvertSeq:
-            raise ProtocolViolation("replayed address advertisement")
-        self._peerAdvertSeq = seq
+        self._peerAdvertSeq, addresses, configured = checkAdvert(
+            self._peerAdvertSeq, self.key, self.isClient, body
+        )
         self.peerAddresses = addresses
         current = formatAddress(self.lastPeer)
         trusted = (
-            bool(flags & _wire.ADDRESSES_CONFIGURED)
+            configured
             or current in addresses
             or current in self.trustedPeerAddresses
         )
