@@ -533,6 +533,67 @@ class Session(Liveness):
             return "%s/%d" % (self.sessionID.hex(), self.channelID)
         return self.sessionID.hex()
 
+    # Its owner (a server factory or a client connector)
+
+    def setOwner(
+        self,
+        carrierLost: Callable[[Session], None],
+        ended: Callable[[Session], None],
+        timers: Optional[IReactorTime] = None,
+        hibernate: Optional[Callable[[Session], object]] = None,
+        bufferHigh: Optional[Callable[[], None]] = None,
+        peerAddresses: Optional[Callable[[Session], None]] = None,
+    ) -> None:
+        """
+        Belong to an owner, which hears of the session's life through these
+        (each called with the session unless said otherwise).
+
+        @param carrierLost: the carrier went; the session is detached.
+        @param ended: the session ended (once).
+        @param timers: where the liveness timers go (a shared L{TimerSet}).
+        @param hibernate: the session has been detached for
+            C{suspendAfter}: hibernate it now (server, with a store).
+        @param bufferHigh: (no argument) the session passed its high-water
+            mark.
+        @param peerAddresses: the peer advertised where it can be reached.
+        """
+        self.onCarrierLost = carrierLost
+        self.onEnd = ended
+        if timers is not None:
+            self.timers = timers
+        self.onHibernate = hibernate
+        if bufferHigh is not None:
+            self.onBufferHigh = bufferHigh
+        if peerAddresses is not None:
+            self.onPeerAddresses = peerAddresses
+
+    def releaseOwner(self) -> None:
+        """
+        Belong to nobody: its owner hears nothing more (a client session
+        suspended into a store, its object about to be dropped).
+        """
+        self.onCarrierLost = _ignore
+        self.onEnd = _ignore
+        self.onHibernate = None
+        self.onBufferHigh = _nothing
+        self.onPeerAddresses = _ignore
+
+    def setChannelFactories(
+        self,
+        appFactory: Optional[IProtocolFactory],
+        factories: Optional[Mapping[str, IProtocolFactory]],
+        admission: Optional[Callable[[], Optional[str]]] = None,
+    ) -> None:
+        """
+        Say what the channels the peer opens are: C{factories} by name, or
+        (when C{None}) only C{""}, built by C{appFactory} (the factory of the
+        session's first stream); C{admission} may refuse any opening with a
+        reason (a server over its memory budget).
+        """
+        self.appFactory = appFactory
+        self.channelFactories = factories
+        self.channelAdmission = admission
+
     # Channels
 
     def makeChannel(self, root: Session, channel: int) -> None:
@@ -2115,8 +2176,7 @@ def restoreSession(
         session.app = None
         session._end(SessionExpired("application state could not be restored"))
         return None
-    session.appFactory = appFactory
-    session.channelFactories = channelFactories
+    session.setChannelFactories(appFactory, channelFactories)
     if record.channels:
         session.channelTable().restore(record.channels)
     return session

@@ -210,13 +210,13 @@ class ClientConnector(Attempts, ClientHandshaking, Candidates, Mobility):
         self.session = session
         self._confirmed = True
         self._generation = session.generation
-        session.appFactory = self.appFactory
-        session.channelFactories = self.channelFactories
-        if self.timers is not None:
-            session.timers = self.timers
-        session.onCarrierLost = self._sessionDetached
-        session.onEnd = self._sessionEnded
-        session.onPeerAddresses = self._peerAddresses
+        session.setChannelFactories(self.appFactory, self.channelFactories)
+        session.setOwner(
+            self._sessionDetached,
+            self._sessionEnded,
+            timers=self.timers,
+            peerAddresses=self._peerAddresses,
+        )
         if self.monitor is not None:
             self._monitorHeld = self.monitor.acquire(self._connectivityChanged)
         self._watchShutdown()
@@ -244,13 +244,12 @@ class ClientConnector(Attempts, ClientHandshaking, Candidates, Mobility):
             self.log.failure("saveMigrationState raised; session not suspended")
             return None
         self._stop()
-        session.onCarrierLost = lambda s: None
+        session.releaseOwner()
         session.dropCarrier("suspended")
         record = session.checkpoint(state)
         session.hibernate()
         session.app = None
         session.upcalls.app = None
-        session.onEnd = lambda s: None
         return record
 
     # Session hooks

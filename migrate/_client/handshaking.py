@@ -119,13 +119,13 @@ class ClientHandshaking(ConnectorBase):
             self.policy,
             self.upcalls,
         )
-        session.appFactory = self.appFactory
-        session.channelFactories = self.channelFactories
-        if self.timers is not None:
-            session.timers = self.timers
-        session.onCarrierLost = self._sessionDetached
-        session.onEnd = self._sessionEnded
-        session.onPeerAddresses = self._peerAddresses
+        session.setChannelFactories(self.appFactory, self.channelFactories)
+        session.setOwner(
+            self._sessionDetached,
+            self._sessionEnded,
+            timers=self.timers,
+            peerAddresses=self._peerAddresses,
+        )
         self.session = session
         carrier.transport.write(confirm)
 

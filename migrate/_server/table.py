@@ -53,17 +53,18 @@ class SessionTable(ServerState):
         Make C{session} one of ours.
         """
         self._countHost(session, _shareOf(peer))
-        session.timers = self.timers
-        session.onBufferHigh = self._budgetCheckSoon
+        session.setOwner(
+            self._sessionDetached,
+            self._sessionEnded,
+            timers=self.timers,
+            hibernate=self.hibernate if self.store is not None else None,
+            bufferHigh=self._budgetCheckSoon,
+        )
         if self._overBudget:
             session.pauseForBudget(True)
-        session.onCarrierLost = self._sessionDetached
-        session.onEnd = self._sessionEnded
-        session.appFactory = self.wrappedFactory
-        session.channelFactories = self.channelFactories
-        session.channelAdmission = self._channelAdmission
-        if self.store is not None:
-            session.onHibernate = self.hibernate
+        session.setChannelFactories(
+            self.wrappedFactory, self.channelFactories, self._channelAdmission
+        )
         self.sessions[session.sessionID] = session
 
     def _channelAdmission(self) -> Optional[str]:
