@@ -405,29 +405,7 @@ class ChannelCarrier:
         self._cancelResume()
 
 
-class _NowhereReceiver:
-    """
-    Where a channel carrier's parser delivers before it is adopted and
-    after it closed: nothing.
-    """
-
-    def dataFrameStarted(self, ack: int, length: int) -> None:
-        pass
-
-    def payloadReceived(self, payload: bytes) -> None:
-        pass
-
-    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
-        pass
-
-    def channelFrameStarted(self, channel: int, length: int) -> None:
-        pass
-
-    def channelPayloadReceived(self, payload: bytes) -> None:
-        pass
-
-
-_Nowhere = _NowhereReceiver()
+_Nowhere = _wire.NOWHERE
 
 
 class _Entry:

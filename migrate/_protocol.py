@@ -117,30 +117,10 @@ def _setReadSize(transport: object) -> None:
             candidate.bufferSize = max(candidate.bufferSize, READ_SIZE)  # type: ignore[union-attr]
 
 
-class _ClosedReceiver:
-    """
-    What a closed carrier's parser delivers to: nothing ever arrives (a
-    closed carrier is retired and parses nothing), and if it did, it would
-    be dropped.
-    """
-
-    def dataFrameStarted(self, ack: int, length: int) -> None:
-        pass
-
-    def payloadReceived(self, payload: bytes) -> None:
-        pass
-
-    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
-        pass
-
-    def channelFrameStarted(self, channel: int, length: int) -> None:
-        pass
-
-    def channelPayloadReceived(self, payload: bytes) -> None:
-        pass
-
-
-_Closed = _ClosedReceiver()
+#: What a closed carrier's parser delivers to: nothing ever arrives (a
+#: closed carrier is retired and parses nothing), and if it did, it would
+#: be dropped.
+_Closed = _wire.NOWHERE
 
 
 def whenAllClosed(

@@ -39,14 +39,10 @@ example counts, C{MIGRATE_FUZZ_SHRINK=0} reports failures unshrunk.
 
 from __future__ import annotations
 
-import functools
-import os
 import random
-import sys
-import traceback
 from typing import Any, Callable, Optional
 
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -62,60 +58,16 @@ from migrate.errors import ChannelRefused, PeerAborted
 
 from .helpers import Pair, Recorder
 
-# The settings of tests.test_fuzz (restated, so that this module stands
-# alone): derandomized, no database, no deadline; MIGRATE_FUZZ_SCALE
-# multiplies the example counts, MIGRATE_FUZZ_SHRINK=0 reports failures
-# unshrunk.
-_SCALE = float(os.environ.get("MIGRATE_FUZZ_SCALE", "1") or "1")
-_SHRINK = os.environ.get("MIGRATE_FUZZ_SHRINK", "1") != "0"
+from .test_fuzz import fuzzSettings as _fuzzSettings, showExample
 
 
 def fuzzSettings(examples: int) -> Callable[[Any], Any]:
     """
-    Derandomized, no database, no deadline, C{examples} examples (times
-    C{MIGRATE_FUZZ_SCALE}), shrunk unless C{MIGRATE_FUZZ_SHRINK=0}.
+    The settings of L{tests.test_fuzz} (derandomized, no database, no
+    deadline; C{MIGRATE_FUZZ_SCALE} and C{MIGRATE_FUZZ_SHRINK} apply), with
+    one failure shrunk rather than every distinct one.
     """
-    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
-    if _SHRINK:
-        phases += [Phase.shrink, Phase.explain]
-    return settings(
-        phases=phases,
-        max_examples=max(1, int(examples * _SCALE)),
-        derandomize=True,
-        database=None,
-        deadline=None,
-        # One failure, shrunk, rather than every distinct one (which takes
-        # minutes while several bugs are open).
-        report_multiple_bugs=False,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.filter_too_much,
-        ],
-    )
-
-
-def showExample(test: Callable[..., None]) -> Callable[..., None]:
-    """
-    Put Hypothesis's falsifying example (a note on the exception, which
-    trial does not print) in the exception's message.
-    """
-
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            test(*args, **kwargs)
-        except BaseException as e:
-            lines = list(getattr(e, "__notes__", None) or [])
-            for inner in getattr(e, "exceptions", None) or []:
-                lines.extend(traceback.format_exception(inner))
-            if lines and e.args and isinstance(e.args[0], str):
-                e.args = ("\n".join([e.args[0]] + lines),) + e.args[1:]
-            elif lines:
-                sys.stderr.write("\n".join(lines) + "\n")
-            raise
-
-    return wrapper
+    return settings(_fuzzSettings(examples), report_multiple_bugs=False)  # type: ignore[arg-type]
 
 
 @implementer(ILogObserver)

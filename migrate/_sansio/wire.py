@@ -551,6 +551,33 @@ def decodeChannelClose(body: bytes) -> tuple[int, bool, Optional[str]]:
     return channel, bool(flags & CLOSE_GRACEFUL), aborted
 
 
+class NullReceiver:
+    """
+    A frame receiver that drops everything: what a parser delivers to
+    before it has a receiver, and after its carrier is closed (nothing
+    should arrive then, and if it did, it would not matter).
+    """
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        pass
+
+    def payloadReceived(self, payload: bytes) -> None:
+        pass
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        pass
+
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        pass
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        pass
+
+
+#: The one L{NullReceiver}.
+NOWHERE = NullReceiver()
+
+
 def _noSink(payload: bytes) -> None:
     """
     Where a parser would send payload before any data frame began (never
