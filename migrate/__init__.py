@@ -14,11 +14,14 @@ The public names are listed in C{__all__}; everything else is private.
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint
+from ._multiplex import MultiplexingEndpoint
 from ._options import SessionOptions
 from ._server import MigrateServerFactory
 from .errors import (
     BufferFull,
     BufferOverflow,
+    ChannelRefused,
+    ChannelReset,
     HandshakeError,
     PeerAborted,
     SessionExpired,
@@ -35,6 +38,7 @@ __all__ = [
     "MigrateClientEndpoint",
     "MigrateServerEndpoint",
     "MigrateServerFactory",
+    "MultiplexingEndpoint",
     "SessionOptions",
     "IMigrateTransport",
     "SessionExpired",
@@ -42,4 +46,6 @@ __all__ = [
     "BufferFull",
     "PeerAborted",
     "HandshakeError",
+    "ChannelRefused",
+    "ChannelReset",
 ]
