@@ -53,6 +53,16 @@ class ExampleTests(SynchronousTestCase):
         self.assertIn(b"echoed: one two three", out)
         self.assertIn(b"reconnect delays asked for failures: [1, 2", out)
 
+    def test_channels(self) -> None:
+        """
+        The channels example carries a chat and a file in one session
+        through three cuts, exactly, one resume per cut.
+        """
+        out = self.runExample("channels.py")
+        self.assertIn(b"file: 2000000 bytes, exact", out)
+        self.assertIn(b"chat: exact", out)
+        self.assertIn(b"3 cuts, 3 resumes, one session", out)
+
     def test_upcalls(self) -> None:
         """
         The upcalls example hears its session's life and holds an attempt.
