@@ -333,7 +333,9 @@ class ChannelCarrier:
         if call is not None and call.active():
             call.cancel()
 
-    def retire(self, reason: str, graceful: bool = False, waitForPeer: bool = False) -> None:
+    def retire(
+        self, reason: str, graceful: bool = False, waitForPeer: bool = False, patient: bool = False
+    ) -> None:
         """
         The channel lets go of this carrier: the peer's channel is told at
         once with a C{CHANNEL_CLOSE} (graceful or not, with the reason if

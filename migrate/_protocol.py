@@ -282,7 +282,9 @@ class Carrier(Protocol):
         if session is not None:
             session.carrierLost(self, "protocol-error")
 
-    def retire(self, reason: str, graceful: bool = False, waitForPeer: bool = False) -> None:
+    def retire(
+        self, reason: str, graceful: bool = False, waitForPeer: bool = False, patient: bool = False
+    ) -> None:
         """
         Let go of this carrier: stop parsing (what still arrives is
         discarded) and close the connection: at once, or (if C{graceful})
@@ -307,9 +309,12 @@ class Carrier(Protocol):
         if not (graceful or waitForPeer):
             transport.abortConnection()
             return
-        if self.writeBlocked:
+        if self.writeBlocked and not patient:
             # The peer does not read what is already queued: waiting for it
-            # would only hold that memory (until the drain timeout).
+            # would only hold that memory (until the drain timeout).  (A
+            # C{patient} retire waits anyway: a complete session's last
+            # acknowledgement, behind bytes the peer no longer needs, such
+            # as an aborted channel's; the drain timeout still bounds it.)
             self.log.info(
                 "{label}: {reason}; the peer is not reading: aborted",
                 label=self.label,

@@ -778,7 +778,7 @@ class Session(Liveness):
             # the carrier once it has read that.
             self.state = State.ATTACHED
             self.detachedSince = None
-            carrier.retire("session closed", waitForPeer=True)
+            carrier.retire("session closed", waitForPeer=True, patient=True)
             return
         frames, resent = self.engine.resumeFrames(peerReceived)
         self.retransmitted += resent
@@ -1588,7 +1588,7 @@ class Session(Liveness):
             self._closeCall = self.clock.callLater(self.options.closeTimeout, self._lingerTimedOut)
             if self.engine.unacknowledged:
                 carrier.transport.write(self.engine.ackFrame())
-            carrier.retire("session closed", waitForPeer=True)
+            carrier.retire("session closed", waitForPeer=True, patient=True)
             if self.parent is not None:
                 self.parent.channelSettled()
             return

@@ -569,3 +569,26 @@ class ChannelZeroPausedTests(ChannelTestsBase):
         p.client.transport.resumeProducing()
         p.settle(2)
         self.assertEqual(p.client.received, big)
+
+
+class LingeringTests(ChannelTestsBase):
+    def test_lingerPatientWithFullCarrier(self) -> None:
+        """
+        A complete client session whose carrier's send buffer is full at
+        that moment (bytes of an aborted channel the server no longer
+        needs) still waits for the server to close the carrier, rather than
+        aborting it (and reconnecting): it ends cleanly without a resume.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        p.client.transport.loseConnection()
+        p.settle(1)
+        session = p.clientSession
+        # The carrier's transport is full, as if the aborted channel's
+        # bytes were still queued.
+        session.pauseProducing()
+        proto.transport.abortConnection()
+        p.settle(2)
+        self.assertTrue(session.ended)
+        self.assertIsInstance(session.endReason, ConnectionDone)
+        self.assertEqual(session.handoffs, 0)
