@@ -51,13 +51,11 @@ C{--quick} shrinks everything for a smoke run.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
 import platform
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -79,13 +77,6 @@ from twisted.internet.endpoints import (  # noqa: E402
 )
 from twisted.internet.interfaces import IPushProducer  # noqa: E402
 from twisted.internet.protocol import Factory, Protocol  # noqa: E402
-from twisted.logger import (  # noqa: E402
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
 from twisted.python.failure import Failure  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
@@ -98,69 +89,9 @@ OPENING = 32
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
-# Helpers (as in cost.py).
-
-
-def quietLogs() -> None:
-    """
-    Log warnings and errors to standard error, nothing else, from now on.
-    """
-    observer = FilteringLogObserver(
-        textFileLogObserver(sys.stderr),
-        [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)],
-    )
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
-def raiseFileLimit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 200000
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def rss() -> int:
-    """
-    Resident memory after a garbage collection and C{malloc_trim(0)}.
-    """
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def describeCode() -> str:
-    """
-    The commit measured, and whether C{migrate/} had uncommitted changes.
-    """
-    try:
-        commit = subprocess.run(
-            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10,
-        )
-        status = subprocess.run(
-            ["git", "-C", ROOT, "status", "--porcelain", "--", "migrate", "twisted"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return "code: %s (no git)" % (ROOT,)
-    if commit.returncode:
-        return "code: %s (not a git checkout)" % (ROOT,)
-    untracked = sum(1 for line in status if line.startswith("??"))
-    changed = len(status) - untracked
-    state = (
-        "migrate/ clean" if not status
-        else "uncommitted in migrate/: %d changed, %d untracked files" % (changed, untracked)
-    )
-    return "code: %s (%s)" % (commit.stdout.strip(), state)
+# Helpers shared with cost.py.
+sys.path.insert(0, HERE)
+from cost import describeCode, quietLogs, raiseFileLimit, rss  # noqa: E402
 
 
 def median(xs: Iterable[float]) -> float:

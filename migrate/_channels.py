@@ -223,23 +223,6 @@ class ChannelCarrier:
     def getHost(self) -> IAddress:
         return self.table.hostAddress()
 
-    def pauseProducing(self) -> None:
-        """
-        (Part of the carrier transport surface; a channel carrier is paused
-        through L{pauseReading}.)
-        """
-
-    def resumeProducing(self) -> None:
-        """
-        (See L{pauseProducing}.)
-        """
-
-    def loseConnection(self) -> None:
-        self.retire("closed", graceful=True)
-
-    def abortConnection(self) -> None:
-        self.retire("aborted")
-
     # What the session's carrier is told, through the table
 
     def windowGranted(self, limit: int) -> None:

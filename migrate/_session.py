@@ -1237,9 +1237,6 @@ class Session(Liveness):
         if self._held is not None:
             self._hold(payload, len(payload))
             return
-        self._payload(payload)
-
-    def _payload(self, payload: bytes) -> None:
         engine = self.engine
         engine.received += len(payload)
         if engine.received - engine.ackSent >= self.options.ackEvery:
@@ -2103,7 +2100,8 @@ class Session(Liveness):
                 return
             try:
                 if isinstance(item, bytes):
-                    self._payload(item)
+                    # (Nothing is held while this runs: straight through.)
+                    self.payloadReceived(item)
                 else:
                     self._finReceived(item)
             except ProtocolViolation as e:
