@@ -744,7 +744,7 @@ class ChannelTable:
             return
         entry.attached = True
         carrier.limit = window
-        entry.session.handoffs += 1
+        entry.session.countHandoff()
         entry.session.attach(carrier, received)
 
     def carrierLost(self, reason: str) -> None:
@@ -932,10 +932,8 @@ class ChannelTable:
         self._current = None
         self._stopAcks()
         for entry in list(self._entries.values()):
-            carrier, entry.carrier = entry.carrier, None
-            if carrier is not None:
-                carrier.abandon()
-                entry.session.carrier = None
+            entry.carrier = None
+            entry.session.abandonCarrier()
             d, entry.opened = entry.opened, None
             entry.session.end(reason)
             if d is not None:
@@ -1040,9 +1038,9 @@ class ChannelTable:
         byNumber = {c["channel"]: c for c in (channels or {"list": []})["list"]}
         for channel, entry in self._entries.items():
             stored = byNumber.get(channel)
-            entry.session.hibernated = False
-            if stored is not None:
-                entry.session.engine.restoreBuffer(base64.b64decode(stored["buffer"]))
+            entry.session.wakeBuffer(
+                base64.b64decode(stored["buffer"]) if stored is not None else None
+            )
 
     def restore(self, channels: dict[str, Any]) -> None:
         """
@@ -1060,16 +1058,16 @@ class ChannelTable:
             factory = self._acceptor(name)
             state = stored["appState"]
             session = self._makeSession(channel)
-            session.engine.restore(
+            session.restoreStream(
                 stored["sent"],
                 stored["acked"],
                 stored["received"],
                 stored["finSent"],
                 stored["finReceived"],
                 base64.b64decode(stored["buffer"]),
+                stored["handoffs"],
+                root.detachedSince,
             )
-            session.handoffs = stored["handoffs"]
-            session.detachedSince = root.detachedSince
             app: Any = None
             if factory is not None and state is not None:
                 try:
@@ -1098,7 +1096,7 @@ class ChannelTable:
                     "channel {sid}: restoreMigrationState raised; dropped", sid=session.hexID
                 )
                 del self._entries[channel]
-                session.app = None
+                session.dropApp()
                 session.end(ChannelReset("application state could not be restored"))
 
     # Accounting

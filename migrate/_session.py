@@ -594,6 +594,74 @@ class Session(Liveness):
         self.channelFactories = factories
         self.channelAdmission = admission
 
+    # What the handshakes and the owner learn about the session
+
+    def handshakeDone(
+        self, host: IAddress, generation: int, resumed: bool, secure: Optional[bool] = None
+    ) -> None:
+        """
+        A handshake for carrier generation C{generation} succeeded: our
+        address on it is C{host}; C{resumed} counts a handoff; C{secure}
+        (on an opening) says whether the session runs over TLS.
+        """
+        self.lastHost = host
+        self.generation = generation
+        if resumed:
+            self.handoffs += 1
+        if secure is not None:
+            self.secure = secure
+
+    def countHandoff(self) -> None:
+        """
+        Count one more successful resume (a channel's, resumed inside its
+        session's).
+        """
+        self.handoffs += 1
+
+    def setPeerHost(self, host: str) -> None:
+        """
+        Say under which peer host the server counts this session.
+        """
+        self.peerHost = host
+
+    def dropApp(self) -> None:
+        """
+        Let go of the application protocol and its transport (the session
+        is stored, its application state with it): nothing then refers to
+        them from here, so their memory goes back at once.
+        """
+        self.app = None
+        self.upcalls.app = None
+        self.transport = None
+
+    def restoreStream(
+        self,
+        sent: int,
+        acked: int,
+        received: int,
+        finSent: bool,
+        finReceived: bool,
+        buffer: bytes,
+        handoffs: int,
+        detachedSince: Optional[float],
+    ) -> None:
+        """
+        Take the positions, buffer and history of a stored stream (a
+        session's or a channel's).
+        """
+        self.engine.restore(sent, acked, received, finSent, finReceived, buffer)
+        self.handoffs = handoffs
+        self.detachedSince = detachedSince
+
+    def abandonCarrier(self) -> None:
+        """
+        Forget our carrier without closing it (a channel's, whose session
+        ended: there is nothing left to tell the peer on it).
+        """
+        carrier, self.carrier = self.carrier, None
+        if carrier is not None:
+            carrier.abandon()
+
     # Channels
 
     def makeChannel(self, root: Session, channel: int) -> None:
@@ -921,14 +989,22 @@ class Session(Liveness):
         A hibernated session kept in memory is being resumed: take its
         buffer back from the checkpoint, and its expiry timer.
         """
-        self.hibernated = False
-        self.engine.restoreBuffer(record.buffer)
+        self.wakeBuffer(record.buffer)
         if self.channels is not None:
             self.channels.wake(record.channels)
         if self._expiryCall is None and not self._ended:
             self._expiryCall = self.clock.callLater(
                 max(0.0, record.expiresAt - self.clock.seconds()), self._expire
             )
+
+    def wakeBuffer(self, buffer: Optional[bytes]) -> None:
+        """
+        Out of hibernation: take back the retransmission buffer stored with
+        the checkpoint (C{None}: none was stored).
+        """
+        self.hibernated = False
+        if buffer is not None:
+            self.engine.restoreBuffer(buffer)
 
     @classmethod
     def fromRecord(
@@ -953,14 +1029,19 @@ class Session(Liveness):
         session = cls(
             clock, record.sessionID, record.key, record.side == "client", options, policy, upcalls
         )
-        session.engine.restore(
-            record.sent, record.acked, record.received, record.finSent, record.finReceived, record.buffer
+        session.restoreStream(
+            record.sent,
+            record.acked,
+            record.received,
+            record.finSent,
+            record.finReceived,
+            record.buffer,
+            record.handoffs,
+            record.detachedSince,
         )
         session.generation = record.generation
         session.secure = record.secure
-        session.handoffs = record.handoffs
         session.createdAt = record.createdAt
-        session.detachedSince = record.detachedSince
         session.lastPeer = parseAddress(record.peer)
         session.lastHost = parseAddress(record.host)
         session._expiryCall = clock.callLater(
@@ -1051,7 +1132,9 @@ class Session(Liveness):
 
     # Address advertisements
 
-    def advertise(self, addresses: list[str], configured: bool = False) -> None:
+    def advertise(
+        self, addresses: list[str], configured: bool = False, send: bool = True
+    ) -> None:
         """
         Tell the peer where we can be reached (C{"host:port"} each), now and
         after every resume, authenticated by the session key and numbered
@@ -1059,6 +1142,7 @@ class Session(Liveness):
 
         @param configured: the operator chose these addresses (the peer may
             follow them even over a translated path).
+        @param send: whether to send them now (else with the next attach).
         """
         fitting = [a for a in addresses if _wire.addressFits(a)]
         if len(fitting) != len(addresses):
@@ -1070,7 +1154,8 @@ class Session(Liveness):
             )
         self.advertised = fitting[: _wire.MAX_ADDRESSES]
         self.advertConfigured = configured
-        self._sendAdvert()
+        if send:
+            self._sendAdvert()
 
     def _sendAdvert(self) -> None:
         carrier = self.carrier

@@ -79,6 +79,58 @@ def imports(name: str, path: str) -> set[str]:
     return found
 
 
+_SESSION_NAMES = ("session", "root", "parent")
+
+
+def _isSession(node: ast.AST) -> bool:
+    """
+    Whether C{node} names a session: a name or attribute ending in
+    C{session}, or C{root} or C{parent} (the names the package gives them).
+    """
+    if isinstance(node, ast.Name):
+        name = node.id
+    elif isinstance(node, ast.Attribute):
+        name = node.attr
+    else:
+        return False
+    return name.lower().endswith(_SESSION_NAMES) and not name.startswith("self")
+
+
+def _underSession(node: ast.Attribute) -> bool:
+    value: ast.AST = node.value
+    while isinstance(value, ast.Attribute):
+        if _isSession(value):
+            return True
+        value = value.value
+    return _isSession(value)
+
+
+def sessionOffences(name: str, source: str) -> list[str]:
+    """
+    Where C{source} (module C{name}) assigns an attribute of a session (or
+    of something it holds), or uses a private attribute of one.
+    """
+    offences = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            for one in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if isinstance(one, ast.Attribute) and _underSession(one):
+                    offences.append("%s:%d assigns %s" % (name, node.lineno, ast.unparse(one)))
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and _isSession(node.value)
+        ):
+            offences.append("%s:%d uses %s" % (name, node.lineno, ast.unparse(node)))
+    return sorted(offences, key=lambda o: int(o.split(":")[1].split()[0]))
+
+
 class LayeringTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.modules = modules()
@@ -131,6 +183,42 @@ class LayeringTests(SynchronousTestCase):
             if node not in state:
                 visit(node)
         self.assertEqual([" -> ".join(c) for c in cycles], [])
+
+    def test_sessionStateThroughMethods(self) -> None:
+        """
+        Outside C{migrate._session}, nothing assigns a session's attributes
+        or touches its private ones: other modules change a session through
+        its public methods.  (C{migrate.datagram} is left out, its sessions
+        being its own private class.)
+        """
+        offences = []
+        for name, path in self.modules.items():
+            if name in ("migrate._session", "migrate.datagram"):
+                continue
+            offences.extend(sessionOffences(name, open(path).read()))
+        self.assertEqual(offences, [])
+
+    def test_sessionOffencesFound(self) -> None:
+        """
+        (L{sessionOffences} finds what it looks for, and only that.)
+        """
+        source = (
+            "session.generation = 1\n"
+            "entry.session.upcalls.app = None\n"
+            "root.handoffs += 1\n"
+            "self.session = session\n"
+            "session._end(reason)\n"
+            "session.end(reason)\n"
+        )
+        self.assertEqual(
+            sessionOffences("m", source),
+            [
+                "m:1 assigns session.generation",
+                "m:2 assigns entry.session.upcalls.app",
+                "m:3 assigns root.handoffs",
+                "m:5 uses session._end",
+            ],
+        )
 
     def test_graphIsReal(self) -> None:
         """

@@ -248,8 +248,7 @@ class ClientConnector(Attempts, ClientHandshaking, Candidates, Mobility):
         session.dropCarrier("suspended")
         record = session.checkpoint(state)
         session.hibernate()
-        session.app = None
-        session.upcalls.app = None
+        session.dropApp()
         return record
 
     # Session hooks

@@ -137,7 +137,9 @@ class ClientHandshaking(ConnectorBase):
         assert session is not None
         self._finishAttempt()
         self._confirmed = True
-        session.secure = carrier.secure
+        session.handshakeDone(
+            carrier.transport.getHost(), session.generation, False, carrier.secure
+        )
         opened, self._opened = self._opened, None
         app = self.appFactory.buildProtocol(carrier.transport.getPeer())
         if app is None:
@@ -165,12 +167,12 @@ class ClientHandshaking(ConnectorBase):
             carrier.retire(str(e))
             session.end(SessionExpired("server resumed at an impossible position"))
             return
-        session.generation = handshake.generation
-        if not self._confirmed:
+        confirmed = self._confirmed
+        session.handshakeDone(carrier.transport.getHost(), handshake.generation, confirmed)
+        if not confirmed:
             self._confirm(carrier, received)
             return
         self._finishAttempt()
-        session.handoffs += 1
         self.log.info(
             "session {sid} resumed (generation {generation})",
             sid=session.hexID,

@@ -323,12 +323,11 @@ class Handshaking(ServerState):
         carrier.transport.write(
             state.handshake.acceptResume(request, session.key, session.engine.received)
         )
-        session.lastHost = carrier.transport.getHost()
+        resumed = session.state is not State.CLOSED
+        session.handshakeDone(carrier.transport.getHost(), request.generation, resumed)
         self._setAdvertisement(session, send=False)
-        session.generation = request.generation
         self._forgetDetached(session)
-        if session.state is not State.CLOSED:
-            session.handoffs += 1
+        if resumed:
             self._countHost(session, state.host)
             self.log.info(
                 "session {sid} resumed from {peer} (generation {generation})",
@@ -421,8 +420,7 @@ class Handshaking(ServerState):
             Upcalls(self.observers),
         )
         self._adopt(session, peer)
-        session.secure = carrier.secure
-        session.lastHost = carrier.transport.getHost()
+        session.handshakeDone(carrier.transport.getHost(), 0, False, carrier.secure)
         self._setAdvertisement(session, send=False)
         carrier.transport.write(_wire.encodeOpened())
         session.attach(carrier, 0)

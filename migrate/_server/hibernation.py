@@ -75,9 +75,7 @@ class Hibernation(ServerState):
             del self.sessions[sid]
             # Nothing refers to it any more; break its cycles so that its
             # memory goes back at once, not at the next collection.
-            session.app = None
-            session.upcalls.app = None
-            session.transport = None
+            session.dropApp()
         self.log.info(
             "session {sid} hibernated ({kind})",
             sid=session.hexID,

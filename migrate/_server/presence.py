@@ -90,8 +90,7 @@ class Presence(ServerState):
             if advert and advert != session.advertised:
                 session.advertise(advert, configured)
         else:
-            session.advertised = advert
-            session.advertConfigured = configured
+            session.advertise(advert, configured, send=False)
 
     def _connectivityChanged(self, event: ConnectivityEvent) -> None:
         """

@@ -36,7 +36,7 @@ class SessionTable(ServerState):
         host it was counted under).
         """
         self._uncountHost(session)
-        session.peerHost = host
+        session.setPeerHost(host)
         self._countedHost[session.sessionID] = host
         self._liveByHost[host] += 1
 
