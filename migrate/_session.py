@@ -60,8 +60,10 @@ from zope.interface import implementer
 
 from ._sansio import wire as _wire
 from ._sansio.adverts import checkAdvert, nextAdvert
-from ._sansio.liveness import DEAD, PING, Liveness
-from ._sansio.stream import ProtocolViolation, StreamEngine
+from ._sansio import session as _machine
+from ._sansio.liveness import DEAD, PING
+from ._sansio.session import SessionMachine
+from ._sansio.stream import ProtocolViolation
 from ._address import formatAddress, parseAddress
 from ._options import SessionOptions
 from ._upcalls import Upcalls
@@ -248,7 +250,7 @@ def _logContextFor(system: str) -> dict[Any, Any]:
 
 
 @implementer(IPushProducer)
-class Session(Liveness):
+class Session(SessionMachine):
     """
     The state of one session on one side.
 
@@ -277,65 +279,29 @@ class Session(Liveness):
         the driver that pulls it.
     @ivar _appProducer: the application's own producer object.
     @ivar _readPaused: the application paused reading.
-    @ivar _closeRequested: C{loseConnection} was called: no more data to the
-        application, FIN once the producer is gone.
-    @ivar _writeClosed: our direction is closing (FIN requested; it goes
-        out once the producer, if any, is unregistered).
-    @ivar _noWrites: writes are dropped (our FIN went out, or the
-        application's connection is over).
-    @ivar _finWritten: our FIN was written to a carrier.
-    @ivar _appLost: the application's C{connectionLost} was delivered or is
-        scheduled; the session may still be finishing in the background
-        (delivering its FIN or its abort to the peer).
-    @ivar _lostCall: the scheduled delivery of C{connectionLost}.
-    @ivar _ended: the session is over: no timers, no carrier.
-    @ivar _aborting: the reason to tell the peer, while an abort waits to
-        reach it (client side: through a later carrier if need be).
-    @ivar _lingering: (client) the streams are complete, but our last
-        acknowledgement has yet to be known delivered: the session waits
-        for the server to close the carrier (which it does once it has read
-        it, one round trip), resuming to deliver it if the carrier is lost
-        first, for up to C{closeTimeout}; the application hears
-        C{connectionLost} when that is over, so that nothing of the session
-        is left behind it.
-    @ivar _unreadAfterClose: the peer sent data after the application's
-        full close; like a TCP close with unread data, the session is then
-        aborted.
-    @ivar endNotice: why the session ended, told to a peer that resumes
-        it while the server still remembers it (C{None} for a clean close).
+    @ivar _timer: the one timer of the session's deadlines (see
+        L{SessionMachine.nextDeadline}), set for C{_timerAt}.
     @ivar _logContext: the log context of the application's callbacks
         (its C{logPrefix} is the log system, as on Twisted's transports).
     """
 
     __slots__ = (
-        "_aborting",
         "_abortNotice",
         "_advertSeq",
         "_peerAdvertSeq",
-        "_ackCall",
-        "_appLost",
         "_appPaused",
         "_appProducer",
-        "_closeCall",
-        "_closeRequested",
         "_closingCarriers",
         "_depth",
         "_endWaiters",
-        "_ended",
-        "_expiryCall",
-        "_finPending",
-        "_finWritten",
         "_hardCap",
         "_heard",
-        "_hibernateCall",
         "_highWater",
-        "_lingering",
         "_liveCall",
         "_logContext",
         "_lostCall",
         "_lostReason",
         "_lowWater",
-        "_noWrites",
         "_pauseReasons",
         "_probeCall",
         "_producer",
@@ -343,9 +309,7 @@ class Session(Liveness):
         "_readPaused",
         "_smallWrite",
         "_unansweredPings",
-        "_unreadAfterClose",
         "_untrustedLogged",
-        "_writeClosed",
         "advertConfigured",
         "advertised",
         "app",
@@ -353,13 +317,10 @@ class Session(Liveness):
         "clock",
         "createdAt",
         "detachedSince",
-        "endNotice",
         "endReason",
-        "engine",
         "generation",
         "handoffs",
         "hibernated",
-        "isClient",
         "key",
         "lastHost",
         "lastPeer",
@@ -391,6 +352,8 @@ class Session(Liveness):
         "channelFactories",
         "appFactory",
         "channelAdmission",
+        "_timer",
+        "_timerAt",
         "__weakref__",
     )
 
@@ -406,15 +369,20 @@ class Session(Liveness):
         policy: Optional[IMigratePolicy] = None,
         upcalls: Optional[Upcalls] = None,
     ) -> None:
-        Liveness.__init__(self)
+        SessionMachine.__init__(
+            self,
+            isClient,
+            options.sendFrame,
+            options.closeTimeout,
+            options.ackEvery,
+            options.ackDelay,
+        )
         self._advertSeq = 0
         self._peerAdvertSeq = 0
         self.clock = clock
         self.sessionID = sessionID
         self.key = key
-        self.isClient = isClient
         self.options = options
-        self.engine = StreamEngine(options.sendFrame)
         self.state = State.DETACHED
         self.generation = 0
         self.handoffs = 0
@@ -432,7 +400,6 @@ class Session(Liveness):
         self.onEnd: Callable[[Session], None] = _ignore
         self.onHibernate: Optional[Callable[[Session], object]] = None
         self.hibernated = False
-        self._hibernateCall: IDelayedCall | None = None
         # (Frozen sets, replaced on change: most sessions share the few
         # there are.)
         self._pauseReasons: frozenset[str] = _ONLY_DETACHED
@@ -441,33 +408,21 @@ class Session(Liveness):
         self._pullDriver: _PullDriver | None = None
         self._appPaused = False
         self._readPaused = False
-        self._closeRequested = False
-        self._writeClosed = False
-        self._noWrites = False
-        self._finPending = False
-        self._finWritten = False
-        self._appLost = False
         self._lostCall: IDelayedCall | None = None
         self._lostReason: Optional[Failure] = None
-        self._ended = False
-        self._aborting: Optional[str] = None
         self._abortNotice: Optional[str] = None
-        self._lingering = False
-        self._unreadAfterClose = False
-        self.endNotice: Optional[str] = None
         self.endReason: Optional[Exception] = None
         self._logContext: dict[Any, Any] = _logContextFor("Migrate")
         self._depth = 0
         self._endWaiters: Optional[list[Deferred[None]]] = None
         self._closingCarriers: Optional[set[AnyCarrier]] = None
-        self._expiryCall: IDelayedCall | None = None
-        self._ackCall: IDelayedCall | None = None
-        self._closeCall: IDelayedCall | None = None
         self.upcalls = upcalls if upcalls is not None else Upcalls([])
         self.retransmitted = 0
         self._heard = 0
         self.timers: IReactorTime = clock
         self._inReading = False
+        self._timer: IDelayedCall | None = None
+        self._timerAt: Optional[float] = None
         self._liveCall: IDelayedCall | None = None
         self._unansweredPings = 0
         self._probeCall: IDelayedCall | None = None
@@ -703,12 +658,6 @@ class Session(Liveness):
         root = self.parent if self.parent is not None else self
         return root.channelTable().open(factory, name)
 
-    @property
-    def closingSession(self) -> bool:
-        """
-        Whether the whole session is on its way out (no new channel then).
-        """
-        return self._ended or self._lingering or self._aborting is not None
 
     def channelSettled(self) -> None:
         """
@@ -716,7 +665,7 @@ class Session(Liveness):
         the server's confirmation: if our own stream is complete too, so
         may the session be.
         """
-        if not self._ended:
+        if not self.ended:
             self._checkFinished()
 
     @property
@@ -725,15 +674,8 @@ class Session(Liveness):
         (Client) why we abort, while the abort waits to reach the peer;
         else C{None}.
         """
-        return self._aborting
+        return self.aborting
 
-    @property
-    def lingering(self) -> bool:
-        """
-        (Client) whether the streams are complete and the session waits
-        for the server to confirm it read our last acknowledgement.
-        """
-        return self._lingering
 
     def channelFrameStarted(self, channel: int, length: int) -> None:
         """
@@ -789,7 +731,7 @@ class Session(Liveness):
             context.call(self._logContext, app.makeConnection, transport)
         except BaseException:
             self._appFailed(Failure())
-        if not self._appLost:
+        if not self.appLost:
             self.upcalls.notify("sessionEstablished", transport)
 
     # Carriers
@@ -817,10 +759,9 @@ class Session(Liveness):
         carrier.adopt(self)
         self.lastPeer = carrier.transport.getPeer()
         self.lastHost = carrier.transport.getHost()
-        if self._expiryCall is not None:
-            self._expiryCall.cancel()
-            self._expiryCall = None
-        self._cancelHibernation()
+        if self.expireAt is not None or self.hibernateAt is not None:
+            self.reattached()
+            self._arm()
         if self.state is State.CLOSED:
             self.carrier = None
             if self.endNotice is not None:
@@ -834,14 +775,14 @@ class Session(Liveness):
             carrier.transport.writeSequence(frames)
             carrier.retire("session already closed", graceful=True)
             return
-        if self._aborting is not None:
+        if self.aborting is not None:
             # Our abort has yet to reach the peer: that is all this carrier
             # is for.
             self.state = State.ATTACHED
             self.detachedSince = None
-            self._sendAbort(self._aborting)
+            self._sendAbort(self.aborting)
             return
-        if self._lingering:
+        if self.lingering:
             # The resume told the server everything we received: it closes
             # the carrier once it has read that.
             self.state = State.ATTACHED
@@ -857,9 +798,9 @@ class Session(Liveness):
             carrier.pauseReading()
         if frames:
             carrier.transport.writeSequence(frames)
-        if self.engine.finSent and not self._finWritten:
+        if self.engine.finSent and not self.finWritten:
             self._finWrittenOut()
-            if self._aborting is not None or self.carrier is not carrier:
+            if self.aborting is not None or self.carrier is not carrier:
                 return
         if self.parent is None:
             self._startLiveness()
@@ -889,10 +830,10 @@ class Session(Liveness):
         if carrier is not self.carrier:
             return
         self.carrier = None
-        if self._aborting is not None and clean:
+        if self.aborting is not None and clean:
             self._end(ConnectionAborted("aborted"))
             return
-        if self._lingering and clean:
+        if self.lingering and clean:
             self._end(ConnectionDone("session closed cleanly"))
             return
         self._stopLiveness()
@@ -907,10 +848,12 @@ class Session(Liveness):
         self._pauseFor(_DETACHED)
         if self.parent is not None:
             return
-        self._expiryCall = self.clock.callLater(self.policy.expireAfter(), self._expire)
-        suspendAfter = self.policy.suspendAfter()
-        if suspendAfter is not None and self.onHibernate is not None:
-            self._hibernateCall = self.clock.callLater(suspendAfter, self._hibernateDue)
+        self.detached(
+            self.clock.seconds(),
+            self.policy.expireAfter(),
+            self.policy.suspendAfter() if self.onHibernate is not None else None,
+        )
+        self._arm()
         self.log.info(
             "session {sid} detached: {reason}",
             sid=self.hexID,
@@ -921,16 +864,67 @@ class Session(Liveness):
             self.upcalls.notify("sessionSuspended", self.transport, reason)
         self.onCarrierLost(self)
 
+    # The one timer of the machine's deadlines
+
+    def _arm(self) -> None:
+        """
+        Set the session's timer for the machine's next deadline (or cancel
+        it when there is none).
+        """
+        when = self.nextDeadline()
+        if when == self._timerAt:
+            return
+        timer = self._timer
+        self._timerAt = when
+        if when is None:
+            self._timer = None
+            if timer is not None and timer.active():
+                timer.cancel()
+            return
+        delay = max(0.0, when - self.clock.seconds())
+        if timer is not None and timer.active():
+            timer.reset(delay)
+        else:
+            self._timer = self.clock.callLater(delay, self._timerFired)
+
+    def _timerFired(self) -> None:
+        when = self._timerAt
+        self._timer = self._timerAt = None
+        now = self.clock.seconds()
+        if when is not None and when > now:
+            # (The clock's float arithmetic fired a hair early.)
+            now = when
+        for due in self.dueDeadlines(now):
+            if self.ended:
+                break
+            if due is _machine.ACK:
+                if self.engine.unacknowledged and self.carrier is not None:
+                    self._sendAck()
+            elif due is _machine.CLOSE_TIMEOUT:
+                self._closeTimedOut()
+            elif due is _machine.LINGER_TIMEOUT:
+                self._lingerTimedOut()
+            elif due is _machine.ABORT_TIMEOUT:
+                self._abortTimedOut()
+            elif due is _machine.EXPIRE:
+                self._expire()
+            elif due is _machine.HIBERNATE:
+                self._hibernateDue()
+        if not self.ended:
+            self._arm()
+
+    @property
+    def expiresAt(self) -> Optional[float]:
+        """
+        When this detached session expires unless resumed (clock seconds),
+        or C{None}.
+        """
+        return self.expireAt
+
     # Hibernation
 
-    def _cancelHibernation(self) -> None:
-        call, self._hibernateCall = self._hibernateCall, None
-        if call is not None and call.active():
-            call.cancel()
-
     def _hibernateDue(self) -> None:
-        self._hibernateCall = None
-        if self.onHibernate is not None and self.state is State.DETACHED and not self._appLost:
+        if self.onHibernate is not None and self.state is State.DETACHED and not self.appLost:
             self.onHibernate(self)
 
     def checkpoint(self, appState: Optional[bytes]) -> SessionRecord:
@@ -972,14 +966,9 @@ class Session(Liveness):
         dropped too.)
         """
         self.hibernated = True
-        self._cancelHibernation()
+        self.hibernateAt = self.expireAt = self.ackAt = None
+        self._arm()
         self._stopLiveness()
-        for name in ("_expiryCall", "_ackCall"):
-            call = getattr(self, name)
-            if call is not None:
-                if call.active():
-                    call.cancel()
-                setattr(self, name, None)
         self.engine.releaseBuffer()
         if self.channels is not None:
             self.channels.hibernate()
@@ -992,10 +981,9 @@ class Session(Liveness):
         self.wakeBuffer(record.buffer)
         if self.channels is not None:
             self.channels.wake(record.channels)
-        if self._expiryCall is None and not self._ended:
-            self._expiryCall = self.clock.callLater(
-                max(0.0, record.expiresAt - self.clock.seconds()), self._expire
-            )
+        if self.expireAt is None and not self.ended:
+            self.expireAt = record.expiresAt
+            self._arm()
 
     def wakeBuffer(self, buffer: Optional[bytes]) -> None:
         """
@@ -1044,9 +1032,8 @@ class Session(Liveness):
         session.createdAt = record.createdAt
         session.lastPeer = parseAddress(record.peer)
         session.lastHost = parseAddress(record.host)
-        session._expiryCall = clock.callLater(
-            max(0.0, record.expiresAt - clock.seconds()), session._expire
-        )
+        session.expireAt = record.expiresAt
+        session._arm()
         return session
 
     def dropCarrier(self, reason: str) -> None:
@@ -1213,7 +1200,7 @@ class Session(Liveness):
 
     def _liveTick(self) -> None:
         self._liveCall = None
-        if self.carrier is None or self._ended:
+        if self.carrier is None or self.ended:
             return
         now = self.clock.seconds()
         action = self.liveTick(
@@ -1251,8 +1238,8 @@ class Session(Liveness):
         """
         if (
             self.carrier is None
-            or self._ended
-            or self._aborting is not None
+            or self.ended
+            or self.aborting is not None
             or self._probeCall is not None
         ):
             return
@@ -1266,7 +1253,7 @@ class Session(Liveness):
 
     def _probeExpired(self, reason: str, before: tuple[int, int, int]) -> None:
         self._probeCall = None
-        if self.carrier is None or self._ended or self._readPaused:
+        if self.carrier is None or self.ended or self._readPaused:
             return
         if self._snapshot() == before:
             self.log.info("session {sid}: probe unanswered", sid=self.hexID)
@@ -1279,7 +1266,6 @@ class Session(Liveness):
         self.livePong(token, self.clock.seconds())
 
     def _expire(self) -> None:
-        self._expiryCall = None
         self._end(
             SessionExpired(
                 "session detached for more than %g seconds" % (self.policy.expireAfter(),)
@@ -1322,20 +1308,18 @@ class Session(Liveness):
         if self._held is not None:
             self._hold(payload, len(payload))
             return
-        engine = self.engine
-        engine.received += len(payload)
-        if engine.received - engine.ackSent >= self.options.ackEvery:
+        parent = self.parent
+        ack = self.received(len(payload), self.clock.seconds(), parent is None)
+        if ack == _machine.ACK_NOW:
             self._sendAck()
-        elif self._ackCall is None:
-            parent = self.parent
-            if parent is not None and parent.channels is not None:
+        elif ack == _machine.ACK_LATER:
+            if parent is None:
+                self._arm()
+            elif parent.channels is not None:
                 # One timer for the acknowledgements of all the channels.
                 parent.channels.ackSoon(self)
-            else:
-                self._ackCall = self.clock.callLater(self.options.ackDelay, self._ackTimer)
-        if self._closeRequested:
-            self._unreadAfterClose = True
-            if self._finWritten and self._aborting is None and not self._ended:
+        if self.closeRequested:
+            if self.dataAfterClose():
                 self._resetAfterClose()
             return
         app = self.app
@@ -1410,14 +1394,12 @@ class Session(Liveness):
             raise ProtocolViolation("unexpected frame type 0x%02x" % (frameType,))
 
     def _finReceived(self, ack: int) -> None:
-        self.engine.finArrived(ack)
-        if self.engine.finSent:
-            # Both directions are ending now: the close has its deadline.
-            self._startCloseTimer()
+        tell = self.peerFinished(ack, self.clock.seconds())
+        self._arm()
         if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
             self._resumeFor(_BUFFER)
         app = self.app
-        if not self._closeRequested:
+        if tell:
             halfCloseable = IHalfCloseableProtocol(app, None)
             if halfCloseable is not None:
                 self._sendAck()
@@ -1431,15 +1413,10 @@ class Session(Liveness):
                     self._depth -= 1
             else:
                 self._loseConnection()
-        if not self._ended:
+        if not self.ended:
             if self.engine.unacknowledged:
                 self._sendAck()
             self._checkFinished()
-
-    def _ackTimer(self) -> None:
-        self._ackCall = None
-        if self.engine.unacknowledged and self.carrier is not None:
-            self._sendAck()
 
     def acknowledgeNow(self) -> None:
         """
@@ -1447,7 +1424,7 @@ class Session(Liveness):
         carrier is up (the delayed acknowledgement of a channel: see
         L{ChannelTable.ackSoon}).
         """
-        if self.engine.unacknowledged and self.carrier is not None and not self._ended:
+        if self.engine.unacknowledged and self.carrier is not None and not self.ended:
             self._sendAck()
 
     def _sendAck(self) -> None:
@@ -1471,7 +1448,7 @@ class Session(Liveness):
         """
         if not isinstance(data, bytes):
             raise TypeError("Data must be bytes")
-        if self._noWrites or not data:
+        if self.noWrites or not data:
             return
         engine = self.engine
         n = len(data)
@@ -1537,13 +1514,8 @@ class Session(Liveness):
             self._depth -= 1
 
     def _loseWriteConnection(self) -> None:
-        if self._writeClosed or self._appLost:
-            return
-        self._writeClosed = True
-        if self._appProducer is None:
+        if self.halfClose(self._appProducer is not None):
             self._sendFin()
-        else:
-            self._finPending = True
 
     def loseConnection(self) -> None:
         """
@@ -1560,25 +1532,22 @@ class Session(Liveness):
             self._depth -= 1
 
     def _loseConnection(self) -> None:
-        if self._closeRequested or self._appLost:
+        step = self.close()
+        if step is None:
             return
-        self._closeRequested = True
-        if not self._writeClosed:
+        if step == _machine.HALF_CLOSE:
             self._loseWriteConnection()
-        elif self._finWritten:
+        elif step == _machine.CLOSE_DONE:
             self._closeDone()
         self._checkFinished()
 
     def _sendFin(self) -> None:
-        self._finPending = False
-        self._noWrites = True
-        frame = self.engine.finish()
+        # (A close, not a half-close, gets its deadline: after a half-close
+        # the other direction may carry data for as long as it likes, as on
+        # TCP.)
+        frame = self.finish(self.clock.seconds())
+        self._arm()
         carrier = self.carrier
-        if self._closeRequested or self.engine.finReceived:
-            # A close, not a half-close: the peer has closeTimeout to finish
-            # it.  (After a half-close the other direction may carry data
-            # for as long as it likes, as on TCP.)
-            self._startCloseTimer()
         if carrier is not None:
             carrier.transport.write(frame)
             self._watch()
@@ -1591,16 +1560,15 @@ class Session(Liveness):
         application; a half-closing application hears
         C{writeConnectionLost}.
         """
-        self._finWritten = True
-        if self._closeRequested:
+        if self.finWrittenOut():
             self._closeDone()
-        elif not self._appLost:
+        elif not self.appLost:
             halfCloseable = IHalfCloseableProtocol(self.app, None)
             if halfCloseable is not None:
                 self.clock.callLater(0, self._writeConnectionLost, halfCloseable)
 
     def _writeConnectionLost(self, halfCloseable: IHalfCloseableProtocol) -> None:
-        if self._appLost:
+        if self.appLost:
             return
         try:
             context.call(self._logContext, halfCloseable.writeConnectionLost)
@@ -1612,7 +1580,7 @@ class Session(Liveness):
         The application's full close is complete on our side.
         """
         self._appGone(Failure(ConnectionDone("session closed cleanly")))
-        if self._unreadAfterClose and self._aborting is None:
+        if self.unreadAfterClose and self.aborting is None:
             self._resetAfterClose()
 
     def _resetAfterClose(self) -> None:
@@ -1625,14 +1593,7 @@ class Session(Liveness):
         )
         self._abortPeer("connection closed by the peer; data after the close discarded")
 
-    def _startCloseTimer(self) -> None:
-        if self._closeCall is None:
-            self._closeCall = self.clock.callLater(
-                self.options.closeTimeout, self._closeTimedOut
-            )
-
     def _closeTimedOut(self) -> None:
-        self._closeCall = None
         if self.engine.acked >= self.engine.sent:
             reason: Exception = ConnectionDone("closed; the peer did not finish its close")
         else:
@@ -1644,30 +1605,23 @@ class Session(Liveness):
         self._end(reason)
 
     def _checkFinished(self) -> None:
-        if (
-            self._ended
-            or self._aborting is not None
-            or self._lingering
-            or not self.engine.finished
-        ):
+        if not self.finishReady():
             return
-        if self.channels and not (self.isClient and self.channels.allLingering()):
-            # Our own stream is complete, but the session lives on in its
-            # other channels: nothing to wait for on this stream.
-            call, self._closeCall = self._closeCall, None
-            if call is not None and call.active():
-                call.cancel()
-            return
+        channels = self.channels
+        # Our own stream may be complete while the session lives on in its
+        # other channels (a client's, unless they all linger too).
+        live = bool(channels) and not (self.isClient and channels.allLingering())  # type: ignore[union-attr]
         carrier = self.carrier
-        if self.isClient and carrier is not None:
+        step = self.finishStep(live, carrier is not None, self.clock.seconds())
+        self._arm()
+        if step == _machine.WAIT_CHANNELS:
+            return
+        if step == _machine.LINGER:
             # The server learns that its stream arrived from our
             # acknowledgements only, and closes the carrier once it has
             # them all: linger until it has.
-            self._lingering = True
+            assert carrier is not None
             self._stopLiveness()
-            if self._closeCall is not None and self._closeCall.active():
-                self._closeCall.cancel()
-            self._closeCall = self.clock.callLater(self.options.closeTimeout, self._lingerTimedOut)
             if self.engine.unacknowledged:
                 carrier.transport.write(self.engine.ackFrame())
             carrier.retire("session closed", waitForPeer=True, patient=True)
@@ -1695,9 +1649,9 @@ class Session(Liveness):
             self._depth -= 1
 
     def _abort(self, reason: Optional[Failure] = None) -> None:
-        if self._appLost:
+        if self.appLost:
             return
-        if self._ended:
+        if self.ended:
             self._appGone(reason if reason is not None else Failure(ConnectionAborted()))
             return
         if reason is None:
@@ -1726,16 +1680,11 @@ class Session(Liveness):
         a carrier after its abort, resuming to deliver it if need be (up to
         C{closeTimeout}).
         """
-        if self._ended:
+        if self.ended:
             return
-        self.endNotice = notice
-        if self.isClient:
-            self._aborting = notice
+        if self.abortPeer(notice, self.clock.seconds()):
+            self._arm()
             self._stopLiveness()
-            if self._closeCall is None:
-                self._closeCall = self.clock.callLater(
-                    self.options.closeTimeout, self._abortTimedOut
-                )
             if self.carrier is not None:
                 self._sendAbort(notice)
             return
@@ -1757,7 +1706,6 @@ class Session(Liveness):
         carrier.retire("session aborted", waitForPeer=True)
 
     def _lingerTimedOut(self) -> None:
-        self._closeCall = None
         self.log.info(
             "session {sid}: the server did not confirm our last acknowledgement in time",
             sid=self.hexID,
@@ -1765,7 +1713,6 @@ class Session(Liveness):
         self._end(ConnectionDone("session closed cleanly"))
 
     def _abortTimedOut(self) -> None:
-        self._closeCall = None
         self.log.info("session {sid}: the abort did not reach the peer in time", sid=self.hexID)
         self._end(ConnectionAborted("aborted"))
 
@@ -1788,10 +1735,8 @@ class Session(Liveness):
         reactor turn when it comes from within the application's own call
         (never re-entrantly).
         """
-        if self._appLost:
+        if not self.appGone():
             return
-        self._appLost = True
-        self._noWrites = self._writeClosed = self._closeRequested = True
         driver = self._pullDriver
         if driver is not None:
             driver.halt()
@@ -1842,21 +1787,15 @@ class Session(Liveness):
         End the session: cancel every timer, abort a carrier still held,
         and tell the application (once) if it was not told already.
         """
-        if self._ended:
+        if not self.markEnded():
             return
-        self._ended = True
-        self._aborting = None
-        self._lingering = False
         self.endReason = reason
         self.state = State.CLOSED
         self._stopLiveness()
-        self._cancelHibernation()
-        for name in ("_expiryCall", "_ackCall", "_closeCall", "_heldCall"):
-            call = getattr(self, name)
-            if call is not None:
-                if call.active():
-                    call.cancel()
-                setattr(self, name, None)
+        self._arm()
+        call, self._heldCall = self._heldCall, None
+        if call is not None and call.active():
+            call.cancel()
         carrier = self.carrier
         if carrier is not None:
             self.carrier = None
@@ -1888,7 +1827,7 @@ class Session(Liveness):
         """
         if not (
             isinstance(reason, ConnectionDone)
-            and not self._closeRequested
+            and not self.closeRequested
             and IHalfCloseableProtocol.providedBy(self.app)
         ):
             self._appGone(Failure(reason))
@@ -1923,7 +1862,7 @@ class Session(Liveness):
             closing.discard(carrier)
             if not closing:
                 self._closingCarriers = None
-                if self._ended:
+                if self.ended:
                     self._fireEnded()
 
     def _fireEnded(self) -> None:
@@ -1939,7 +1878,7 @@ class Session(Liveness):
         @param notice: why, as told to the peer: now in an C{ABORT} if
             attached, and (on a server) to a client that resumes it later.
         """
-        if self._ended:
+        if self.ended:
             return
         if notice is not None:
             self.endNotice = notice
@@ -1955,7 +1894,7 @@ class Session(Liveness):
         A Deferred that fires once the session is entirely over: ended, and
         every carrier it had closed.
         """
-        if self._ended and not self._closingCarriers:
+        if self.ended and not self._closingCarriers:
             return succeed(None)
         d: Deferred[None] = Deferred()
         if self._endWaiters is None:
@@ -1981,28 +1920,14 @@ class Session(Liveness):
             call.cancel()
             self._deliverLost(self._lostReason)
 
-    @property
-    def ended(self) -> bool:
-        """
-        Whether the session is over (the application was told, and nothing
-        is left to finish in the background).
-        """
-        return self._ended
 
-    @property
-    def appLost(self) -> bool:
-        """
-        Whether the application's connection is over (it was or is about to
-        be told).
-        """
-        return self._appLost
 
     @property
     def closing(self) -> bool:
         """
         Whether a close was requested and has not completed.
         """
-        return self._writeClosed and not self._appLost
+        return self.writeClosed and not self.appLost
 
     # The application's producer
 
@@ -2024,7 +1949,7 @@ class Session(Liveness):
                 "Cannot register producer %s, because producer %s was never "
                 "unregistered." % (producer, self._appProducer)
             )
-        if self._appLost:
+        if self.appLost:
             producer.stopProducing()  # type: ignore[attr-defined]
             return
         self._appProducer = producer
@@ -2063,7 +1988,7 @@ class Session(Liveness):
         self._producer = self._appProducer = self._pullDriver = None
         if driver is not None:
             driver.halt()
-        if self._finPending and not self._appLost:
+        if self.finPending and not self.appLost:
             self._sendFin()
 
     def _pauseFor(self, reason: str) -> None:
@@ -2177,7 +2102,7 @@ class Session(Liveness):
         self._held = None
         self._heldBytes = 0
         for i, item in enumerate(held):
-            if self._ended:
+            if self.ended:
                 return
             if self._readPaused:
                 self._held = held[i:]

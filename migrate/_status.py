@@ -243,9 +243,9 @@ def _expiresAt(session: Any) -> Optional[float]:
     """
     if session.detachedSince is None:
         return None
-    call = getattr(session, "_expiryCall", None)
-    if call is not None and call.active():
-        return float(call.getTime())
+    expiresAt = getattr(session, "expiresAt", None)
+    if expiresAt is not None:
+        return float(expiresAt)
     return float(session.detachedSince + session.policy.expireAfter())
 
 

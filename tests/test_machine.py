@@ -1,0 +1,556 @@
+"""
+Tests for L{migrate._sansio.session.SessionMachine}, in the style of
+aioquic's connection tests: two machines, a fake clock (a number), and the
+frames passed between them by hand, cut and resumed at will.  No reactor,
+no socket.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from migrate._sansio import session as machine
+from migrate._sansio import wire
+from migrate._sansio.session import SessionMachine
+
+from .test_fuzz import fuzzSettings
+
+CLOSE_TIMEOUT = 10.0
+ACK_EVERY = 4096
+ACK_DELAY = 0.05
+
+
+class Side:
+    """
+    One side of a session: a L{SessionMachine} and the little a driver
+    must do around it (what L{migrate._session.Session} does with a
+    carrier and an application), recorded for the tests to look at.  Its
+    application closes when the peer does.
+
+    @ivar outbox: pieces written to the current carrier, not yet delivered.
+    @ivar got: the peer's stream as our application received it.
+    @ivar heard: what our application and carrier heard, in order.
+    @ivar decision: L{machine.LINGER} or L{machine.CLOSE} once
+        L{SessionMachine.finishStep} made one.
+    """
+
+    def __init__(self, isClient: bool, clock: list[float]) -> None:
+        self.m = SessionMachine(isClient, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        self.clock = clock
+        self.attached = True
+        self.outbox: list[bytes] = []
+        self.parser = wire.FrameParser(self, 1 << 20)
+        self.got = bytearray()
+        self.heard: list[str] = []
+        self.decision: Optional[int] = None
+        self.ended: Optional[str] = None
+
+    @property
+    def now(self) -> float:
+        return self.clock[0]
+
+    # The application
+
+    def write(self, data: bytes) -> bool:
+        """
+        Write C{data}; whether it was taken (not after our FIN).
+        """
+        if self.m.noWrites:
+            return False
+        pieces = self.m.engine.send(data)
+        if self.attached:
+            self.outbox.extend(pieces)
+        return True
+
+    def close(self) -> None:
+        step = self.m.close()
+        if step is None:
+            return
+        if step == machine.HALF_CLOSE:
+            self.halfClose()
+        elif step == machine.CLOSE_DONE:
+            self.heard.append("closeDone")
+        self.check()
+
+    def halfClose(self, producing: bool = False) -> None:
+        if self.m.halfClose(producing):
+            self.fin()
+
+    def fin(self) -> None:
+        frame = self.m.finish(self.now)
+        if self.attached:
+            self.outbox.append(frame)
+            if self.m.finWrittenOut():
+                self.heard.append("closeDone")
+        self.check()
+
+    # What the driver does
+
+    def sendAck(self) -> None:
+        if self.attached and self.m.engine.unacknowledged:
+            self.outbox.append(self.m.engine.ackFrame())
+
+    def check(self) -> None:
+        step = self.m.finishStep(False, self.attached, self.now)
+        if step in (machine.LINGER, machine.CLOSE):
+            self.decision = step
+            self.sendAck()
+            if step == machine.CLOSE:
+                self.ended = "closed"
+                self.m.markEnded()
+
+    def fire(self) -> list[str]:
+        """
+        Run the deadlines due now.
+        """
+        due = self.m.dueDeadlines(self.now)
+        for kind in due:
+            if kind == machine.ACK:
+                self.sendAck()
+            elif kind in (machine.LINGER_TIMEOUT, machine.CLOSE_TIMEOUT, machine.ABORT_TIMEOUT):
+                self.ended = kind
+                self.m.markEnded()
+        return due
+
+    # The frames
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        if self.m.engine.dataStarted(ack, length) and self.m.engine.finSent:
+            self.check()
+
+    def payloadReceived(self, payload: bytes) -> None:
+        self.got += payload
+        if self.m.received(len(payload), self.now) == machine.ACK_NOW:
+            self.sendAck()
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        if frameType == wire.ACK:
+            if self.m.engine.acknowledge(wire.decodePosition(body)) and self.m.engine.finSent:
+                self.check()
+        elif frameType == wire.FIN:
+            if self.m.peerFinished(wire.decodePosition(body), self.now):
+                self.heard.append("readClosed")
+                self.close()
+            self.sendAck()
+            self.check()
+        else:
+            raise AssertionError("unexpected frame 0x%02x" % (frameType,))
+
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        raise AssertionError("no channels here")
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        raise AssertionError("no channels here")
+
+
+class Pair:
+    """
+    A client and a server side, a shared clock, and a carrier between them.
+    """
+
+    def __init__(self) -> None:
+        self.clock = [100.0]
+        self.client = Side(True, self.clock)
+        self.server = Side(False, self.clock)
+
+    def advance(self, seconds: float) -> None:
+        self.clock[0] += seconds
+        self.client.fire()
+        self.server.fire()
+
+    def deliver(self, sender: Side, count: Optional[int] = None) -> None:
+        """
+        Deliver C{count} pieces (default all) of what C{sender} wrote.
+        """
+        receiver = self.server if sender is self.client else self.client
+        if not (sender.attached and receiver.attached):
+            return
+        n = len(sender.outbox) if count is None else min(count, len(sender.outbox))
+        pieces, sender.outbox = sender.outbox[:n], sender.outbox[n:]
+        receiver.parser.feed(b"".join(pieces))
+        if self.server.decision == machine.CLOSE and not self.server.outbox:
+            # The server closes the carrier once it has written everything:
+            # the client sees a clean close.
+            self.serverClosedCarrier()
+
+    def serverClosedCarrier(self) -> None:
+        client = self.client
+        if client.attached and client.m.cleanClose() and client.ended is None:
+            client.ended = "confirmed"
+            client.m.markEnded()
+
+    def settle(self) -> None:
+        """
+        Deliver both ways until nothing is left to deliver.
+        """
+        for _ in range(100):
+            if not (self.client.outbox or self.server.outbox):
+                return
+            self.deliver(self.client)
+            self.deliver(self.server)
+        raise AssertionError("the two sides never settled")
+
+    def cut(self) -> None:
+        """
+        The carrier dies: what was in flight is lost, both sides detach.
+        """
+        for side in (self.client, self.server):
+            side.attached = False
+            side.outbox = []
+
+    def resume(self) -> None:
+        """
+        A new carrier: each side learns how far the other received (the
+        resume handshake) and retransmits from there.
+        """
+        client, server = self.client, self.server
+        client.m.engine.checkResume(server.m.engine.received)
+        server.m.engine.checkResume(client.m.engine.received)
+        for side, peer in ((client, server), (server, client)):
+            side.attached = True
+            side.parser = wire.FrameParser(side, 1 << 20)
+            frames, _ = side.m.engine.resumeFrames(peer.m.engine.received)
+            if side.decision == machine.LINGER:
+                # A lingering client only waits for the server's close.
+                continue
+            side.outbox = frames
+            if side.m.engine.finSent and not side.m.finWritten:
+                if side.m.finWrittenOut():
+                    side.heard.append("closeDone")
+            side.check()
+        if server.decision == machine.CLOSE and not server.outbox:
+            self.serverClosedCarrier()
+
+
+class CloseTests(SynchronousTestCase):
+    """
+    How a session's stream ends.
+    """
+
+    def test_fullClose(self) -> None:
+        """
+        The client writes and closes; the server's application hears the
+        data and the end, and closes too; the client lingers until the
+        server, having read its last acknowledgement, closes the carrier;
+        then both are over, every byte delivered.
+        """
+        pair = Pair()
+        client, server = pair.client, pair.server
+        client.write(b"hello")
+        client.close()
+        self.assertEqual(client.heard, ["closeDone"])
+        self.assertEqual(client.m.closeAt, 100.0 + CLOSE_TIMEOUT)
+        pair.deliver(client)
+        self.assertEqual(bytes(server.got), b"hello")
+        self.assertEqual(server.heard, ["readClosed", "closeDone"])
+        self.assertIsNone(server.decision)
+        pair.deliver(server)
+        self.assertEqual(client.decision, machine.LINGER)
+        self.assertTrue(client.m.lingering)
+        self.assertEqual(client.m.closeKind, machine.LINGER_TIMEOUT)
+        pair.deliver(client)
+        self.assertEqual(server.decision, machine.CLOSE)
+        self.assertEqual(server.ended, "closed")
+        self.assertEqual(client.ended, "confirmed")
+        self.assertIsNone(client.m.nextDeadline())
+
+    def test_lingerTimesOut(self) -> None:
+        """
+        A lingering client whose server never confirms gives up after
+        C{closeTimeout}, not before.
+        """
+        pair = Pair()
+        client, server = pair.client, pair.server
+        client.close()
+        pair.deliver(client)
+        pair.deliver(server)
+        self.assertTrue(client.m.lingering)
+        pair.cut()
+        pair.advance(CLOSE_TIMEOUT - 0.001)
+        self.assertIsNone(client.ended)
+        pair.advance(0.001)
+        self.assertEqual(client.ended, machine.LINGER_TIMEOUT)
+
+    def test_closeTimesOut(self) -> None:
+        """
+        A full close whose peer never finishes ends after C{closeTimeout}.
+        """
+        pair = Pair()
+        pair.client.close()
+        pair.cut()
+        self.assertEqual(pair.client.m.nextDeadline(), 100.0 + CLOSE_TIMEOUT)
+        pair.advance(CLOSE_TIMEOUT)
+        self.assertEqual(pair.client.ended, machine.CLOSE_TIMEOUT)
+
+    def test_halfCloseHasNoDeadline(self) -> None:
+        """
+        After a half close the other direction may carry data for as long
+        as it likes; once the peer's FIN arrives too, the close has its
+        deadline.
+        """
+        pair = Pair()
+        client, server = pair.client, pair.server
+        client.halfClose()
+        self.assertEqual(client.heard, [])
+        self.assertIsNone(client.m.nextDeadline())
+        self.assertFalse(client.write(b"late"))
+        server.m.halfClose(False)
+        server.outbox.append(server.m.finish(pair.clock[0]))
+        pair.advance(1000.0)
+        self.assertIsNone(client.ended)
+        pair.deliver(server)
+        # (Its application closes when the peer does.)
+        self.assertEqual(client.heard, ["readClosed", "closeDone"])
+        self.assertEqual(client.m.closeAt, pair.clock[0] + CLOSE_TIMEOUT)
+
+    def test_producerHoldsTheFin(self) -> None:
+        """
+        While a producer is registered, our FIN waits for it to be
+        unregistered; not after the application's connection is over.
+        """
+        pair = Pair()
+        client = pair.client
+        client.halfClose(producing=True)
+        self.assertTrue(client.m.finPending)
+        self.assertFalse(client.m.engine.finSent)
+        self.assertTrue(client.m.producerGone())
+        client.fin()
+        self.assertTrue(client.m.engine.finSent)
+        self.assertFalse(client.m.finPending)
+        other = Side(False, pair.clock)
+        other.halfClose(producing=True)
+        other.m.appGone()
+        self.assertFalse(other.m.producerGone())
+
+    def test_secondCalls(self) -> None:
+        """
+        A second close, a close after the end, a second half close and a
+        second C{appGone} decide nothing.
+        """
+        pair = Pair()
+        client = pair.client
+        client.close()
+        self.assertIsNone(client.m.close())
+        self.assertFalse(client.m.halfClose(False))
+        self.assertTrue(client.m.appGone())
+        self.assertFalse(client.m.appGone())
+        other = Side(False, pair.clock)
+        other.m.appGone()
+        self.assertIsNone(other.m.close())
+        self.assertFalse(other.m.halfClose(False))
+
+    def test_closeAfterFinWritten(self) -> None:
+        """
+        A full close after a half close whose FIN is out is done at once.
+        """
+        pair = Pair()
+        pair.client.halfClose()
+        self.assertEqual(pair.client.m.close(), machine.CLOSE_DONE)
+
+    def test_dataAfterClose(self) -> None:
+        """
+        Data arriving after our full close, once our FIN is out, aborts
+        (as TCP resets); before that it is only noted.
+        """
+        m = SessionMachine(False, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        m.close()
+        self.assertFalse(m.dataAfterClose())
+        self.assertTrue(m.unreadAfterClose)
+        m.finish(0.0)
+        m.finWrittenOut()
+        self.assertTrue(m.dataAfterClose())
+
+    def test_channelsKeepTheSession(self) -> None:
+        """
+        A stream complete while other channels live decides nothing but
+        clears its close deadline; once they are gone, the session closes
+        (a server) or lingers (an attached client).
+        """
+        for isClient, last in ((False, machine.CLOSE), (True, machine.LINGER)):
+            m = SessionMachine(isClient, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+            m.close()
+            m.halfClose(False)
+            m.finish(0.0)
+            m.finWrittenOut()
+            m.peerFinished(1, 1.0)
+            self.assertTrue(m.engine.finished)
+            self.assertIsNotNone(m.closeAt)
+            self.assertEqual(m.finishStep(True, True, 2.0), machine.WAIT_CHANNELS)
+            self.assertIsNone(m.closeAt)
+            self.assertEqual(m.finishStep(False, True, 3.0), last)
+            if last == machine.CLOSE:
+                # (The driver ends the session.)
+                self.assertTrue(m.markEnded())
+            self.assertEqual(m.finishStep(False, True, 3.0), machine.NOTHING)
+
+
+class AbortTests(SynchronousTestCase):
+    def test_clientWaits(self) -> None:
+        """
+        A client's abort waits to reach the server, up to C{closeTimeout};
+        a close deadline already running stands.
+        """
+        m = SessionMachine(True, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        self.assertTrue(m.abortPeer("aborted", 5.0))
+        self.assertEqual(m.aborting, "aborted")
+        self.assertEqual(m.endNotice, "aborted")
+        self.assertEqual((m.closeAt, m.closeKind), (5.0 + CLOSE_TIMEOUT, machine.ABORT_TIMEOUT))
+        self.assertFalse(m.finishReady())
+        self.assertTrue(m.cleanClose())
+        self.assertTrue(m.closingSession)
+        closing = SessionMachine(True, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        closing.startCloseDeadline(1.0)
+        closing.abortPeer("aborted", 5.0)
+        self.assertEqual(
+            (closing.closeAt, closing.closeKind), (1.0 + CLOSE_TIMEOUT, machine.CLOSE_TIMEOUT)
+        )
+
+    def test_serverEndsAtOnce(self) -> None:
+        """
+        A server's abort ends the session at once: it tells a peer that
+        resumes later.
+        """
+        m = SessionMachine(False, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        self.assertFalse(m.abortPeer("application error", 5.0))
+        self.assertIsNone(m.aborting)
+        self.assertEqual(m.endNotice, "application error")
+        self.assertIsNone(m.nextDeadline())
+
+
+class DeadlineTests(SynchronousTestCase):
+    def test_delayedAck(self) -> None:
+        """
+        Below C{ackEvery} bytes, the acknowledgement waits C{ackDelay}; one
+        deadline covers every byte until it falls.
+        """
+        pair = Pair()
+        client, server = pair.client, pair.server
+        client.write(b"x" * 100)
+        pair.deliver(client)
+        self.assertEqual(server.m.nextDeadline(), 100.0 + ACK_DELAY)
+        self.assertEqual(server.outbox, [])
+        pair.clock[0] += ACK_DELAY / 2
+        client.write(b"y" * 100)
+        pair.deliver(client)
+        self.assertEqual(server.m.nextDeadline(), 100.0 + ACK_DELAY)
+        pair.clock[0] = 100.0 + ACK_DELAY
+        self.assertEqual(server.fire(), [machine.ACK])
+        pair.deliver(server)
+        self.assertEqual(client.m.engine.acked, 200)
+        self.assertTrue(client.m.engine.allAcked)
+
+    def test_ackEvery(self) -> None:
+        """
+        C{ackEvery} unacknowledged bytes are acknowledged at once.
+        """
+        pair = Pair()
+        pair.client.write(b"x" * ACK_EVERY)
+        pair.deliver(pair.client)
+        pair.deliver(pair.server)
+        self.assertEqual(pair.client.m.engine.acked, ACK_EVERY)
+
+    def test_undelayed(self) -> None:
+        """
+        A channel's machine leaves the delay to its session (one timer for
+        all channels): no deadline of its own.
+        """
+        m = SessionMachine(False, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        self.assertEqual(m.received(10, 0.0, delayed=False), machine.ACK_LATER)
+        self.assertIsNone(m.nextDeadline())
+
+    def test_detached(self) -> None:
+        """
+        A detached session hibernates and expires at its deadlines, in
+        order; a carrier back clears both; an end clears everything.
+        """
+        m = SessionMachine(False, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        m.detached(10.0, 60.0, 30.0)
+        self.assertEqual(m.nextDeadline(), 40.0)
+        self.assertEqual(m.dueDeadlines(39.9), [])
+        self.assertEqual(m.dueDeadlines(100.0), [machine.HIBERNATE, machine.EXPIRE])
+        self.assertIsNone(m.nextDeadline())
+        m.detached(10.0, 60.0, None)
+        self.assertEqual(m.nextDeadline(), 70.0)
+        m.reattached()
+        self.assertIsNone(m.nextDeadline())
+        m.detached(10.0, 60.0, 30.0)
+        m.startCloseDeadline(10.0)
+        m.received(1, 10.0)
+        self.assertTrue(m.markEnded())
+        self.assertFalse(m.markEnded())
+        self.assertIsNone(m.nextDeadline())
+        self.assertEqual(m.dueDeadlines(1e9), [])
+
+    def test_earliestFirst(self) -> None:
+        """
+        Deadlines due together come earliest first.
+        """
+        m = SessionMachine(False, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        m.detached(0.0, 5.0, 20.0)
+        m.startCloseDeadline(-9.5)
+        m.received(1, 1.0)
+        self.assertEqual(
+            m.dueDeadlines(30.0),
+            [machine.CLOSE_TIMEOUT, machine.ACK, machine.EXPIRE, machine.HIBERNATE],
+        )
+
+
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.booleans(), st.integers(1, 3000)),
+        st.tuples(st.just("deliver"), st.booleans(), st.integers(0, 6)),
+        st.tuples(st.just("cut")),
+        st.tuples(st.just("time"), st.floats(0.0, 0.2)),
+        st.tuples(st.just("close"), st.booleans()),
+    ),
+    max_size=60,
+)
+
+
+class PropertyTests(SynchronousTestCase):
+    @fuzzSettings(300)
+    @given(_steps)
+    def test_cutsNeverLoseBytes(self, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+        """
+        Whatever the writes, partial deliveries, carrier cuts, delays and
+        closes on either side: once resumed and settled, each application
+        got exactly what the other wrote before its close, both ends
+        closed, the server ended and the client confirmed.
+        """
+        pair = Pair()
+        sent = {True: bytearray(), False: bytearray()}
+        count = 0
+        for step in steps:
+            if step[0] == "write":
+                side = pair.client if step[1] else pair.server
+                data = bytes([count % 251]) * step[2]
+                count += 1
+                if side.write(data):
+                    sent[step[1]] += data
+            elif step[0] == "deliver":
+                pair.deliver(pair.client if step[1] else pair.server, step[2])
+            elif step[0] == "cut":
+                pair.cut()
+                pair.resume()
+            elif step[0] == "time":
+                pair.advance(step[1])
+            else:
+                (pair.client if step[1] else pair.server).close()
+        pair.client.close()
+        pair.server.close()
+        for _ in range(3):
+            pair.settle()
+            pair.cut()
+            pair.resume()
+        pair.settle()
+        self.assertEqual(bytes(pair.server.got), bytes(sent[True]))
+        self.assertEqual(bytes(pair.client.got), bytes(sent[False]))
+        self.assertEqual(pair.server.ended, "closed")
+        self.assertEqual(pair.client.ended, "confirmed")
+        for side in (pair.client, pair.server):
+            self.assertIn("closeDone", side.heard)
+            self.assertTrue(side.m.engine.finished)
