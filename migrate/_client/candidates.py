@@ -13,7 +13,8 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from .._race import RacingEndpoint
-from .._session import Session, formatAddress
+from .._address import formatAddress
+from .._session import Session
 from .base import ConnectorBase
 
 # The shortest time between two fresh lookups of the peer's name.
