@@ -17,7 +17,14 @@ An application protocol's C{connectionLost} receives:
 
 from __future__ import annotations
 
+from typing import Optional
+
 from twisted.internet.error import ConnectionLost
+
+# The errors of what a peer sends (the sans-IO layer raises them; a carrier
+# that brings one is dropped): listed here too, so that every exception of
+# the package is found in this module.
+from ._sansio.errors import FrameError, HandshakeFailed, PacketError, ProtocolViolation
 
 
 class SessionExpired(ConnectionLost):
@@ -92,3 +99,83 @@ class LocatorError(Exception):
     """
     The locator refused or did not answer; the message says why.
     """
+
+
+class StoreUnavailable(Exception):
+    """
+    The store cannot be used now: its database is unreadable, unwritable,
+    replaced by something that is not a database, or SQLite fails.  The
+    message is one line.  The store logs the condition itself, once (and
+    again at most every C{logInterval} seconds, and on recovery): callers
+    need not log each failure (see
+    L{migrate.store.SQLiteSessionStore.broken}).  Any L{ISessionStore} may
+    fail with it for a condition that may pass: a server then asks clients
+    to come back later rather than end their sessions.
+
+    @ivar reason: why, on one line (it names the path).
+    """
+
+    def __init__(self, reason: str) -> None:
+        reason = " ".join(reason.split())
+        Exception.__init__(self, "session store unavailable: %s" % (reason,))
+        self.reason = reason
+
+
+class CorruptRecord(Exception):
+    """
+    A store entry could not be read back intact (checksum mismatch,
+    truncation, impossible positions).  The entry is unusable; other entries
+    are unaffected.
+
+    @ivar sessionID: the id of the entry, if known.
+    """
+
+    def __init__(self, sessionID: Optional[bytes], reason: str) -> None:
+        Exception.__init__(
+            self,
+            "session %s: store entry unusable: %s"
+            % (sessionID.hex() if sessionID else "?", reason),
+        )
+        self.sessionID = sessionID
+
+
+class UnsafeStore(ValueError):
+    """
+    The store's directory or one of its files cannot be trusted with
+    session keys: writable by group or others, owned by another user, a
+    symbolic link, or not a regular file.  Nothing was changed; the
+    message names the path and says what to fix.
+
+    @ivar path: the offending path.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.path = path
+
+
+class ListenFailed(Exception):
+    """
+    A listening endpoint of C{twistd migrate} could not listen: the process
+    must not run on without it.
+    """
+
+
+__all__ = [
+    "SessionExpired",
+    "BufferOverflow",
+    "PeerAborted",
+    "HandshakeError",
+    "BufferFull",
+    "ChannelRefused",
+    "ChannelReset",
+    "LocatorError",
+    "StoreUnavailable",
+    "CorruptRecord",
+    "UnsafeStore",
+    "ListenFailed",
+    "FrameError",
+    "ProtocolViolation",
+    "HandshakeFailed",
+    "PacketError",
+]

@@ -36,6 +36,9 @@ from twisted.python.failure import Failure
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+# (Defined in migrate.errors with every other exception; still found here.)
+from .errors import CorruptRecord, StoreUnavailable
+
 
 @dataclass(frozen=True)
 class LocalAddress:
@@ -547,42 +550,6 @@ class SessionRecord:
     channels: Optional[dict[str, Any]] = None
 
 
-class StoreUnavailable(Exception):
-    """
-    The store cannot be used now: its database is unreadable, unwritable,
-    replaced by something that is not a database, or SQLite fails.  The
-    message is one line.  The store logs the condition itself, once (and
-    again at most every C{logInterval} seconds, and on recovery): callers
-    need not log each failure (see
-    L{migrate.store.SQLiteSessionStore.broken}).  Any L{ISessionStore} may
-    fail with it for a condition that may pass: a server then asks clients
-    to come back later rather than end their sessions.
-
-    @ivar reason: why, on one line (it names the path).
-    """
-
-    def __init__(self, reason: str) -> None:
-        reason = " ".join(reason.split())
-        Exception.__init__(self, "session store unavailable: %s" % (reason,))
-        self.reason = reason
-
-
-class CorruptRecord(Exception):
-    """
-    A store entry could not be read back intact (checksum mismatch,
-    truncation, impossible positions).  The entry is unusable; other entries
-    are unaffected.
-
-    @ivar sessionID: the id of the entry, if known.
-    """
-
-    def __init__(self, sessionID: Optional[bytes], reason: str) -> None:
-        Exception.__init__(
-            self,
-            "session %s: store entry unusable: %s"
-            % (sessionID.hex() if sessionID else "?", reason),
-        )
-        self.sessionID = sessionID
 
 
 class ISessionStore(Interface):

@@ -39,7 +39,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from .interfaces import CorruptRecord, ISessionStore, SessionRecord, StoreUnavailable
+from .errors import CorruptRecord, StoreUnavailable, UnsafeStore
+from .interfaces import ISessionStore, SessionRecord
 
 __all__ = [
     "SQLiteSessionStore",
@@ -283,20 +284,6 @@ _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 _log = Logger()
 
-
-class UnsafeStore(ValueError):
-    """
-    The store's directory or one of its files cannot be trusted with
-    session keys: writable by group or others, owned by another user, a
-    symbolic link, or not a regular file.  Nothing was changed; the
-    message names the path and says what to fix.
-
-    @ivar path: the offending path.
-    """
-
-    def __init__(self, path: str, message: str) -> None:
-        ValueError.__init__(self, message)
-        self.path = path
 
 
 def _user(uid: int) -> str:

@@ -29,6 +29,7 @@ from twisted.python import usage
 
 
 from ._endpoints import MigrateClientEndpoint, MigrateServerEndpoint, redact
+from .errors import ListenFailed
 from ._forward import ForwardingFactory
 from ._multiplex import MultiplexingEndpoint
 from ._status import SessionRegistry, StatusResource, StatusSite, normalizeHostName, readCredentials
@@ -478,12 +479,6 @@ def _badEndpoint(option: str, description: str, error: Exception) -> usage.Usage
 
     return usage.UsageError("bad %s endpoint '%s': %s" % (option, redact(description), error))
 
-
-class ListenFailed(Exception):
-    """
-    A listening endpoint of C{twistd migrate} could not listen: the process
-    must not run on without it.
-    """
 
 
 class _ListeningService(internet.StreamServerEndpointService):

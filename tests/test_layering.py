@@ -220,6 +220,33 @@ class LayeringTests(SynchronousTestCase):
             ],
         )
 
+    def test_exceptionsInOnePlace(self) -> None:
+        """
+        Every exception class of the package is defined in C{migrate.errors}
+        (those applications and operators see) or C{migrate._sansio.errors}
+        (what a peer sends; it cannot import Twisted), and
+        C{migrate.errors} lists them all.
+        """
+        import importlib
+
+        import migrate.errors
+
+        found = {}
+        for name in self.modules:
+            module = importlib.import_module(name)
+            for value in vars(module).values():
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, BaseException)
+                    and value.__module__.startswith("migrate")
+                ):
+                    found[value.__qualname__] = value.__module__
+        self.assertEqual(
+            {k: v for k, v in found.items() if v not in ("migrate.errors", "migrate._sansio.errors")},
+            {},
+        )
+        self.assertEqual(sorted(found), sorted(migrate.errors.__all__))
+
     def test_graphIsReal(self) -> None:
         """
         (The graph is read correctly: known edges are in it.)

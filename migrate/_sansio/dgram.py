@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import wire as _wire
+from .errors import PacketError
 
 #: First byte of a protected packet.
 PROTECTED = 0x40
@@ -78,12 +79,6 @@ _PREFIX_SIZE = 1 + SID_SIZE
 _MIN_PROTECTED = HEADER_SIZE + 1 + TAG_SIZE
 _KIND_BYTES = [bytes((k,)) for k in range(256)]
 
-
-class PacketError(Exception):
-    """
-    A datagram that is not a valid packet of this session: it must be
-    dropped, and nothing may change because of it.
-    """
 
 
 def trafficKey(key: bytes, sessionID: bytes, generation: int, fromClient: bool) -> bytes:

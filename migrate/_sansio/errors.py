@@ -38,3 +38,10 @@ class HandshakeFailed(Exception):
         self.code = code
         self.reason = reason
         self.retryAfter = retryAfter
+
+
+class PacketError(Exception):
+    """
+    A datagram that is not a valid packet of this session: it must be
+    dropped, and nothing may change because of it.
+    """

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from .._protocol import whenAllClosed
 from ..errors import SessionExpired
-from ..interfaces import CorruptRecord
+from ..errors import CorruptRecord
 from .constants import _RESTART_NOTICE, _SHUTDOWN_NOTICE
 from .state import ServerState
 

@@ -17,7 +17,8 @@ from .._sansio import wire as _wire
 from .._session import Session, State, restoreSession
 from .._upcalls import Upcalls
 from ..errors import SessionExpired
-from ..interfaces import CorruptRecord, StoreUnavailable, IMigratable, SessionRecord
+from ..errors import CorruptRecord, StoreUnavailable
+from ..interfaces import IMigratable, SessionRecord
 from ..store import logStoreFailure
 from .constants import _FULL_RETRY, _RESTART_NOTICE
 from .pending import _PendingCarrier

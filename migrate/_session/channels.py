@@ -53,7 +53,7 @@ class ChannelRole(SessionState):
         if table is None:
             from .._channels import ChannelTable
 
-            table = self.channels = ChannelTable(self)
+            table = self.channels = ChannelTable(self.session)
             table.writeBlocked = _CARRIER in self._pauseReasons
             if self._readPaused and self._held is None:
                 # From now on our paused reader holds its bytes, and the
