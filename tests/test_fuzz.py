@@ -2640,7 +2640,7 @@ class RegressionTests(SynchronousTestCase):
         pair.open()
         server = pair.server
         server.transport.write(b"s" * 2000)
-        self.assertIn("buffer", pair.serverSession._pauseReasons)
+        self.assertIn("buffer", pair.serverSession.pauseReasons)
         pair.net.flush()
         # One data frame, alone in one read, whose acknowledgement resumes
         # the server application's producer.

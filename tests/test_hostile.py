@@ -854,7 +854,7 @@ class MemoryBudgetTests(SynchronousTestCase):
         pair.net.flush()
         self.assertEqual([p.paused for p in producers], [True, True, True])
         # The first two only because of the budget.
-        self.assertEqual([s._pauseReasons for s in sessions[:2]], [{"budget"}, {"budget"}])
+        self.assertEqual([s.pauseReasons for s in sessions[:2]], [{"budget"}, {"budget"}])
         for client in clients:
             client.transport.resumeProducing()
         pair.settle(seconds=1.5, step=0.1)

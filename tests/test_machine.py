@@ -499,6 +499,83 @@ class DeadlineTests(SynchronousTestCase):
         )
 
 
+class ProducerTests(SynchronousTestCase):
+    """
+    Why the application's producer is paused, and the buffer limits.
+    """
+
+    def machine(self) -> SessionMachine:
+        m = SessionMachine(False, 512, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        m.setLimits(1000, 5000)
+        return m
+
+    def test_anyReasonPauses(self) -> None:
+        """
+        The producer is paused by the first reason and resumed only when
+        none remains; a new machine starts detached.
+        """
+        m = self.machine()
+        self.assertEqual(m.pauseReasons, {machine.DETACHED})
+        self.assertTrue(m.producerRegistered())
+        self.assertFalse(m.pauseFor(machine.BUFFER, True))
+        self.assertFalse(m.resumeFor(machine.DETACHED, True))
+        self.assertTrue(m.resumeFor(machine.BUFFER, True))
+        self.assertFalse(m.appPaused)
+        self.assertTrue(m.pauseFor(machine.CARRIER, True))
+        self.assertFalse(m.pauseFor(machine.CARRIER, True))
+        m.carrierFreed()
+        self.assertEqual(m.pauseReasons, frozenset())
+        self.assertTrue(m.resumeFor(machine.BUDGET, True))
+
+    def test_noProducer(self) -> None:
+        """
+        Without a producer the reasons are still kept, for the one
+        registered later.
+        """
+        m = self.machine()
+        self.assertFalse(m.pauseFor(machine.BUDGET, False))
+        self.assertFalse(m.resumeFor(machine.DETACHED, False))
+        self.assertEqual(m.pauseReasons, {machine.BUDGET})
+        self.assertTrue(m.producerRegistered())
+
+    def test_sharedSets(self) -> None:
+        """
+        Machines with the same reasons share one set object.
+        """
+        a, b = self.machine(), self.machine()
+        a.pauseFor(machine.BUFFER, False)
+        b.pauseFor(machine.BUFFER, False)
+        self.assertIs(a.pauseReasons, b.pauseReasons)
+
+    def test_limits(self) -> None:
+        """
+        Above the high-water mark the buffer is full; it drains below half
+        of it; a write may not take it past the hard cap.
+        """
+        m = self.machine()
+        m.engine.send(b"x" * 1001)
+        self.assertTrue(m.bufferFull())
+        m.pauseFor(machine.BUFFER, True)
+        self.assertFalse(m.bufferDrained())
+        m.engine.acknowledge(501)
+        self.assertTrue(m.bufferDrained())
+        self.assertFalse(m.overCap(4500))
+        self.assertTrue(m.overCap(4501))
+
+    def test_newBufferSize(self) -> None:
+        """
+        A new buffer size moves both marks and raises the hard cap to it;
+        it says whether the buffer reason is over; it must be positive.
+        """
+        m = self.machine()
+        m.engine.send(b"x" * 700)
+        m.pauseFor(machine.BUFFER, True)
+        self.assertFalse(m.newBufferSize(1200))
+        self.assertTrue(m.newBufferSize(8000))
+        self.assertEqual((m.highWater, m.lowWater, m.hardCap), (8000, 4000, 8000))
+        self.assertRaises(ValueError, m.newBufferSize, 0)
+
+
 _steps = st.lists(
     st.one_of(
         st.tuples(st.just("write"), st.booleans(), st.integers(1, 3000)),

@@ -35,6 +35,33 @@ from typing import Optional
 from .liveness import Liveness
 from .stream import StreamEngine
 
+# Why the application's producer may be paused (any one is enough).
+
+#: The carrier's send buffer is full.
+CARRIER = "carrier"
+#: The session is detached.
+DETACHED = "detached"
+#: Too many bytes await acknowledgement (above the high-water mark, until
+#: back under the low-water mark).
+BUFFER = "buffer"
+#: The server is over its memory budget.
+BUDGET = "budget"
+
+#: The few sets of pause reasons there are, one object each (most of many
+#: sessions share one).
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def interned(reasons: frozenset[str]) -> frozenset[str]:
+    """
+    The one object for this set of pause reasons.
+    """
+    return _INTERNED.setdefault(reasons, reasons)
+
+
+ONLY_DETACHED = interned(frozenset({DETACHED}))
+NO_REASONS = interned(frozenset())
+
 # What finishStep() decides.
 
 #: Nothing to do: a stream is not finished, or the session is already
@@ -116,6 +143,14 @@ class SessionMachine(Liveness):
         C{None}.
     @ivar expireAt: when a detached session expires, or C{None}.
     @ivar hibernateAt: when a detached session hibernates, or C{None}.
+    @ivar pauseReasons: why the application's producer is paused (a shared
+        frozen set, replaced on change).
+    @ivar appPaused: the application's producer is paused.
+    @ivar highWater: unacknowledged bytes above which the producer is
+        paused.
+    @ivar lowWater: unacknowledged bytes below which it is resumed.
+    @ivar hardCap: unacknowledged bytes a write may never take the buffer
+        past.
     """
 
     __slots__ = (
@@ -140,6 +175,11 @@ class SessionMachine(Liveness):
         "closeKind",
         "expireAt",
         "hibernateAt",
+        "pauseReasons",
+        "appPaused",
+        "highWater",
+        "lowWater",
+        "hardCap",
     )
 
     def __init__(
@@ -172,6 +212,95 @@ class SessionMachine(Liveness):
         self.closeKind = CLOSE_TIMEOUT
         self.expireAt: Optional[float] = None
         self.hibernateAt: Optional[float] = None
+        self.pauseReasons = ONLY_DETACHED
+        self.appPaused = False
+        self.highWater = self.lowWater = self.hardCap = 0
+
+    # Buffer limits and the application's producer
+
+    def setLimits(self, highWater: int, hardCap: int) -> None:
+        """
+        Pause the producer above C{highWater} unacknowledged bytes (resume
+        below half of it); never take the buffer past C{hardCap}.
+        """
+        self.highWater = highWater
+        self.lowWater = highWater // 2
+        self.hardCap = hardCap
+
+    def newBufferSize(self, size: int) -> bool:
+        """
+        A new high-water mark (the hard cap is raised to it if lower):
+        whether the producer's buffer reason is over now (see
+        L{bufferDrained}).
+
+        @raise ValueError: C{size} is not positive.
+        """
+        if size <= 0:
+            raise ValueError("buffer size must be positive")
+        self.setLimits(size, max(self.hardCap, size))
+        return self.bufferDrained()
+
+    def overCap(self, length: int) -> bool:
+        """
+        Whether writing C{length} more bytes would take the buffer past its
+        hard cap.
+        """
+        engine = self.engine
+        return engine.sent - engine.acked + length > self.hardCap
+
+    def bufferFull(self) -> bool:
+        """
+        Whether the buffer is above its high-water mark.
+        """
+        return self.engine.buffered > self.highWater
+
+    def bufferDrained(self) -> bool:
+        """
+        Whether the producer is paused for its buffer and the buffer is
+        back under its low-water mark (it may resume for that reason).
+        """
+        return BUFFER in self.pauseReasons and self.engine.buffered <= self.lowWater
+
+    def pauseFor(self, reason: str, producing: bool) -> bool:
+        """
+        Pause for C{reason}: whether the producer (if C{producing}) must be
+        paused now (it was not already).
+        """
+        reasons = self.pauseReasons
+        if reason not in reasons:
+            self.pauseReasons = interned(reasons | {reason})
+        if producing and not self.appPaused:
+            self.appPaused = True
+            return True
+        return False
+
+    def resumeFor(self, reason: str, producing: bool) -> bool:
+        """
+        C{reason} is over: whether the producer (if C{producing}) must be
+        resumed now (no other reason remains).
+        """
+        reasons = self.pauseReasons
+        if reason in reasons:
+            reasons = self.pauseReasons = interned(reasons - {reason})
+        if not reasons and producing and self.appPaused:
+            self.appPaused = False
+            return True
+        return False
+
+    def carrierFreed(self) -> None:
+        """
+        The carrier is gone: its full send buffer no longer pauses anything
+        (detachment does, see L{pauseFor}).
+        """
+        if CARRIER in self.pauseReasons:
+            self.pauseReasons = interned(self.pauseReasons - {CARRIER})
+
+    def producerRegistered(self) -> bool:
+        """
+        A producer was registered: whether it starts paused.
+        """
+        self.appPaused = bool(self.pauseReasons)
+        return self.appPaused
 
     # Deadlines
 

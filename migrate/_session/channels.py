@@ -54,7 +54,7 @@ class ChannelRole(SessionState):
             from .._channels import ChannelTable
 
             table = self.channels = ChannelTable(self.session)
-            table.writeBlocked = _CARRIER in self._pauseReasons
+            table.writeBlocked = _CARRIER in self.pauseReasons
             if self._readPaused and self._held is None:
                 # From now on our paused reader holds its bytes, and the
                 # carrier is read for the other channels.

@@ -46,14 +46,11 @@ if TYPE_CHECKING:
 from .state import (
     State,
     _BUFFER,
-    _CARRIER_SET,
     _CHANNEL_FRAMES,
     _DETACHED,
     _MAX_UNANSWERED_PINGS,
     _NO_ADDRESSES,
-    _ONLY_DETACHED,
     _ignore,
-    _interned,
     _logContextFor,
     _nothing,
 )
@@ -92,7 +89,6 @@ class Session(
     @ivar onCarrierLost: called (with the session) when the carrier goes;
         the client's reconnector hooks in here.
     @ivar onEnd: called (with the session) once when it ends.
-    @ivar _pauseReasons: why the application's producer is paused.
     @ivar _producer: the application's producer as registered (for push) or
         the driver that pulls it.
     @ivar _appProducer: the application's own producer object.
@@ -107,20 +103,15 @@ class Session(
         "_abortNotice",
         "_advertSeq",
         "_peerAdvertSeq",
-        "_appPaused",
         "_appProducer",
         "_closingCarriers",
         "_depth",
         "_endWaiters",
-        "_hardCap",
         "_heard",
-        "_highWater",
         "_liveCall",
         "_logContext",
         "_lostCall",
         "_lostReason",
-        "_lowWater",
-        "_pauseReasons",
         "_probeCall",
         "_producer",
         "_pullDriver",
@@ -224,11 +215,9 @@ class Session(
         self.hibernated = False
         # (Frozen sets, replaced on change: most sessions share the few
         # there are.)
-        self._pauseReasons: frozenset[str] = _ONLY_DETACHED
         self._producer: Optional[IPushProducer] = None
         self._appProducer: object = None
         self._pullDriver: _PullDriver | None = None
-        self._appPaused = False
         self._readPaused = False
         self._lostCall: IDelayedCall | None = None
         self._lostReason: Optional[Failure] = None
@@ -273,8 +262,7 @@ class Session(
         Decide by C{policy} from now on (its buffer limits apply at once).
         """
         self.policy = policy
-        self._highWater, self._hardCap = policy.bufferLimits()
-        self._lowWater = self._highWater // 2
+        self.setLimits(*policy.bufferLimits())
 
     @property
     def hexID(self) -> str:
@@ -533,7 +521,7 @@ class Session(
             return
         self.state = State.DETACHED
         self.detachedSince = self.clock.seconds()
-        self._pauseReasons = _interned(self._pauseReasons - _CARRIER_SET)
+        self.carrierFreed()
         self._pauseFor(_DETACHED)
         if self.parent is not None:
             return
@@ -782,7 +770,7 @@ class Session(
     def _finReceived(self, ack: int) -> None:
         tell = self.peerFinished(ack, self.clock.seconds())
         self._arm()
-        if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
+        if self.bufferDrained():
             self._resumeFor(_BUFFER)
         app = self.app
         if tell:
@@ -819,7 +807,7 @@ class Session(
             carrier.transport.write(self.engine.ackFrame())
 
     def _acked(self) -> None:
-        if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
+        if self.bufferDrained():
             self._resumeFor(_BUFFER)
         if self.engine.finSent:
             self._checkFinished()

@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from ..errors import BufferFull, BufferOverflow
 
-from .state import SessionState, _BUDGET, _BUFFER, _CARRIER, _interned
+from .state import SessionState, _BUDGET, _BUFFER, _CARRIER
 
 
 @implementer(IPushProducer)
@@ -117,14 +117,6 @@ class ProducerRole(SessionState):
         # checker sees the attributes the session declares.)
         __slots__ = ()
 
-    @property
-    def highWater(self) -> int:
-        """
-        Unacknowledged bytes above which the application's producer is
-        paused.
-        """
-        return self._highWater
-
     def setBufferSize(self, size: int) -> None:
         """
         Pause the application's producer above C{size} unacknowledged bytes
@@ -133,12 +125,7 @@ class ProducerRole(SessionState):
 
         @raise ValueError: C{size} is not positive.
         """
-        if size <= 0:
-            raise ValueError("buffer size must be positive")
-        self._highWater = size
-        self._lowWater = size // 2
-        self._hardCap = max(self._hardCap, size)
-        if _BUFFER in self._pauseReasons and self.engine.buffered <= self._lowWater:
+        if self.newBufferSize(size):
             self._resumeFor(_BUFFER)
 
     def write(self, data: bytes) -> None:
@@ -153,15 +140,15 @@ class ProducerRole(SessionState):
             return
         engine = self.engine
         n = len(data)
-        if engine.sent - engine.acked + n > self._hardCap:
+        if self.overCap(n):
             if self.options.overflow == "raise":
                 raise BufferFull(
-                    "session buffer at its hard cap of %d bytes" % (self._hardCap,)
+                    "session buffer at its hard cap of %d bytes" % (self.hardCap,)
                 )
             self.log.warn(
                 "session {sid} closed: buffer passed its hard cap of {cap} bytes",
                 sid=self.hexID,
-                cap=self._hardCap,
+                cap=self.hardCap,
             )
             self._depth += 1
             try:
@@ -180,7 +167,7 @@ class ProducerRole(SessionState):
                 carrier.transport.writeSequence(frames)
         if not self._watching:
             self._watch()
-        if engine.sent - engine.acked > self._highWater:
+        if engine.sent - engine.acked > self.highWater:
             self._depth += 1
             try:
                 self._checkBuffer()
@@ -188,8 +175,8 @@ class ProducerRole(SessionState):
                 self._depth -= 1
 
     def _checkBuffer(self) -> None:
-        if self.engine.buffered > self._highWater:
-            if _BUFFER not in self._pauseReasons:
+        if self.bufferFull():
+            if _BUFFER not in self.pauseReasons:
                 self.onBufferHigh()
             self._pauseFor(_BUFFER)
 
@@ -227,9 +214,7 @@ class ProducerRole(SessionState):
         self._appProducer = producer
         if streaming:
             self._producer = producer  # type: ignore[assignment]
-            self._appPaused = False
-            if self._pauseReasons:
-                self._appPaused = True
+            if self.producerRegistered():
                 producer.pauseProducing()  # type: ignore[attr-defined]
         else:
             driver = _PullDriver(
@@ -240,8 +225,7 @@ class ProducerRole(SessionState):
             )
             self._pullDriver = driver
             self._producer = driver
-            self._appPaused = bool(self._pauseReasons)
-            if self._appPaused:
+            if self.producerRegistered():
                 driver.pauseProducing()
             driver.start(self.engine.buffered > 0)
 
@@ -264,22 +248,18 @@ class ProducerRole(SessionState):
             self._sendFin()
 
     def _pauseFor(self, reason: str) -> None:
-        if reason not in self._pauseReasons:
-            self._pauseReasons = _interned(self._pauseReasons | {reason})
         producer = self._producer
-        if producer is not None and not self._appPaused:
-            self._appPaused = True
+        if self.pauseFor(reason, producer is not None):
+            assert producer is not None
             try:
                 producer.pauseProducing()
             except BaseException:
                 self._appFailed(Failure())
 
     def _resumeFor(self, reason: str) -> None:
-        if reason in self._pauseReasons:
-            self._pauseReasons = _interned(self._pauseReasons - {reason})
         producer = self._producer
-        if not self._pauseReasons and producer is not None and self._appPaused:
-            self._appPaused = False
+        if self.resumeFor(reason, producer is not None):
+            assert producer is not None
             try:
                 producer.resumeProducing()
             except BaseException:

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from twisted.python.log import ILogContext
 
 from .._sansio import wire as _wire
+from .._sansio import session as _machine
 from .._sansio.session import SessionMachine
 from .._options import SessionOptions
 from .._upcalls import Upcalls
@@ -57,32 +58,17 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-# Reasons the application's producer may be paused.
-_CARRIER = "carrier"
+# Reasons the application's producer may be paused (see
+# L{SessionMachine.pauseFor}).
+_CARRIER = _machine.CARRIER
+_DETACHED = _machine.DETACHED
+_BUFFER = _machine.BUFFER
+_BUDGET = _machine.BUDGET
 
 #: Heartbeats from a peer that does not read (our carrier's send buffer
 #: full), left unanswered, before its carrier is dropped: a legitimate peer
 #: whose reader is paused sends about two a second.
 _MAX_UNANSWERED_PINGS = 1000
-_DETACHED = "detached"
-_BUFFER = "buffer"
-_BUDGET = "budget"
-
-
-
-_ONLY_DETACHED = frozenset({_DETACHED})
-_CARRIER_SET = frozenset({_CARRIER})
-
-#: The few sets of pause reasons there are, one object each (most of many
-#: sessions share one).
-_INTERNED: dict[frozenset[str], frozenset[str]] = {}
-
-
-def _interned(reasons: frozenset[str]) -> frozenset[str]:
-    """
-    The one object for this set of pause reasons.
-    """
-    return _INTERNED.setdefault(reasons, reasons)
 
 
 #: No addresses (shared: address lists are replaced, never changed in place).
@@ -147,9 +133,6 @@ class SessionState(SessionMachine):
     key: bytes
     options: SessionOptions
     policy: IMigratePolicy
-    _highWater: int
-    _hardCap: int
-    _lowWater: int
     state: State
     generation: int
     handoffs: int
@@ -167,11 +150,9 @@ class SessionState(SessionMachine):
     onEnd: Callable[[Session], None]
     onHibernate: Optional[Callable[[Session], object]]
     hibernated: bool
-    _pauseReasons: frozenset[str]
     _producer: Optional[IPushProducer]
     _appProducer: object
     _pullDriver: Optional[_PullDriver]
-    _appPaused: bool
     _readPaused: bool
     _lostCall: Optional[IDelayedCall]
     _lostReason: Optional[Failure]
@@ -219,8 +200,6 @@ class SessionState(SessionMachine):
     if TYPE_CHECKING:
 
         def setPolicy(self, policy: IMigratePolicy) -> None: ...
-        @property
-        def highWater(self) -> int: ...
         def setBufferSize(self, size: int) -> None: ...
         @property
         def hexID(self) -> str: ...
