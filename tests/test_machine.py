@@ -13,8 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from migrate._sansio import channels
 from migrate._sansio import session as machine
 from migrate._sansio import wire
+from migrate._sansio.channels import ChannelNumbers, ReceiveWindow, SendWindow
+from migrate._sansio.errors import ProtocolViolation
 from migrate._sansio.session import SessionMachine
 
 from .test_fuzz import fuzzSettings
@@ -631,3 +634,345 @@ class PropertyTests(SynchronousTestCase):
         for side in (pair.client, pair.server):
             self.assertIn("closeDone", side.heard)
             self.assertTrue(side.m.engine.finished)
+
+
+class ChannelNumberTests(SynchronousTestCase):
+    """
+    L{ChannelNumbers}: whose numbers, never twice, the closed-channel
+    memory.
+    """
+
+    def test_parity(self) -> None:
+        """
+        A client opens odd channels, a server even ones; neither may open
+        the other's, nor channel 0.
+        """
+        client, server = ChannelNumbers(True, 10), ChannelNumbers(False, 10)
+        self.assertEqual([client.allocate(0)[0] for _ in range(3)], [1, 3, 5])
+        self.assertEqual([server.allocate(0)[0] for _ in range(2)], [2, 4])
+        self.assertEqual(server.peerOpening(1, False), channels.NEW)
+        for bad in (0, 2):
+            self.assertRaises(ProtocolViolation, server.peerOpening, bad, False)
+        self.assertRaises(ProtocolViolation, client.peerOpening, 1, False)
+
+    def test_neverTwice(self) -> None:
+        """
+        A number the peer used before is never new again, even once
+        forgotten: it is answered from the memory of closed channels.
+        """
+        server = ChannelNumbers(False, 10)
+        self.assertEqual(server.peerOpening(5, False), channels.NEW)
+        self.assertEqual(server.peerOpening(3, False), channels.AGAIN)
+        self.assertEqual(server.peerOpening(5, True), channels.AGAIN)
+        server.remember(5, False, "aborted")
+        self.assertEqual(
+            wire.decodeChannelClose(server.closedAnswer(5)[wire._HEAD_SIZE :]),
+            (5, False, "aborted"),
+        )
+        self.assertEqual(
+            wire.decodeChannelClose(server.closedAnswer(3)[wire._HEAD_SIZE :]),
+            (3, False, None),
+        )
+
+    def test_memoryBounded(self) -> None:
+        """
+        Only the last L{channels.CLOSED_MEMORY} closes are remembered; a
+        channel remembered twice counts once, with its last close.
+        """
+        numbers = ChannelNumbers(True, 10)
+        for channel in range(2, 2 + 2 * channels.CLOSED_MEMORY + 2, 2):
+            numbers.remember(channel, True, None)
+        numbers.remember(200, True, None)
+        numbers.remember(200, False, "reset")
+        self.assertEqual(len(numbers._closed), channels.CLOSED_MEMORY)
+        self.assertEqual(
+            wire.decodeChannelClose(numbers.closedAnswer(2)[wire._HEAD_SIZE :]), (2, False, None)
+        )
+        self.assertEqual(
+            wire.decodeChannelClose(numbers.closedAnswer(200)[wire._HEAD_SIZE :]),
+            (200, False, "reset"),
+        )
+
+    def test_limits(self) -> None:
+        """
+        No number past the channel limit or the largest number.
+        """
+        numbers = ChannelNumbers(True, 2)
+        self.assertEqual(numbers.allocate(2)[0], None)
+        self.assertIsNotNone(numbers.admits(2))
+        self.assertIsNone(numbers.admits(1))
+        numbers.next = wire.MAX_CHANNEL_ID + 2
+        self.assertEqual(numbers.allocate(0), (None, "channel numbers are used up"))
+
+
+class WindowTests(SynchronousTestCase):
+    def test_sendWithin(self) -> None:
+        """
+        What fits in the window goes at once; the rest waits, in order,
+        split where the window ends, until the peer grants more.
+        """
+        w = SendWindow()
+        w.grant(5)
+        self.assertEqual(w.offer([b"abc"], 3), [b"abc"])
+        self.assertEqual(w.offer([b"def", b"gh"], 5), [b"de"])
+        self.assertTrue(w.blocked)
+        self.assertEqual(w.queued, 3)
+        self.assertEqual(w.offer([b"i"], 1), [])
+        self.assertEqual(w.grant(4), [])
+        self.assertEqual(w.grant(9), [b"f", b"gh", b"i"])
+        self.assertFalse(w.blocked)
+        self.assertEqual((w.sent, w.queued), (9, 0))
+        w.offer([b"xyz"], 3)
+        w.drop()
+        self.assertEqual((w.blocked, w.queued, w.grant(100)), (False, 0, []))
+
+    def test_receiveHeld(self) -> None:
+        """
+        The peer may not send past the window; more is granted once half
+        of it is read.
+        """
+        r = ReceiveWindow(100)
+        r.frameStarted(7, 60)
+        self.assertIsNone(r.consumed(60))
+        self.assertIsNone(r.consumed(20))
+        self.assertEqual(r.consumed(0), 160)
+        r.frameStarted(7, 100)
+        self.assertRaises(ProtocolViolation, r.frameStarted, 7, 1)
+
+
+class _Channel:
+    """
+    One channel on one side of the multi-channel harness: its machine,
+    and its windows and parser on the current carrier.
+    """
+
+    def __init__(self, side: "MuxSide", number: int) -> None:
+        self.side = side
+        self.number = number
+        self.m = SessionMachine(side.isClient, 256, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        self.got = bytearray()
+        self.paused = False
+        self.newCarrier()
+        # (As if opened: the opening and its answer each grant a window.)
+        self.attached = True
+        self.send.grant(WINDOW)
+
+    def newCarrier(self) -> None:
+        # Detached until the peer's resume of this channel arrives.
+        self.attached = False
+        self.send = SendWindow()
+        self.recv = ReceiveWindow(WINDOW)
+        self.parser = wire.FrameParser(self, 1 << 16)
+        if self.paused:
+            self.parser.pause()
+
+    def transmit(self, pieces: list[bytes]) -> None:
+        if not (self.side.attached and self.attached):
+            # Detached: what is written waits in the machine's buffer, and
+            # goes with the retransmission after the resume.
+            return
+        for piece in self.send.offer(pieces, sum(len(p) for p in pieces)):
+            self.side.outbox.append(wire.channelHead(self.number, len(piece)) + piece)
+
+    def grant(self) -> None:
+        limit = self.recv.consumed(self.parser.pendingBytes)
+        if limit is not None and self.side.attached:
+            self.side.outbox.append(wire.encodeChannelWindow(self.number, limit))
+
+    # Frames of the channel
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        self.m.engine.dataStarted(ack, length)
+
+    def payloadReceived(self, payload: bytes) -> None:
+        self.got += payload
+        if self.m.received(len(payload), self.side.clock[0], delayed=False) == machine.ACK_NOW:
+            self.transmit([self.m.engine.ackFrame()])
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        assert frameType == wire.ACK, frameType
+        self.m.engine.acknowledge(wire.decodePosition(body))
+
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        raise AssertionError("a channel frame inside a channel")
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        raise AssertionError("a channel frame inside a channel")
+
+
+WINDOW = 4096
+
+
+class MuxSide:
+    """
+    One side of a session with many channels over one carrier: channel
+    frames in C{CHANNEL} frames, each channel within its window.
+    """
+
+    def __init__(self, isClient: bool, clock: list[float], count: int) -> None:
+        self.isClient = isClient
+        self.clock = clock
+        self.attached = True
+        self.outbox: list[bytes] = []
+        self.channels = {n: _Channel(self, n) for n in range(1, count + 1)}
+        self.parser = wire.FrameParser(self, 1 << 16)
+        self._current: Optional[_Channel] = None
+
+    def resumeFrames(self) -> list[bytes]:
+        return [
+            wire.encodeChannelResume(n, c.m.engine.received, WINDOW)
+            for n, c in self.channels.items()
+        ]
+
+    def acknowledge(self) -> None:
+        """
+        The delayed acknowledgements of every channel (one timer for all).
+        """
+        for c in self.channels.values():
+            if c.m.engine.unacknowledged:
+                c.transmit([c.m.engine.ackFrame()])
+
+    # Frames of the carrier
+
+    def channelFrameStarted(self, channel: int, length: int) -> None:
+        c = self._current = self.channels[channel]
+        c.recv.frameStarted(channel, length)
+
+    def channelPayloadReceived(self, payload: bytes) -> None:
+        c = self._current
+        assert c is not None
+        c.parser.feed(payload)
+        c.grant()
+
+    def controlFrameReceived(self, frameType: int, body: bytes) -> None:
+        if frameType == wire.CHANNEL_WINDOW:
+            channel, limit = wire.decodeChannelWindow(body)
+            c = self.channels[channel]
+            for piece in c.send.grant(limit):
+                self.outbox.append(wire.channelHead(channel, len(piece)) + piece)
+        elif frameType == wire.CHANNEL_RESUME:
+            channel, received, window = wire.decodeChannelResume(body)
+            c = self.channels[channel]
+            c.m.engine.checkResume(received)
+            frames, _ = c.m.engine.resumeFrames(received)
+            c.attached = True
+            c.send.grant(window)
+            c.transmit(frames)
+        else:
+            raise AssertionError("unexpected frame 0x%02x" % (frameType,))
+
+    def dataFrameStarted(self, ack: int, length: int) -> None:
+        raise AssertionError("channel 0 is not used here")
+
+    def payloadReceived(self, payload: bytes) -> None:
+        raise AssertionError("channel 0 is not used here")
+
+
+class Mux:
+    """
+    Two L{MuxSide}s and a carrier between them that can be cut.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.clock = [0.0]
+        self.client = MuxSide(True, self.clock, count)
+        self.server = MuxSide(False, self.clock, count)
+
+    def deliver(self, sender: MuxSide, count: Optional[int] = None) -> None:
+        receiver = self.server if sender is self.client else self.client
+        n = len(sender.outbox) if count is None else min(count, len(sender.outbox))
+        pieces, sender.outbox = sender.outbox[:n], sender.outbox[n:]
+        if pieces:
+            receiver.parser.feed(b"".join(pieces))
+
+    def settle(self) -> None:
+        for _ in range(1000):
+            if not (self.client.outbox or self.server.outbox):
+                self.client.acknowledge()
+                self.server.acknowledge()
+                if not (self.client.outbox or self.server.outbox):
+                    return
+            self.deliver(self.client)
+            self.deliver(self.server)
+        raise AssertionError("never settled")
+
+    def cut(self) -> None:
+        for side in (self.client, self.server):
+            side.outbox = []
+            side.attached = False
+        for side in (self.client, self.server):
+            side.attached = True
+            side.parser = wire.FrameParser(side, 1 << 16)
+            for c in side.channels.values():
+                c.newCarrier()
+        # Each side tells the other how far it received every channel.
+        self.client.outbox.extend(self.client.resumeFrames())
+        self.server.outbox.extend(self.server.resumeFrames())
+
+
+_muxSteps = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.booleans(), st.integers(1, 8), st.integers(1, 6000)),
+        st.tuples(st.just("deliver"), st.booleans(), st.integers(0, 20)),
+        st.tuples(st.just("pause"), st.booleans(), st.integers(1, 8)),
+        st.tuples(st.just("cut")),
+    ),
+    max_size=50,
+)
+
+
+class ChannelPropertyTests(SynchronousTestCase):
+    @fuzzSettings(150)
+    @given(_muxSteps)
+    def test_manyChannelsUnderCuts(self, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+        """
+        Eight channels each way over one carrier, with writes, partial
+        deliveries, readers pausing and resuming, and cuts (each followed
+        by a resume of every channel): no side ever sends past a window;
+        whenever the carrier is settled, every channel whose reader is not
+        paused has everything written to it (a paused reader stops only
+        its own channel); and once all resume, every channel is
+        byte-exact both ways.
+        """
+        mux = Mux(8)
+        written = {(s, n): bytearray() for s in (True, False) for n in range(1, 9)}
+        count = 0
+        for step in steps:
+            if step[0] == "write":
+                side = mux.client if step[1] else mux.server
+                data = bytes([count % 251]) * step[3]
+                count += 1
+                c = side.channels[step[2]]
+                c.transmit(c.m.engine.send(data))
+                written[(step[1], step[2])] += data
+            elif step[0] == "deliver":
+                mux.deliver(mux.client if step[1] else mux.server, step[2])
+            elif step[0] == "pause":
+                reader = (mux.server if step[1] else mux.client).channels[step[2]]
+                reader.paused = not reader.paused
+                if reader.paused:
+                    reader.parser.pause()
+                else:
+                    reader.parser.resume()
+                    reader.grant()
+            else:
+                mux.cut()
+        mux.settle()
+        for (fromClient, n), data in written.items():
+            reader = (mux.server if fromClient else mux.client).channels[n]
+            if not reader.paused:
+                self.assertEqual(bytes(reader.got), bytes(data), (fromClient, n))
+        for side in (mux.client, mux.server):
+            for c in side.channels.values():
+                if c.paused:
+                    c.paused = False
+                    c.parser.resume()
+                    c.grant()
+        mux.settle()
+        mux.cut()
+        mux.settle()
+        for (fromClient, n), data in written.items():
+            reader = (mux.server if fromClient else mux.client).channels[n]
+            self.assertEqual(bytes(reader.got), bytes(data), (fromClient, n))
+            writer = (mux.client if fromClient else mux.server).channels[n]
+            self.assertTrue(writer.m.engine.allAcked)
