@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from twisted.internet.defer import Deferred
@@ -48,6 +49,10 @@ from .interfaces import IMigratable
 
 if TYPE_CHECKING:
     from ._session import Session
+
+#: The most bytes of channel frames gathered (see L{ChannelTable.holdOutput})
+#: before they are written out.
+BATCH_LIMIT = 16 * 1024
 
 #: How many closed channels a session remembers (with how they closed), to
 #: answer a peer that resumes one whose close it did not hear.
@@ -152,7 +157,9 @@ class ChannelCarrier:
         Send the concatenation of C{data}.
         """
         pieces = list(data)
-        n = sum(len(p) for p in pieces)
+        n = 0
+        for piece in pieces:
+            n += len(piece)
         if self.closed or (self.retired and not self._waitForPeer):
             return
         if self._queue is None and self.sent + n <= self.limit:
@@ -452,6 +459,10 @@ class ChannelTable:
         self._turn = 0
         self._needAck: dict[Session, None] = {}
         self._ackCall: Optional[IDelayedCall] = None
+        self._names: Optional[Mapping[int, str]] = None
+        self._batch: Optional[list[bytes]] = None
+        self._batchBytes = 0
+        self._batchCarrier: Any = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -462,11 +473,24 @@ class ChannelTable:
         """
         return [self._entries[k].session for k in sorted(self._entries)]
 
-    def names(self) -> dict[int, str]:
+    def names(self) -> Mapping[int, str]:
         """
-        The name of every open channel, by number.
+        The name of every open channel, by number (read-only; built once
+        until a channel opens or closes, so that a snapshot of every
+        channel, which asks once per channel, is not quadratic).
         """
-        return {k: e.name for k, e in self._entries.items()}
+        names = self._names
+        if names is None:
+            names = self._names = MappingProxyType({k: e.name for k, e in self._entries.items()})
+        return names
+
+    def _add(self, entry: _Entry) -> None:
+        self._entries[entry.channel] = entry
+        self._names = None
+
+    def _remove(self, channel: int) -> Optional[_Entry]:
+        self._names = None
+        return self._entries.pop(channel, None)
 
     # Output to the session's carrier
 
@@ -477,7 +501,15 @@ class ChannelTable:
         """
         carrier = self.root.carrier
         if carrier is not None and carrier is sender.under:
-            carrier.transport.writeSequence([_wire.channelHead(sender.channel, length), *pieces])
+            batch = self._batch
+            if batch is not None and carrier is self._batchCarrier:
+                batch.append(_wire.channelHead(sender.channel, length))
+                batch.extend(pieces)
+                self._batchBytes += length
+                if self._batchBytes >= BATCH_LIMIT:
+                    self._sendBatch()
+            else:
+                carrier.transport.writeSequence([_wire.channelHead(sender.channel, length), *pieces])
 
     def sendFrame(self, frame: bytes, sender: Optional[ChannelCarrier] = None) -> None:
         """
@@ -486,7 +518,57 @@ class ChannelTable:
         """
         carrier = self.root.carrier
         if carrier is not None and (sender is None or carrier is sender.under):
-            carrier.transport.write(frame)
+            batch = self._batch
+            if batch is not None and carrier is self._batchCarrier:
+                batch.append(frame)
+                self._batchBytes += len(frame)
+                if self._batchBytes >= BATCH_LIMIT:
+                    self._sendBatch()
+            else:
+                carrier.transport.write(frame)
+
+    def holdOutput(self) -> bool:
+        """
+        From now until L{flushOutput}, gather what the channels send on the
+        session's carrier and send it in one write then (in the order it
+        was sent), rather than one write per frame.  Nothing but the
+        channels may write on the carrier meanwhile.
+
+        @return: whether this call started the gathering (and its caller
+            is the one to flush); false if it was already on.
+        """
+        if self._batch is not None or self.root.carrier is None:
+            return False
+        self._batch = []
+        self._batchBytes = 0
+        self._batchCarrier = self.root.carrier
+        return True
+
+    def _sendBatch(self) -> None:
+        """
+        Send what was gathered so far, and go on gathering: the carrier's
+        transport sees the bytes, so a full one pauses the producers in
+        time (a streaming producer writes until it is paused).
+        """
+        batch = self._batch
+        assert batch is not None
+        self._batch = []
+        self._batchBytes = 0
+        carrier = self.root.carrier
+        if carrier is not None and carrier is self._batchCarrier:
+            carrier.transport.writeSequence(batch)
+
+    def flushOutput(self) -> None:
+        """
+        Send what was gathered since L{holdOutput} on the carrier it was
+        gathered for, if that is still the session's carrier or has not
+        been let go of yet (else it is dropped, as it would have been lost
+        with that carrier: the channels resend it after the resume).
+        """
+        batch, self._batch = self._batch, None
+        under, self._batchCarrier = self._batchCarrier, None
+        if batch and under is not None and (under is self.root.carrier or not under.retired):
+            under.transport.writeSequence(batch)
 
     def peerAddress(self) -> IAddress:
         peer = self.root.lastPeer
@@ -529,7 +611,7 @@ class ChannelTable:
         entry.factory = factory
         d: Deferred[IProtocol] = Deferred(lambda _: self._cancelOpen(entry))
         entry.opened = d
-        self._entries[channel] = entry
+        self._add(entry)
         self.opened += 1
         if root.carrier is not None:
             entry.carrier = self._newCarrier(channel)
@@ -635,7 +717,7 @@ class ChannelTable:
             self.sendFrame(_wire.encodeChannelRefused(channel, "refused by the application"))
             return
         entry = _Entry(channel, name, self._makeSession(channel))
-        self._entries[channel] = entry
+        self._add(entry)
         self.opened += 1
         carrier = entry.carrier = self._newCarrier(channel)
         carrier.limit = window
@@ -884,7 +966,7 @@ class ChannelTable:
     # Ends
 
     def _forget(self, entry: _Entry, graceful: bool) -> None:
-        if self._entries.pop(entry.channel, None) is not None:
+        if self._remove(entry.channel) is not None:
             # (A channel the peer aborted counts as closed cleanly: we read
             # its abort.)
             graceful = graceful or isinstance(entry.session.endReason, PeerAborted)
@@ -939,6 +1021,7 @@ class ChannelTable:
             if d is not None:
                 d.errback(Failure(ChannelRefused("the session ended: %s" % (reason,))))
         self._entries.clear()
+        self._names = None
 
     def shutdown(self) -> None:
         """
@@ -961,8 +1044,14 @@ class ChannelTable:
     def _ackAll(self) -> None:
         self._ackCall = None
         waiting, self._needAck = self._needAck, {}
-        for session in waiting:
-            session.acknowledgeNow()
+        # One write for all of them (as many as the channels that read).
+        mine = self.holdOutput()
+        try:
+            for session in waiting:
+                session.acknowledgeNow()
+        finally:
+            if mine:
+                self.flushOutput()
 
     def _stopAcks(self) -> None:
         call, self._ackCall = self._ackCall, None
@@ -1088,14 +1177,14 @@ class ChannelTable:
             app.transport = transport
             app.connected = True
             entry = _Entry(channel, name, session)
-            self._entries[channel] = entry
+            self._add(entry)
             try:
                 migratable.restoreMigrationState(base64.b64decode(state))
             except Exception:
                 self.log.failure(
                     "channel {sid}: restoreMigrationState raised; dropped", sid=session.hexID
                 )
-                del self._entries[channel]
+                self._remove(channel)
                 session.dropApp()
                 session.end(ChannelReset("application state could not be restored"))
 

@@ -295,6 +295,10 @@ class Carrier(Protocol):
         """
         if self.retired:
             return
+        session = self.session
+        if session is not None and session.channels is not None:
+            # What the channels wrote before goes first.
+            session.channels.flushOutput()
         self.retired = True
         self.parser.pause()
         self._cancelResume()

@@ -469,6 +469,29 @@ class InterfaceTests(ChannelTestsBase):
         self.assertEqual(own["channel"], 1)
         self.assertEqual(own["id"], p.client.transport.sessionID)
 
+    def test_snapshotNamesFollowChannels(self) -> None:
+        """
+        The channel names a snapshot shows (built once for all the channels
+        of a snapshot, not once per channel) follow channels that open and
+        close between snapshots.
+        """
+        p = Pair()
+        p.factory.channelFactories = {"a": Factory.forProtocol(Recorder), "b": Factory.forProtocol(Recorder)}
+        p.open()
+        self.addCleanup(self._closeDown, p)
+        first = self.openChannel(p, name="a")
+
+        def names() -> list[tuple[int, str]]:
+            snap = p.client.transport.snapshot()
+            return [(c["channel"], c["name"]) for c in snap["channels"]]
+
+        self.assertEqual(names(), [(1, "a")])
+        self.openChannel(p, name="b")
+        self.assertEqual(names(), [(1, "a"), (3, "b")])
+        first.transport.abortConnection()
+        p.settle(1)
+        self.assertEqual(names(), [(3, "b")])
+
 
 class FairnessTests(ChannelTestsBase):
     def test_fullCarrierRotates(self) -> None:

@@ -668,10 +668,16 @@ class Session(
             parse(data)
             return
         self._inReading = True
+        # What the channels write during this read goes out in one write
+        # at its end (bounded: see ChannelTable.holdOutput).
+        table = self.channels
+        gathering = table is not None and table.holdOutput()
         try:
             context.call(self._logContext, parse, data)
         finally:
             self._inReading = False
+            if gathering:
+                table.flushOutput()  # type: ignore[union-attr]
 
     def payloadReceived(self, payload: bytes) -> None:
         """
