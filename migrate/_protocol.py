@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_session -*-
+# -*- test-case-name: tests.test_session,tests.test_carrier -*-
 """
 The per-carrier Twisted protocol.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol as TypingProtocol, cast
 
+from twisted.internet import tcp as _tcp
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -117,6 +118,19 @@ def _setReadSize(transport: object) -> None:
             candidate.bufferSize = max(candidate.bufferSize, READ_SIZE)  # type: ignore[union-attr]
 
 
+def _plainTCP(transport: object) -> bool:
+    """
+    Whether C{transport} is Twisted's own TCP connection (not TLS, not a
+    test double): one whose writes L{Carrier.dataReceived} may send itself.
+    """
+    return isinstance(transport, _tcp.Connection)
+
+
+#: The most a read's writes may come to for L{Carrier.dataReceived} to send
+#: them itself (Twisted's own limit for one C{send}).
+_SEND_NOW = 128 * 1024
+
+
 #: What a closed carrier's parser delivers to: nothing ever arrives (a
 #: closed carrier is retired and parses nothing), and if it did, it would
 #: be dropped.
@@ -193,10 +207,13 @@ class Carrier(Protocol):
         self._drainTimeout = drainTimeout
         self._drainCall: IDelayedCall | None = None
         self._resumeCall: IDelayedCall | None = None
+        self._sendAfterRead = False
+        self._wantsWriting = False
 
     def connectionMade(self) -> None:
         _setNoDelay(self.transport)
         _setReadSize(self.transport)
+        self._sendAfterRead = _plainTCP(self.transport)
         peer = self.transport.getPeer()
         self.label = "carrier from %s" % (
             getattr(peer, "host", peer),
@@ -227,6 +244,77 @@ class Carrier(Protocol):
             return
         if not self._framed and len(self._firstBytes) < _SHOWN:
             self._firstBytes += data[: _SHOWN - len(self._firstBytes)]
+        transport: Any = self.transport
+        if (
+            self._sendAfterRead
+            and not transport._tempDataLen
+            and not transport.dataBuffer
+            and not transport.TLS
+        ):
+            # Nothing waits to be sent: what this read makes us write (a
+            # heartbeat's answer, an acknowledgement, an echo) is sent at its
+            # end, at once, rather than by registering the connection for
+            # writing and sending in the reactor's next turn (two epoll
+            # calls and a turn for every answer of an idle session).
+            transport.startWriting = self._startWritingLater
+            try:
+                self._parse(data)
+            except BaseException:
+                del transport.startWriting
+                if self._wantsWriting:
+                    self._wantsWriting = False
+                    transport.startWriting()
+                raise
+            del transport.startWriting
+            if self._wantsWriting:
+                self._wantsWriting = False
+                self._sendNow(transport)
+            return
+        self._parse(data)
+
+    def _startWritingLater(self) -> None:
+        """
+        Our transport's C{startWriting} during a read: remember it.
+        """
+        self._wantsWriting = True
+
+    def _sendNow(self, transport: Any) -> None:
+        """
+        At the end of a read that wrote: send what it wrote now if it all
+        goes at once, else register for writing as the writes would have
+        (also when the connection is closing, or a producer waits for the
+        buffer to drain: the reactor's C{doWrite} handles those).
+        """
+        size = transport._tempDataLen
+        if (
+            0 < size <= _SEND_NOW
+            and transport.connected
+            and not transport.dataBuffer
+            and not transport.disconnecting
+            and not transport._aborting
+            and not transport._writeDisconnecting
+            and not transport.TLS
+            and not transport.producerPaused
+            and (transport.producer is None or transport.streamingProducer)
+        ):
+            pieces = transport._tempDataBuffer
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            try:
+                sent = transport.socket.send(data)
+            except OSError:
+                # (Full, or an error the reactor's own attempt will see and
+                # close the connection for.)
+                sent = 0
+            if sent == size:
+                pieces.clear()
+                transport._tempDataLen = 0
+                return
+            if sent:
+                transport._tempDataBuffer = [data[sent:]]
+                transport._tempDataLen = size - sent
+        transport.startWriting()
+
+    def _parse(self, data: bytes) -> None:
         try:
             session = self.session
             if session is None:

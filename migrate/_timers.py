@@ -113,7 +113,8 @@ class TimerSet:
     def callLater(self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any) -> Timer:
         timer = Timer(self, 0.0, callable, args, kw)
         self._live += 1
-        self._push(timer, self.seconds() + max(0.0, delay))
+        now = self._clock.seconds()
+        self._push(timer, now + delay if delay > 0 else now, now)
         return timer
 
     def getDelayedCalls(self) -> list[Timer]:
@@ -121,8 +122,9 @@ class TimerSet:
 
     # Bookkeeping
 
-    def _push(self, timer: Timer, when: float) -> None:
-        now = self.seconds()
+    def _push(self, timer: Timer, when: float, now: Optional[float] = None) -> None:
+        if now is None:
+            now = self._clock.seconds()
         slack = self.slack
         due = when
         if slack > 0 and when - now > 4 * slack:

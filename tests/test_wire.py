@@ -155,3 +155,53 @@ class ParserTests(SynchronousTestCase):
         c = Collect()
         _wire.FrameParser(c, 10).feed(frame)
         self.assertEqual(len(c.events[0][2]), 3 + _wire.MAX_REASON)
+
+    def test_oneControlFrame(self) -> None:
+        """
+        A read holding exactly one fixed-size control frame (what an idle
+        session reads) delivers it, and the parser goes on parsing after it.
+        """
+        for frame, expected in [
+            (_wire.encodePing(5), ("control", _wire.PING, (5).to_bytes(8, "big"))),
+            (_wire.encodePong((6).to_bytes(8, "big")), ("control", _wire.PONG, (6).to_bytes(8, "big"))),
+            (_wire.encodeAck(7), ("control", _wire.ACK, (7).to_bytes(8, "big"))),
+            (_wire.encodeFin(8), ("control", _wire.FIN, (8).to_bytes(8, "big"))),
+            (_wire.encodeOpened(), ("control", _wire.OPENED, b"")),
+        ]:
+            c = Collect()
+            parser = _wire.FrameParser(c, 1000)
+            parser.feed(frame)
+            self.assertEqual(c.events, [expected])
+            parser.feed(_stream())
+            self.assertEqual(c.events, [expected] + EXPECTED)
+
+    def test_oneControlFrameWrongLength(self) -> None:
+        """
+        A read holding exactly one frame whose length is not its type's is
+        refused, as anywhere in a stream.
+        """
+        parser = _wire.FrameParser(Collect(), 1000)
+        self.assertRaises(_wire.FrameError, parser.feed, b"\x14\x00\x00\x00\x04" + b"x" * 4)
+        parser = _wire.FrameParser(Collect(), 1000)
+        self.assertRaises(_wire.FrameError, parser.feed, b"\xee\x00\x00\x00\x08" + b"x" * 8)
+
+    def test_oneControlFramePaused(self) -> None:
+        """
+        A paused parser keeps a lone control frame until it resumes.
+        """
+        c = Collect()
+        parser = _wire.FrameParser(c, 1000)
+        parser.pause()
+        parser.feed(_wire.encodePing(1))
+        self.assertEqual(c.events, [])
+        parser.resume()
+        self.assertEqual(c.events, [("control", _wire.PING, (1).to_bytes(8, "big"))])
+
+    def test_variableControlFrameAlone(self) -> None:
+        """
+        A read holding exactly one variable-size control frame is parsed as
+        in a stream.
+        """
+        c = Collect()
+        _wire.FrameParser(c, 1000).feed(_wire.encodeAbort("why"))
+        self.assertEqual(c.events, [("control", _wire.ABORT, b"why")])

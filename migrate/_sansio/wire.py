@@ -674,28 +674,34 @@ class FrameParser:
             self._pending += data
             return
         end = len(data)
-        if (
-            self._type is None
-            and not self._head
-            and end > _DATA_HEAD_SIZE
-            and data[0] == DATA
-        ):
-            # Fast path: a read holding exactly one data frame.
-            _, length, ack = _DATA_HEAD.unpack_from(data)
-            if length + _DATA_HEAD_SIZE == end and length <= self._maxPayload:
-                receiver = self._receiver
-                receiver.dataFrameStarted(ack, length)
-                if self._paused:
-                    # The head's acknowledgement paused us: the payload
-                    # waits, as on the slow path.
-                    if length:
-                        self._type = DATA
-                        self._sink = receiver.payloadReceived
-                        self._remaining = length
-                        self._pending = data[_DATA_HEAD_SIZE:]
+        if self._type is None and not self._head and end >= _HEAD_SIZE:
+            first = data[0]
+            if first != DATA:
+                if first != CHANNEL:
+                    # Fast path: a read holding exactly one control frame of
+                    # a fixed size (a heartbeat, its answer, an
+                    # acknowledgement: what an idle session reads).
+                    frameType, length = _HEAD.unpack_from(data)
+                    if length + _HEAD_SIZE == end and _CONTROL_SIZES.get(frameType) == length:
+                        self._receiver.controlFrameReceived(frameType, data[_HEAD_SIZE:])
+                        return
+            elif end > _DATA_HEAD_SIZE:
+                # Fast path: a read holding exactly one data frame.
+                _, length, ack = _DATA_HEAD.unpack_from(data)
+                if length + _DATA_HEAD_SIZE == end and length <= self._maxPayload:
+                    receiver = self._receiver
+                    receiver.dataFrameStarted(ack, length)
+                    if self._paused:
+                        # The head's acknowledgement paused us: the payload
+                        # waits, as on the slow path.
+                        if length:
+                            self._type = DATA
+                            self._sink = receiver.payloadReceived
+                            self._remaining = length
+                            self._pending = data[_DATA_HEAD_SIZE:]
+                        return
+                    receiver.payloadReceived(data[_DATA_HEAD_SIZE:])
                     return
-                receiver.payloadReceived(data[_DATA_HEAD_SIZE:])
-                return
         offset = 0
         while offset < end:
             if self._paused:
