@@ -572,25 +572,79 @@ class ChannelZeroPausedTests(ChannelTestsBase):
         self.assertEqual(p.client.received, b"zero;more")
         p.client.lost[0].trap(ConnectionDone)
 
-    def test_pausedFirstStreamBounded(self) -> None:
+    def test_pausedFirstStreamWindowed(self) -> None:
         """
-        Past C{channelWindow} bytes held for the paused first stream, the
-        carrier is paused after all: memory stays bounded, and nothing is
-        lost.
+        The first stream of a session with channels has a window of its
+        own: past C{channelWindow} bytes the writer holds back, so its
+        paused reader holds at most one window, the carrier is never paused
+        and the other channels keep flowing; once it reads again,
+        everything arrives in order.
         """
         p = self.pair()
-        self.openChannel(p)
+        proto = self.openChannel(p)
+        serverSide = p.servers[1]
         window = p.options.channelWindow
         p.client.transport.pauseProducing()
-        big = bytes(range(256)) * (window // 64)
+        big = bytes(range(256)) * (window // 32)
         p.server.transport.write(big)
         p.settle(1)
         session = p.clientSession
-        self.assertLessEqual(session._heldBytes, window + p.options.sendFrame)
-        self.assertTrue(session._heldPausedCarrier)
+        self.assertLessEqual(session._heldBytes, window)
+        self.assertFalse(session._heldPausedCarrier)
+        other = b"x" * (4 * window)
+        serverSide.transport.write(other)
+        p.settle(2)
+        self.assertEqual(proto.received, other)
+        self.assertLessEqual(session._heldBytes, window)
+        self.assertEqual(p.client.received, b"")
         p.client.transport.resumeProducing()
         p.settle(2)
         self.assertEqual(p.client.received, big)
+
+    def test_windowThroughCuts(self) -> None:
+        """
+        The first stream's window holds on every carrier: after a cut the
+        writer resends only up to the last grant while the reader stays
+        paused; the FIN waits behind the data; all of it, then the end,
+        arrive once the reader reads.
+        """
+        p = self.pair()
+        proto = self.openChannel(p)
+        window = p.options.channelWindow
+        p.client.transport.pauseProducing()
+        big = bytes(range(256)) * (window // 32)
+        p.server.transport.write(big)
+        p.server.transport.loseConnection()
+        p.settle(1)
+        session = p.clientSession
+        for _ in range(2):
+            p.net.cutAll()
+            p.settle(2)
+            self.assertLessEqual(session._heldBytes, window)
+            self.assertFalse(session._heldPausedCarrier)
+            self.assertEqual(p.client.lost, [])
+        p.servers[1].transport.write(b"still")
+        p.settle(1)
+        self.assertEqual(proto.received, b"still")
+        p.client.transport.resumeProducing()
+        p.settle(2)
+        self.assertEqual(p.client.received, big)
+        p.client.lost[0].trap(ConnectionDone)
+
+    def test_sessionWithoutChannelsUnwindowed(self) -> None:
+        """
+        A session without channels grants no window on its first stream:
+        a paused reader pauses the carrier, as on TCP.
+        """
+        p = self.pair()
+        p.client.transport.pauseProducing()
+        p.server.transport.write(b"y" * 100000)
+        p.settle(1)
+        self.assertIsNone(p.clientSession._zero)
+        self.assertIsNone(p.serverSession._zero)
+        p.client.transport.resumeProducing()
+        p.settle(1)
+        self.assertEqual(p.client.received, b"y" * 100000)
 
 
 class LingeringTests(ChannelTestsBase):

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from migrate._sansio import channels
 from migrate._sansio import session as machine
 from migrate._sansio import wire
-from migrate._sansio.channels import ChannelNumbers, ReceiveWindow, SendWindow
+from migrate._sansio.channels import ChannelNumbers, ReceiveWindow, SendWindow, StreamWindow
 from migrate._sansio.errors import ProtocolViolation
 from migrate._sansio.session import SessionMachine
 
@@ -738,6 +738,68 @@ class WindowTests(SynchronousTestCase):
         self.assertEqual(r.consumed(0), 160)
         r.frameStarted(7, 100)
         self.assertRaises(ProtocolViolation, r.frameStarted, 7, 1)
+
+
+class StreamWindowTests(SynchronousTestCase):
+    """
+    L{StreamWindow}: channel 0's window, in stream positions.
+    """
+
+    def test_writer(self) -> None:
+        """
+        Nothing is held back before the first grant, which finds everything
+        sent so far written; then data fits only if nothing waits before
+        it and it ends within the limit; a smaller grant changes nothing; a
+        new carrier starts where its resume ended.
+        """
+        w = StreamWindow()
+        self.assertFalse(w.limit)
+        self.assertTrue(w.grant(100, 30, False))
+        self.assertEqual((w.limit, w.written, w.finOut), (100, 30, False))
+        self.assertTrue(w.fits(30, 100))
+        self.assertFalse(w.fits(30, 101))
+        self.assertFalse(w.fits(20, 40))
+        self.assertFalse(w.grant(90, 50, True))
+        self.assertTrue(w.grant(150, 50, True))
+        self.assertEqual(w.written, 30)
+        w.newCarrier(40, 150, True)
+        self.assertEqual((w.written, w.finOut), (150, True))
+        w.newCarrier(160, 150, False)
+        self.assertEqual(w.written, 160)
+
+    def test_reader(self) -> None:
+        """
+        The reader grants one window past what it read, and more once half
+        of it is read; the peer overruns only past the grant.
+        """
+        w = StreamWindow()
+        self.assertIsNone(w.nextGrant(10, 100))
+        self.assertFalse(w.overrun(10**9))
+        self.assertEqual(w.firstGrant(10, 100), 110)
+        self.assertFalse(w.overrun(110))
+        self.assertTrue(w.overrun(111))
+        self.assertIsNone(w.nextGrant(59, 100))
+        self.assertEqual(w.nextGrant(60, 100), 160)
+        self.assertEqual(w.firstGrant(0, 100), 160)
+
+    def test_framesBetween(self) -> None:
+        """
+        The engine frames any stretch of what it buffered, with the FIN
+        only when asked for and reached.
+        """
+        m = SessionMachine(True, 4, CLOSE_TIMEOUT, ACK_EVERY, ACK_DELAY)
+        m.engine.send(b"abcdef")
+        m.engine.send(b"ghij")
+        m.engine.finish()
+        pieces, carried = m.engine.framesBetween(3, 8, True)
+        self.assertEqual((pieces[1::2], carried), ([b"def", b"gh"], 5))
+        pieces, _ = m.engine.framesBetween(8, 10, False)
+        self.assertEqual(pieces[1::2], [b"ij"])
+        pieces, _ = m.engine.framesBetween(10, 10, True)
+        self.assertEqual(len(pieces), 1)
+        m.engine.acknowledge(5)
+        pieces, _ = m.engine.framesBetween(0, 7, False)
+        self.assertEqual(pieces[1::2], [b"f", b"g"])
 
 
 class _Channel:

@@ -239,3 +239,90 @@ class ReceiveWindow:
             self.granted = consumed + self.window
             return self.granted
         return None
+
+
+
+class StreamWindow:
+    """
+    Channel 0's window, once a session has channels: in positions of the
+    session's own stream (its data frames are not in C{CHANNEL} frames).
+
+    Without channels the first stream needs no window: a reader that
+    pauses pauses the carrier, which stops nothing else.  With channels,
+    the reader grants the writer a position it may send up to (the
+    C{CHANNEL_WINDOW} frame of channel 0, renewed as the application
+    reads), so that a paused first stream holds at most one window and the
+    carrier is read on for the other channels.  A grant is an absolute
+    position, good on every carrier: after a resume the writer sends up to
+    the last grant at once.  The writer frames what it holds back only when
+    it goes out (with the acknowledgement of that moment).
+
+    @ivar limit: (writer) the position the peer lets us send up to; C{0}
+        until it granted one (nothing is held back until then).
+    @ivar written: (writer) how far our stream is written on the current
+        carrier.
+    @ivar finOut: (writer) our FIN is written on the current carrier.
+    @ivar granted: (reader) the position we let the peer send up to; C{0}
+        until we granted one.
+    """
+
+    __slots__ = ("limit", "written", "finOut", "granted")
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self.written = 0
+        self.finOut = False
+        self.granted = 0
+
+    def grant(self, limit: int, sent: int, finOut: bool) -> bool:
+        """
+        (Writer) the peer lets us send up to position C{limit}: whether
+        that is more than before.  The first grant finds everything sent so
+        far (up to C{sent}, our FIN if C{finOut}) already written.
+        """
+        if limit <= self.limit:
+            return False
+        if not self.limit:
+            self.written = sent
+            self.finOut = finOut
+        self.limit = limit
+        return True
+
+    def fits(self, start: int, end: int) -> bool:
+        """
+        (Writer) whether data from C{start} to C{end} may be written now:
+        nothing waits before it and it ends within the window.
+        """
+        return self.written == start and end <= self.limit
+
+    def newCarrier(self, resumedFrom: int, end: int, finOut: bool) -> None:
+        """
+        (Writer) a resume wrote our stream from C{resumedFrom} up to C{end}
+        (and our FIN if C{finOut}) on a new carrier.
+        """
+        self.written = max(resumedFrom, end)
+        self.finOut = finOut
+
+    def firstGrant(self, received: int, window: int) -> int:
+        """
+        (Reader) the session now has channels: the position to grant.
+        """
+        self.granted = max(self.granted, received + window)
+        return self.granted
+
+    def nextGrant(self, received: int, window: int) -> Optional[int]:
+        """
+        (Reader) our application read up to C{received}: a new position to
+        grant once half the window is used, else C{None}.
+        """
+        if self.granted and self.granted - received <= window // 2:
+            self.granted = received + window
+            return self.granted
+        return None
+
+    def overrun(self, position: int) -> bool:
+        """
+        (Reader) whether the peer sent past what we granted (it had not
+        heard of our first grant when it sent).
+        """
+        return bool(self.granted) and position > self.granted

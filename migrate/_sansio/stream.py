@@ -299,30 +299,61 @@ class StreamEngine:
                 % (peerReceived, self.acked, self.sent + self.finSent)
             )
 
-    def resumeFrames(self, peerReceived: int) -> tuple[list[bytes], int]:
+    def resumeFrames(
+        self, peerReceived: int, end: Optional[int] = None
+    ) -> tuple[list[bytes], int]:
         """
         Apply the peer's received position from a verified resume and frame
         the retransmission.
 
         @param peerReceived: how far the peer received our stream; must have
             passed L{checkResume}.
+        @param end: frame data only up to this position (the peer's window,
+            see L{migrate._sansio.channels.StreamWindow}); by default all of
+            it, and our FIN if we sent one.
         @return: the pieces to write, and how many data bytes they resend.
         """
         self.acknowledge(peerReceived)
+        self.ackSent = self.received
+        return self.framesBetween(self.acked, self.sent if end is None else end)
+
+    def framesBetween(
+        self, start: int, end: int, withFin: bool = True
+    ) -> tuple[list[bytes], int]:
+        """
+        Frame our buffered data from position C{start} (not before what the
+        peer acknowledged) to C{end} (not past what we sent), then (if
+        C{withFin}) our FIN if C{end} reaches the end of our stream and it
+        is sent.  The frames acknowledge everything received.
+
+        @return: the pieces to write, and how many data bytes they carry.
+        """
         ack = self.received
-        self.ackSent = ack
         out: list[bytes] = []
-        resent = 0
-        first = True
-        step = self.maxPayload
-        for chunk in self._chunks or ():
-            view = memoryview(chunk)[self._skip :] if first else memoryview(chunk)
-            first = False
-            for i in range(0, len(view), step):
-                piece = bytes(view[i : i + step])
-                out.append(_wire.dataHead(ack, len(piece)))
-                out.append(piece)
-                resent += len(piece)
-        if self.finSent and self.acked <= self.sent:
+        first = min(self.acked, self.sent)
+        start = max(start, first)
+        end = min(end, self.sent)
+        carried = 0
+        if start < end:
+            offset = start - first + self._skip
+            remaining = end - start
+            step = self.maxPayload
+            for chunk in self._chunks or ():
+                if offset >= len(chunk):
+                    offset -= len(chunk)
+                    continue
+                view = memoryview(chunk)[offset : offset + remaining]
+                offset = 0
+                for i in range(0, len(view), step):
+                    piece = bytes(view[i : i + step])
+                    out.append(_wire.dataHead(ack, len(piece)))
+                    out.append(piece)
+                    carried += len(piece)
+                remaining -= len(view)
+                if not remaining:
+                    break
+        if withFin and self.finSent and end >= self.sent and self.acked <= self.sent:
             out.append(_wire.encodeFin(ack))
-        return out, resent
+        if out:
+            self.ackSent = ack
+        return out, carried

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Optional
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocol, IProtocolFactory
 
+from .._sansio import wire as _wire
+from .._sansio.channels import StreamWindow
 from .._sansio.stream import ProtocolViolation
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class ChannelRole(SessionState):
 
             table = self.channels = ChannelTable(self.session)
             table.writeBlocked = _CARRIER in self.pauseReasons
+            self._grantZero()
             if self._readPaused and self._held is None:
                 # From now on our paused reader holds its bytes, and the
                 # carrier is read for the other channels.
@@ -110,3 +113,71 @@ class ChannelRole(SessionState):
         if table is not None:
             table.payload(payload)
 
+    # Channel 0's window (see StreamWindow): our first stream's, once the
+    # session has channels.
+
+    def _zeroWindow(self) -> StreamWindow:
+        zero = self._zero
+        if zero is None:
+            zero = self._zero = StreamWindow()
+        return zero
+
+    def _grantZero(self) -> None:
+        """
+        (Reader) the session has channels: grant the peer a window on our
+        first stream (again, on a new carrier: the last grant may have been
+        lost with the old one).
+        """
+        carrier = self.carrier
+        if carrier is None or self.parent is not None or self.engine.finReceived:
+            return
+        zero = self._zeroWindow()
+        limit = zero.firstGrant(self.engine.received, self.options.channelWindow)
+        carrier.transport.write(_wire.encodeChannelWindow(0, limit))
+
+    def _zeroRead(self) -> None:
+        """
+        (Reader) our application read more of the first stream: grant more
+        once half the window is used.
+        """
+        zero = self._zero
+        carrier = self.carrier
+        if zero is None or carrier is None:
+            return
+        limit = zero.nextGrant(self.engine.received, self.options.channelWindow)
+        if limit is not None:
+            carrier.transport.write(_wire.encodeChannelWindow(0, limit))
+
+    def _zeroGranted(self, limit: int) -> None:
+        """
+        (Writer) the peer lets us send our first stream up to C{limit}.
+        """
+        engine = self.engine
+        if self._zeroWindow().grant(
+            limit, engine.sent, engine.finSent and self.finWritten
+        ):
+            self._zeroFlush()
+
+    def _zeroFlush(self) -> None:
+        """
+        (Writer) write what the window now allows of our first stream (and
+        our FIN, once everything before it is written).
+        """
+        zero = self._zero
+        carrier = self.carrier
+        if zero is None or carrier is None or self.parent is not None:
+            return
+        engine = self.engine
+        end = min(zero.limit, engine.sent)
+        withFin = engine.finSent and not zero.finOut and end >= engine.sent
+        if end <= zero.written and not withFin:
+            return
+        pieces, _ = engine.framesBetween(zero.written, end, withFin)
+        zero.written = max(zero.written, end)
+        if withFin:
+            zero.finOut = True
+        if pieces:
+            carrier.transport.writeSequence(pieces)
+            self._watch()
+        if withFin and not self.finWritten:
+            self._finWrittenOut()

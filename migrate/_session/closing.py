@@ -91,7 +91,11 @@ class ClosingRole(SessionState):
         frame = self.finish(self.clock.seconds())
         self._arm()
         carrier = self.carrier
-        if carrier is not None:
+        zero = self._zero
+        if zero is not None and zero.limit:
+            # After everything the peer's window lets out before it.
+            self._zeroFlush()
+        elif carrier is not None:
             carrier.transport.write(frame)
             self._watch()
             self._finWrittenOut()

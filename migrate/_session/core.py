@@ -39,6 +39,7 @@ from ..errors import PeerAborted, SessionExpired
 
 if TYPE_CHECKING:
     from .._channels import ChannelTable
+    from .._sansio.channels import StreamWindow
     from .._transport import MigrateTransport
     from .state import AnyCarrier
 
@@ -163,6 +164,7 @@ class Session(
         "channelAdmission",
         "_timer",
         "_timerAt",
+        "_zero",
         "__weakref__",
     )
 
@@ -233,6 +235,7 @@ class Session(
         self.timers: IReactorTime = clock
         self._inReading = False
         self._timer: IDelayedCall | None = None
+        self._zero: Optional[StreamWindow] = None
         self._timerAt: Optional[float] = None
         self._liveCall: IDelayedCall | None = None
         self._unansweredPings = 0
@@ -466,7 +469,17 @@ class Session(
             self.detachedSince = None
             carrier.retire("session closed", waitForPeer=True, patient=True)
             return
-        frames, resent = self.engine.resumeFrames(peerReceived)
+        engine = self.engine
+        zero = self._zero
+        if zero is not None and zero.limit:
+            # Our first stream goes only as far as the peer's window on it.
+            end = min(zero.limit, engine.sent)
+            frames, resent = engine.resumeFrames(peerReceived, end)
+            finOut = engine.finSent and end >= engine.sent
+            zero.newCarrier(engine.acked, end, finOut)
+        else:
+            frames, resent = engine.resumeFrames(peerReceived)
+            finOut = engine.finSent
         self.retransmitted += resent
         self.state = State.ATTACHED
         self.detachedSince = None
@@ -475,7 +488,7 @@ class Session(
             carrier.pauseReading()
         if frames:
             carrier.transport.writeSequence(frames)
-        if self.engine.finSent and not self.finWritten:
+        if finOut and not self.finWritten:
             self._finWrittenOut()
             if self.aborting is not None or self.carrier is not carrier:
                 return
@@ -483,6 +496,7 @@ class Session(
             self._startLiveness()
             self._sendAdvert()
             if self.channels is not None:
+                self._grantZero()
                 self.channels.carrierAttached()
         if wasDetached:
             self._resumeFor(_DETACHED)
@@ -698,6 +712,8 @@ class Session(
             elif parent.channels is not None:
                 # One timer for the acknowledgements of all the channels.
                 parent.channels.ackSoon(self)
+        if self._zero is not None:
+            self._zeroRead()
         if self.closeRequested:
             if self.dataAfterClose():
                 self._resetAfterClose()
@@ -758,6 +774,11 @@ class Session(
             if self.parent is not None:
                 raise ProtocolViolation("channel frame inside a channel")
             self._heard += 1
+            if frameType == _wire.CHANNEL_WINDOW:
+                channel, limit = _wire.decodeChannelWindow(body)
+                if channel == 0:
+                    self._zeroGranted(limit)
+                    return
             self.channelTable().controlFrame(frameType, body)
         elif frameType == _wire.ABORT:
             reason = body.decode("utf-8", "replace")

@@ -157,14 +157,26 @@ class ProducerRole(SessionState):
                 self._depth -= 1
             return
         carrier = self.carrier
-        if n <= self._smallWrite:
+        zero = self._zero
+        if zero is not None and zero.limit and not zero.fits(engine.sent, engine.sent + n):
+            # Past the peer's window on our first stream (a session with
+            # channels): buffered now, framed when the window opens.
+            ackSent = engine.ackSent
+            engine.send(data)
+            engine.ackSent = ackSent
+            self._zeroFlush()
+        elif n <= self._smallWrite:
             frame = engine.sendSmall(data)
             if carrier is not None:
                 carrier.transport.write(frame)
+                if zero is not None:
+                    zero.written = engine.sent
         else:
             frames = engine.send(data)
             if carrier is not None:
                 carrier.transport.writeSequence(frames)
+                if zero is not None:
+                    zero.written = engine.sent
         if not self._watching:
             self._watch()
         if engine.sent - engine.acked > self.highWater:

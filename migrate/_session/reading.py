@@ -70,11 +70,14 @@ class ReadingRole(SessionState):
         held.append(item)
         self._heldBytes += size
         carrier = self.carrier
-        if (
-            self._heldBytes > self.options.channelWindow
-            and carrier is not None
-            and not self._heldPausedCarrier
-        ):
+        zero = self._zero
+        if zero is not None and zero.granted:
+            # The peer keeps to our window on this stream: only what it sent
+            # before it heard of it can go past.
+            over = zero.overrun(self.engine.received + self._heldBytes)
+        else:
+            over = self._heldBytes > self.options.channelWindow
+        if over and carrier is not None and not self._heldPausedCarrier:
             self._heldPausedCarrier = True
             carrier.pauseReading()
 
